@@ -1,0 +1,288 @@
+"""The shared estimator layer: parameters, data validation, fit/predict drivers.
+
+Public methods validate, then hand clean arrays to the training loops in
+``_training.py``, which call the compiled kernels.  Options are turned into
+integer codes here, once per fit.
+"""
+
+import numbers
+import warnings
+from abc import ABCMeta, abstractmethod
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._data import Problem
+from ._kernels import ACTIVATION_CODES, OUTPUT_CODES
+from ._layout import Layout
+from ._training import fit_lbfgs, fit_stochastic, network_output
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+
+
+def check_hidden_layer_sizes(hidden_layer_sizes):
+    """Return ``hidden_layer_sizes`` as a list of positive ints, or raise."""
+    sizes = hidden_layer_sizes
+    if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+        sizes = [sizes]
+    try:
+        sizes = list(sizes)
+    except TypeError:
+        raise TypeError(
+            "hidden_layer_sizes must be an int or a sequence of ints, got "
+            f"{hidden_layer_sizes!r}."
+        ) from None
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+            raise TypeError(
+                f"hidden_layer_sizes must contain integers, got {hidden_layer_sizes!r}."
+            )
+        if s <= 0:
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden_layer_sizes!r}.")
+    return [int(s) for s in sizes]
+
+
+class BaseBP(BaseEstimator, metaclass=ABCMeta):
+    """Base class of BPClassifier and BPRegressor.
+
+    Warning: this class should not be used directly; use the derived classes.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "sigmoid", "tanh", "relu"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "power_t": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_iter_no_change": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            Options(numbers.Real, {np.inf}),
+        ],
+        "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
+    @abstractmethod
+    def __init__(
+        self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+        learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,
+        verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
+        validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun,
+    ):  # fmt: skip
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _validate_input(self, X, y, incremental, reset):
+        """Validate X and y; (re)define the target encoding on a first fit."""
+
+    @abstractmethod
+    def _encode_targets(self, y, dtype):
+        """2-D float targets the network is trained on."""
+
+    @abstractmethod
+    def _decode_targets(self, Y):
+        """Inverse of ``_encode_targets`` (used for validation scores)."""
+
+    @abstractmethod
+    def _output_activation(self):
+        """Name of the output activation for the fitted targets."""
+
+    @abstractmethod
+    def _score_output(self, P, y, sample_weight):
+        """Score of network outputs ``P`` against ``y`` (early stopping)."""
+
+    # ------------------------------------------------------------ parameters
+    def _packed_params(self):
+        """The flat parameter vector, repacked if ``coefs_``/``intercepts_`` were replaced."""
+        w = self._w
+        views = self.coefs_ + self.intercepts_
+        if len(views) != 2 * (self.n_layers_ - 1) or any(v.base is not w for v in views):
+            self._w = self._layout.pack(self.coefs_, self.intercepts_, w.dtype)
+            self._set_views()
+        return self._w
+
+    def _set_views(self):
+        self.coefs_, self.intercepts_ = self._layout.unpack(self._w)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "_w" in state:
+            state["_w"] = self._packed_params()
+            # coefs_/intercepts_ are views of _w: pickle the vector once and
+            # rebuild the views on load.
+            state.pop("coefs_", None)
+            state.pop("intercepts_", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_w" in state:
+            self._set_views()
+
+    # -------------------------------------------------------------------- fit
+    def _initialize(self, layer_units, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._output_activation()
+        self._layout = Layout(layer_units)
+        self._w = self._layout.init_params(self._random_state, self.activation, dtype)
+        self._set_views()
+        self._best_w = self._w.copy()
+        self._loss_ref = None
+        if hasattr(self, "_optimizer"):
+            del self._optimizer
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        self._validate_params()
+        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes)
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        dtype = X.dtype if first_pass else self._w.dtype
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=dtype, ensure_non_negative=True
+            )
+            if not sample_weight.sum() > 0:
+                raise ValueError("sample_weight must have a positive sum; all weights are zero.")
+        Y = self._encode_targets(y, dtype)
+        self.n_outputs_ = Y.shape[1]
+        layer_units = [X.shape[1]] + hidden + [self.n_outputs_]
+
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(layer_units, dtype)
+        else:
+            self._packed_params()
+            if list(self._layout.sizes) != layer_units:
+                raise ValueError(
+                    "warm_start and partial_fit continue the fitted network, whose "
+                    f"layer sizes are {list(self._layout.sizes)}; the parameters and "
+                    f"data now ask for {layer_units}. Change hidden_layer_sizes back "
+                    "or fit from scratch with warm_start=False."
+                )
+            if self.solver in _STOCHASTIC_SOLVERS and not hasattr(self, "loss_curve_"):
+                # continuing an L-BFGS model with a stochastic solver
+                self.loss_curve_, self._no_improvement_count = [], 0
+                self.best_loss_, self.validation_scores_ = np.inf, None
+                self.best_validation_score_ = None
+        self._hidden_code = ACTIVATION_CODES[self.activation]
+        self._out_code = OUTPUT_CODES[self.out_activation_]
+
+        problem = Problem(X, dtype, Y, sample_weight)
+        if self.solver in _STOCHASTIC_SOLVERS:
+            fit_stochastic(self, problem, incremental, y)
+        else:
+            fit_lbfgs(self, problem)
+        return self
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.  float32 input trains in float32, anything else in
+            float64.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The target values (class labels in classification, real numbers in
+            regression).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                "partial_fit is only available for stochastic optimizers. "
+                f"{self.solver} is not stochastic."
+            )
+        return True
+
+    # ---------------------------------------------------------------- predict
+    def _forward_pass_fast(self, X, check_input=True):
+        """Output-layer activations for X (validated unless ``check_input=False``)."""
+        if check_input:
+            X = validate_data(
+                self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
+                dtype=(np.float64, np.float32), order="C",
+            )  # fmt: skip
+        return network_output(self, Problem(X, self._w.dtype))
+
+    def _check_fitted(self):
+        check_is_fitted(self, "_w")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _warn_if_nonfinite(y_pred):
+    # Defensive: training keeps parameters finite, but an extreme input can
+    # still overflow (e.g. exp output); say so rather than return NaN silently.
+    if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+        warnings.warn(
+            "The network output contains non-finite values for some rows; the "
+            "input is far outside the range seen in training.",
+            RuntimeWarning,
+        )

@@ -1,0 +1,72 @@
+"""What crosses into the compiled core: the data arrays and the work buffers.
+
+Only C-contiguous float32/float64 arrays and int64 index arrays reach a kernel
+(never ``None``, lists or sparse matrix objects).  A dense input travels as the
+2-D ``Xd`` with size-0 CSR arrays; a sparse input as CSR arrays with a size-0
+``Xd``.  Both take the same compiled code path.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class Problem:
+    """Training or prediction data in kernel-ready form.
+
+    Parameters
+    ----------
+    X : ndarray or scipy sparse matrix of shape (n_samples, n_features)
+    dtype : {np.float32, np.float64}
+    Y : ndarray of shape (n_samples, n_outputs), optional
+    sample_weight : ndarray of shape (n_samples,), optional
+        ``None`` means unit weights.
+    """
+
+    def __init__(self, X, dtype, Y=None, sample_weight=None):
+        self.dtype = np.dtype(dtype)
+        self.n_rows, self.n_features = X.shape
+        self.sparse = sp.issparse(X)
+        if self.sparse:
+            X = sp.csr_matrix(X)
+            self.Xd = np.empty((0, 0), dtype=dtype)
+            self.Xdat = np.ascontiguousarray(X.data, dtype=dtype)
+            self.Xind = np.ascontiguousarray(X.indices, dtype=np.int64)
+            self.Xptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
+        else:
+            self.Xd = np.ascontiguousarray(X, dtype=dtype)
+            self.Xdat = np.empty(0, dtype=dtype)
+            self.Xind = np.empty(0, dtype=np.int64)
+            self.Xptr = np.empty(0, dtype=np.int64)
+        self.X = X
+        if Y is not None:
+            self.Y = np.ascontiguousarray(Y, dtype=dtype)
+            if sample_weight is None:
+                self.sw = np.ones(self.n_rows, dtype=dtype)
+            else:
+                self.sw = np.ascontiguousarray(sample_weight, dtype=dtype)
+
+    def x_arrays(self):
+        """The four input arrays and the sparse flag, in kernel argument order."""
+        return self.Xd, self.Xdat, self.Xind, self.Xptr, self.sparse
+
+
+class Workspace:
+    """Work buffers for batches of up to ``batch_rows`` rows.
+
+    Parameters
+    ----------
+    layout : skbp._layout.Layout
+    batch_rows : int
+    dtype : numpy dtype
+    sparse : bool
+        A CSR input needs no dense gather buffer for the first layer.
+    """
+
+    def __init__(self, layout, batch_rows, dtype, sparse):
+        n_in = 0 if sparse else int(layout.sizes[0])
+        self.batch_rows = int(batch_rows)
+        self.X0 = np.empty(self.batch_rows * n_in, dtype=dtype)
+        self.acts = np.empty(self.batch_rows * layout.act_width, dtype=dtype)
+        self.deltas = np.empty(self.batch_rows * layout.act_width, dtype=dtype)
+        self.grad = np.empty(layout.n_params, dtype=dtype)
+        self.gtmp = np.empty(layout.max_coef, dtype=dtype)

@@ -1,0 +1,485 @@
+"""The public estimators: BPClassifier and BPRegressor."""
+
+import numpy as np
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.validation import column_or_1d, validate_data
+
+from ._base import BaseBP, _warn_if_nonfinite
+
+_COMMON_PARAMS = """
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The ith element is the number of neurons in the ith hidden layer.
+        An empty tuple gives a network without hidden layers (a generalised
+        linear model).
+
+    activation : {'identity', 'logistic', 'sigmoid', 'tanh', 'relu'}, \
+default='relu'
+        Activation function of the hidden layers: ``identity`` f(x) = x,
+        ``logistic`` (alias ``sigmoid``) f(x) = 1 / (1 + exp(-x)),
+        ``tanh`` f(x) = tanh(x), ``relu`` f(x) = max(0, x).
+
+    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+        Weight optimisation: scipy's L-BFGS-B on the compiled full-batch loss
+        and gradient; mini-batch stochastic gradient descent with momentum
+        (``momentum``, ``nesterovs_momentum``); or Adam.
+
+    alpha : float, default=0.0001
+        Strength of the L2 penalty ``alpha / 2 * ||W||^2`` (weights only,
+        divided by the sum of sample weights of the batch).
+
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size of the stochastic solvers; 'auto' is
+        ``min(200, n_samples)``.  1 is pure stochastic gradient descent.
+        Ignored by 'lbfgs'.
+
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        Learning-rate schedule of ``solver='sgd'``: constant; ``invscaling``
+        ``learning_rate_init / (t + 1) ** power_t`` after each epoch (``t`` the
+        number of samples seen); ``adaptive`` divides the rate by 5 whenever
+        ``n_iter_no_change`` epochs fail to improve by ``tol``.
+
+    learning_rate_init : float, default=0.001
+        Initial step size of 'sgd' and 'adam'.
+
+    power_t : float, default=0.5
+        Exponent of the 'invscaling' schedule.
+
+    max_iter : int, default=200
+        Maximum number of epochs (stochastic solvers) or iterations (lbfgs).
+
+    shuffle : bool, default=True
+        Shuffle the rows before each epoch (stochastic solvers).
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation (the same draws as scikit-learn's MLP),
+        the validation split of early stopping, and the shuffling.  An int
+        gives bit-identical weights on every fit.
+
+    tol : float, default=1e-4
+        Improvement below ``tol`` for ``n_iter_no_change`` epochs stops
+        training (or adapts the learning rate); the gradient tolerance of lbfgs.
+
+    verbose : bool, default=False
+        Print the loss after every epoch.
+
+    warm_start : bool, default=False
+        Continue from the previous solution on the next ``fit``.
+
+    momentum : float, default=0.9
+        Momentum of 'sgd', in [0, 1].
+
+    nesterovs_momentum : bool, default=True
+        Use Nesterov's momentum with 'sgd' and ``momentum > 0``.
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training rows (stratified for
+        single-output classification) and stop when the validation score has
+        not improved by ``tol`` for ``n_iter_no_change`` epochs; the best
+        weights are restored.  Stochastic solvers only.
+
+    validation_fraction : float, default=0.1
+        Fraction of rows held out for early stopping, in [0, 1).
+
+    beta_1 : float, default=0.9
+        Adam's decay rate of the first-moment estimate, in [0, 1).
+
+    beta_2 : float, default=0.999
+        Adam's decay rate of the second-moment estimate, in [0, 1).
+
+    epsilon : float, default=1e-8
+        Adam's numerical-stability constant.
+
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` before stopping.
+
+    max_fun : int, default=15000
+        Maximum number of loss evaluations of lbfgs."""
+
+_COMMON_ATTRIBUTES = """
+    loss_ : float
+        The loss of the last epoch (stochastic solvers: the mean of the
+        mini-batch losses) or of the final L-BFGS iterate.
+
+    best_loss_ : float or None
+        The lowest training loss seen; None when early stopping is on.
+
+    loss_curve_ : list of float
+        The loss after every epoch (every iteration for lbfgs).
+
+    validation_scores_ : list of float or None
+        The validation score after every epoch with ``early_stopping=True``.
+
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``.
+
+    t_ : int
+        Number of training samples seen by the stochastic solver.
+
+    coefs_ : list of ndarray of shape (n_layers - 1,)
+        Weight matrices, ``coefs_[i]`` of shape ``(units[i], units[i + 1])``.
+        They are views of one flat parameter vector: change them in place.
+
+    intercepts_ : list of ndarray of shape (n_layers - 1,)
+        Bias vectors, ``intercepts_[i]`` of shape ``(units[i + 1],)``.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    n_iter_ : int
+        Number of epochs (or L-BFGS iterations) run by the last fit.
+
+    n_layers_ : int
+        Number of layers, input and output included.
+
+    n_outputs_ : int
+        Number of output units.
+
+    out_activation_ : str
+        Name of the output activation."""
+
+_DIFFERENCES = """
+    Differences from scikit-learn's MLP, all deliberate:
+
+    * A fit that diverges (the loss becomes inf/NaN or grows more than 1e4
+      times above where it started) stops with a
+      :class:`skbp.exceptions.DivergenceWarning` naming ``learning_rate_init``
+      and keeps the last finite parameters with the lowest loss, so ``predict``
+      never returns NaN.  scikit-learn keeps training to overflow.
+    * ``loss_curve_`` and ``best_loss_`` are set for 'lbfgs' too.
+    * The half squared error of a multi-output regression is summed over the
+      outputs (the quantity whose gradient is trained on); scikit-learn reports
+      it averaged over outputs while training on the summed gradient.
+    * The first layer of a sparse input is computed from its non-zeros, and
+      float32 input keeps float32 parameters, buffers and outputs."""
+
+
+class BPClassifier(ClassifierMixin, BaseBP):
+    __doc__ = f"""Multilayer feed-forward network classifier trained by backpropagation.
+
+    A drop-in superset of :class:`sklearn.neural_network.MLPClassifier`: same
+    parameters, defaults and fitted attributes, with the forward pass, the
+    cross-entropy loss, the backward pass and whole epochs of optimizer updates
+    compiled with Numba.  Binary, multiclass and multilabel targets; string
+    labels; sample weights; dense or sparse input.
+
+    Parameters
+    ----------{_COMMON_PARAMS}
+
+    Attributes
+    ----------
+    classes_ : ndarray or list of ndarray
+        Class labels of each output.{_COMMON_ATTRIBUTES}
+
+    See Also
+    --------
+    BPRegressor : The regressor.
+    sklearn.neural_network.MLPClassifier : The scikit-learn estimator this extends.
+
+    Notes
+    -----{_DIFFERENCES}
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skbp import BPClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = make_pipeline(StandardScaler(), BPClassifier(hidden_layer_sizes=(16,),
+    ...                     max_iter=500, random_state=0)).fit(X, y)
+    >>> clf.predict(X[:3])
+    array([0, 0, 0])
+    >>> bool(clf.score(X, y) > 0.95)
+    True
+    """
+
+    def __init__(
+        self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+        alpha=0.0001, batch_size="auto", learning_rate="constant",
+        learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+        random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+        nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+        beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+    ):  # fmt: skip
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            loss="log_loss", shuffle=shuffle, random_state=random_state, tol=tol,
+            verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+        )  # fmt: skip
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc", "coo"], multi_output=True,
+            dtype=(np.float64, np.float32), order="C", reset=reset,
+        )  # fmt: skip
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as "
+                        f"in the previous call to fit. Previously got {self.classes_}, "
+                        f"`y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                    f"{self.classes_}. 'y' has {classes}."
+                )
+        return X, y
+
+    def _encode_targets(self, y, dtype):
+        return self._label_binarizer.transform(y).astype(dtype)
+
+    def _decode_targets(self, Y):
+        return self._label_binarizer.inverse_transform(Y[:, 0] if Y.shape[1] == 1 else Y)
+
+    def _output_activation(self):
+        if self._label_binarizer.y_type_ == "multiclass":
+            return "softmax"
+        return "logistic"
+
+    def _labels_from_output(self, P):
+        if self.n_outputs_ == 1:
+            P = P.ravel()
+        return self._label_binarizer.inverse_transform(P)
+
+    def _score_output(self, P, y, sample_weight):
+        if not np.isfinite(P).all():
+            return np.nan
+        return accuracy_score(y, self._labels_from_output(P), sample_weight=sample_weight)
+
+    def predict(self, X):
+        """Predict using the trained network.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The predicted classes.
+        """
+        self._check_fitted()
+        return self._labels_from_output(self._forward_pass_fast(X))
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Update the model with one epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,)
+            The target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+        classes : array of shape (n_classes,), default=None
+            Classes across all calls to partial_fit; required on the first call.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        self._validate_params()
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict_proba(self, X):
+        """Probability estimates.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y_prob : ndarray of shape (n_samples, n_classes)
+            Probability of each class, in the order of ``classes_``.
+        """
+        self._check_fitted()
+        y_pred = self._forward_pass_fast(X)
+        _warn_if_nonfinite(y_pred)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def predict_log_proba(self, X):
+        """Logarithm of the probability estimates.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        log_y_prob : ndarray of shape (n_samples, n_classes)
+            ``log(predict_proba(X))``.
+        """
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class BPRegressor(RegressorMixin, BaseBP):
+    __doc__ = f"""Multilayer feed-forward network regressor trained by backpropagation.
+
+    A drop-in superset of :class:`sklearn.neural_network.MLPRegressor`: same
+    parameters, defaults and fitted attributes, with the training core compiled
+    with Numba.  Single- and multi-output targets; sample weights; dense or
+    sparse input.
+
+    Parameters
+    ----------
+    loss : {{'squared_error', 'poisson'}}, default='squared_error'
+        Half squared error with an identity output, or half Poisson deviance
+        with an exponential output (log link; requires ``y >= 0``).
+{_COMMON_PARAMS}
+
+    Attributes
+    ----------{_COMMON_ATTRIBUTES}
+
+    See Also
+    --------
+    BPClassifier : The classifier.
+    sklearn.neural_network.MLPRegressor : The scikit-learn estimator this extends.
+
+    Notes
+    -----{_DIFFERENCES}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbp import BPRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(-1, 1, size=(300, 2))
+    >>> y = X[:, 0] - 2 * X[:, 1]
+    >>> reg = BPRegressor(hidden_layer_sizes=(16,), solver="lbfgs",
+    ...                   random_state=0).fit(X, y)
+    >>> bool(reg.score(X, y) > 0.99)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseBP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(
+        self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+        solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+        learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+        random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+        nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+        beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+    ):  # fmt: skip
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            loss=loss, shuffle=shuffle, random_state=random_state, tol=tol,
+            verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+        )  # fmt: skip
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc", "coo"], multi_output=True,
+            y_numeric=True, dtype=(np.float64, np.float32), order="C", reset=reset,
+        )  # fmt: skip
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(
+                "Some value(s) of y are negative which is not allowed for loss='poisson'."
+            )
+        return X, y
+
+    def _encode_targets(self, y, dtype):
+        return np.asarray(y, dtype=dtype).reshape(y.shape[0], -1)
+
+    def _decode_targets(self, Y):
+        return Y.ravel() if Y.shape[1] == 1 else Y
+
+    def _output_activation(self):
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _score_output(self, P, y, sample_weight):
+        if not np.isfinite(P).all():
+            return np.nan
+        return r2_score(y, self._decode_targets(P), sample_weight=sample_weight)
+
+    def predict(self, X):
+        """Predict using the trained network.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predicted values.
+        """
+        self._check_fitted()
+        y_pred = self._forward_pass_fast(X)
+        _warn_if_nonfinite(y_pred)
+        return self._decode_targets(y_pred)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the model with one epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)

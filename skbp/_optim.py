@@ -1,0 +1,72 @@
+"""Optimizers as element-wise updates over the flat parameter vector.
+
+Same update rules as scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer``:
+
+* SGD with momentum: ``v = momentum * v - lr * g``; the step is ``v``, or for
+  Nesterov's momentum ``momentum * v - lr * g`` (the look-ahead form).
+* Adam: ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2`` and the step
+  ``-lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``.
+
+The optimizer state (velocity or moments, Adam's step count) lives in arrays the
+estimator owns, so ``partial_fit`` continues exactly where the last call stopped.
+"""
+
+import numpy as np
+from numba import njit
+
+from ._jit import JIT_OPTIONS
+
+SOLVER_SGD, SOLVER_ADAM = 0, 1
+SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
+
+
+@njit(**JIT_OPTIONS)
+def sgd_step(w, grad, velocity, lr, momentum, nesterov):
+    for k in range(w.shape[0]):
+        v = momentum * velocity[k] - lr * grad[k]
+        velocity[k] = v
+        if nesterov:
+            w[k] += momentum * v - lr * grad[k]
+        else:
+            w[k] += v
+
+
+@njit(**JIT_OPTIONS)
+def adam_step(w, grad, m, v, t, lr, beta_1, beta_2, epsilon):
+    """One Adam update; ``t`` is the step number after this update (1-based)."""
+    lr_t = lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
+    for k in range(w.shape[0]):
+        g = grad[k]
+        mk = beta_1 * m[k] + (1.0 - beta_1) * g
+        vk = beta_2 * v[k] + (1.0 - beta_2) * g * g
+        m[k] = mk
+        v[k] = vk
+        w[k] -= lr_t * mk / (np.sqrt(vk) + epsilon)
+
+
+class OptimizerState:
+    """Arrays and counters of a stochastic optimizer; owned by the estimator.
+
+    Parameters
+    ----------
+    solver : {"sgd", "adam"}
+    n_params : int
+    dtype : numpy dtype
+    learning_rate_init : float
+    """
+
+    def __init__(self, solver, n_params, dtype, learning_rate_init):
+        self.code = SOLVER_CODES[solver]
+        self.learning_rate = float(learning_rate_init)
+        # SGD's velocity or Adam's first moment.
+        self.m = np.zeros(n_params, dtype=dtype)
+        # Adam's second moment (size 0 for SGD: unused branches get empty arrays).
+        self.v = np.zeros(n_params if solver == "adam" else 0, dtype=dtype)
+        # Adam's step count, an array so that compiled code can advance it.
+        self.t = np.zeros(1, dtype=np.int64)
+
+    def astype(self, dtype):
+        """Return the state with its arrays in ``dtype`` (warm start on new data)."""
+        self.m = self.m.astype(dtype, copy=False)
+        self.v = self.v.astype(dtype, copy=False)
+        return self

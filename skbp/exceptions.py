@@ -1,0 +1,13 @@
+"""Warnings raised by skbp."""
+
+from sklearn.exceptions import ConvergenceWarning
+
+
+class DivergenceWarning(ConvergenceWarning):
+    """The training loss became non-finite or grew by orders of magnitude.
+
+    The fit stops, keeps the last parameters that gave a finite loss, and the
+    message suggests a smaller ``learning_rate_init``.  Subclasses
+    :class:`sklearn.exceptions.ConvergenceWarning`, so code that already filters
+    scikit-learn's convergence warnings keeps working.
+    """
