@@ -147,7 +147,8 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         self.coefs_, self.intercepts_ = self._layout.unpack(self._w)
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # BaseEstimator may return the instance __dict__ itself: never mutate it.
+        state = dict(super().__getstate__())
         if "_w" in state:
             state["_w"] = self._packed_params()
             # coefs_/intercepts_ are views of _w: pickle the vector once and

@@ -329,6 +329,12 @@ class BPClassifier(ClassifierMixin, BaseBP):
         self._check_fitted()
         y_pred = self._forward_pass_fast(X)
         _warn_if_nonfinite(y_pred)
+        if self.out_activation_ == "logistic":
+            # A saturated sigmoid rounds to exactly 0 or 1; clip to the range the
+            # loss uses, so probabilities stay strictly inside (0, 1) and
+            # predict_log_proba stays finite.
+            eps = np.finfo(y_pred.dtype).eps
+            np.clip(y_pred, eps, 1 - eps, out=y_pred)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
             return np.vstack([1 - y_pred, y_pred]).T

@@ -1,0 +1,64 @@
+"""Time of a first fit in a fresh process, with a cold and with a warm Numba cache.
+
+Each measurement runs a new Python process that imports skbp and fits once
+(import included), with ``NUMBA_CACHE_DIR`` pointing at a fresh directory
+(cold: every kernel is compiled) or at the directory the cold run filled (warm:
+kernels are loaded from disk).  scikit-learn's MLP is timed the same way for
+reference.
+
+    python benchmarks/first_fit.py
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import json, sys, time, warnings
+t0 = time.perf_counter()
+import numpy as np
+from sklearn.datasets import load_digits
+kind, dtype, solver = sys.argv[1], sys.argv[2], sys.argv[3]
+if kind == "skbp":
+    from skbp import BPClassifier as Est
+else:
+    from sklearn.neural_network import MLPClassifier as Est
+t_import = time.perf_counter() - t0
+X, y = load_digits(return_X_y=True)
+X = (X / 16).astype(dtype)
+warnings.simplefilter("ignore")
+t1 = time.perf_counter()
+Est(solver=solver, max_iter=5, random_state=0).fit(X, y)
+t_fit = time.perf_counter() - t1
+print(json.dumps({"import": t_import, "fit": t_fit, "total": time.perf_counter() - t0}))
+"""
+
+
+def run(kind, dtype, solver, cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, dtype, solver],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores")
+    print(f"{'configuration':<34}{'cache':>6}{'import s':>10}{'fit s':>8}{'total s':>9}")
+    for dtype, solver in [("float64", "adam"), ("float32", "adam"), ("float64", "lbfgs")]:
+        with tempfile.TemporaryDirectory() as cache:
+            for label in ("cold", "warm"):
+                r = run("skbp", dtype, solver, cache)
+                name = f"skbp BPClassifier {solver} {dtype}"
+                print(f"{name:<34}{label:>6}{r['import']:>10.2f}{r['fit']:>8.2f}{r['total']:>9.2f}")
+    r = run("sklearn", "float64", "adam", tempfile.gettempdir())
+    name = "sklearn MLPClassifier adam float64"
+    print(f"{name:<34}{'-':>6}{r['import']:>10.2f}{r['fit']:>8.2f}{r['total']:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,579 @@
+"""skbp against an independent plain-NumPy MLP, hand-worked updates and scikit-learn.
+
+The reference below is written from scikit-learn's formulas, not from skbp's
+kernels: loss = weighted mean over rows of the data loss (summed over outputs)
++ 0.5 * alpha * sum(W**2) / sum(sw); output delta = (p - y) * sw.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import expit, softmax, xlogy
+from sklearn.datasets import load_iris, make_classification, make_multilabel_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+
+from skbp import BPClassifier, BPRegressor
+from skbp._data import Problem, Workspace
+from skbp._kernels import ACTIVATION_CODES, OUTPUT_CODES, full_loss_grad
+from skbp._layout import Layout
+from skbp._optim import adam_step, sgd_step
+from skbp._training import network_output
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+# ----------------------------------------------------------------------------
+# The NumPy reference network
+# ----------------------------------------------------------------------------
+
+
+def ref_hidden(z, activation):
+    if activation == "identity":
+        return z
+    if activation == "logistic":
+        return expit(z)
+    if activation == "tanh":
+        return np.tanh(z)
+    return np.maximum(z, 0.0)
+
+
+def ref_hidden_derivative(a, activation):
+    """f'(z) written in terms of a = f(z)."""
+    if activation == "identity":
+        return np.ones_like(a)
+    if activation == "logistic":
+        return a * (1.0 - a)
+    if activation == "tanh":
+        return 1.0 - a**2
+    return (a > 0).astype(a.dtype)
+
+
+def ref_output(z, out):
+    if out == "identity":
+        return z
+    if out == "logistic":
+        return expit(z)
+    if out == "softmax":
+        return softmax(z, axis=1)
+    return np.exp(z)
+
+
+def ref_forward(X, coefs, intercepts, activation, out):
+    """All layer activations, input included."""
+    acts = [np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)]
+    for i, (W, b) in enumerate(zip(coefs, intercepts)):
+        z = acts[-1] @ W + b
+        last = i == len(coefs) - 1
+        acts.append(ref_output(z, out) if last else ref_hidden(z, activation))
+    return acts
+
+
+def ref_row_loss(Y, P, out):
+    """Data loss of each row, summed over the outputs."""
+    eps = np.finfo(P.dtype).eps
+    if out == "identity":
+        return 0.5 * np.sum((P - Y) ** 2, axis=1)
+    if out == "logistic":
+        Pc = np.clip(P, eps, 1 - eps)
+        return -np.sum(xlogy(Y, Pc) + xlogy(1 - Y, 1 - Pc), axis=1)
+    if out == "softmax":
+        return -np.sum(xlogy(Y, np.clip(P, eps, 1 - eps)), axis=1)
+    return np.sum(xlogy(Y, Y / P) - Y + P, axis=1)
+
+
+def ref_loss_grad(X, Y, sw, coefs, intercepts, alpha, activation, out):
+    """Loss and gradient, packed like scikit-learn's ``_pack`` (all W, then all b)."""
+    acts = ref_forward(X, coefs, intercepts, activation, out)
+    sw_sum = sw.sum()
+    penalty = 0.5 * alpha * sum(np.sum(W**2) for W in coefs) / sw_sum
+    loss = np.sum(sw * ref_row_loss(Y, acts[-1], out)) / sw_sum + penalty
+    delta = (acts[-1] - Y) * sw[:, None]
+    gW, gb = [None] * len(coefs), [None] * len(coefs)
+    for layer in range(len(coefs) - 1, -1, -1):
+        gW[layer] = (acts[layer].T @ delta + alpha * coefs[layer]) / sw_sum
+        gb[layer] = delta.sum(axis=0) / sw_sum
+        if layer > 0:
+            delta = (delta @ coefs[layer].T) * ref_hidden_derivative(acts[layer], activation)
+    grad = np.concatenate([g.ravel() for g in gW] + [g.ravel() for g in gb])
+    return loss, grad
+
+
+def random_params(units, rng, scale=1.0):
+    coefs = [rng.uniform(-1, 1, (a, b)) * scale for a, b in zip(units[:-1], units[1:])]
+    intercepts = [rng.uniform(-1, 1, b) * scale for b in units[1:]]
+    return coefs, intercepts
+
+
+def set_params(est, coefs, intercepts):
+    """Write parameters in place (coefs_/intercepts_ are views of the flat vector)."""
+    for dst, src in zip(est.coefs_, coefs):
+        dst[...] = src
+    for dst, src in zip(est.intercepts_, intercepts):
+        dst[...] = src
+
+
+# ----------------------------------------------------------------------------
+# Forward pass
+# ----------------------------------------------------------------------------
+
+ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_predict_matches_reference_forward(activation, sparse):
+    # 300 rows: more than one prediction chunk (256 rows)
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 4))
+    X[rng.uniform(size=X.shape) < 0.3] = 0.0
+    Xin = sp.csr_matrix(X) if sparse else X
+    y_multi = rng.randint(3, size=300)
+    y_bin = rng.randint(2, size=300)
+    y_lab = (rng.uniform(size=(300, 3)) < 0.5).astype(int)
+    y_reg = rng.normal(size=(300, 2))
+    y_pois = rng.poisson(2.0, size=300).astype(float)
+    cases = [
+        (BPClassifier, y_multi, "softmax"),
+        (BPClassifier, y_bin, "logistic"),
+        (BPClassifier, y_lab, "logistic"),
+        (BPRegressor, y_reg, "identity"),
+        (BPRegressor, y_pois, "exp"),
+    ]
+    for cls, y, out in cases:
+        kw = {"loss": "poisson"} if out == "exp" else {}
+        est = cls(hidden_layer_sizes=(5, 3), activation=activation, max_iter=1, **kw)
+        est.fit(Xin, y)
+        assert est.out_activation_ == out
+        coefs, intercepts = random_params([4, 5, 3, est.n_outputs_], rng, scale=0.8)
+        set_params(est, coefs, intercepts)
+        P = ref_forward(X, coefs, intercepts, activation, out)[-1]
+        np.testing.assert_allclose(network_output(est, Problem(Xin, np.float64)), P, rtol=1e-12)
+        if cls is BPClassifier:
+            proba = est.predict_proba(Xin)
+            if est.n_outputs_ == 1:
+                np.testing.assert_allclose(proba, np.hstack([1 - P, P]), rtol=1e-12)
+                np.testing.assert_array_equal(est.predict(Xin), (P[:, 0] > 0.5).astype(int))
+            else:
+                np.testing.assert_allclose(proba, P, rtol=1e-12)
+                if y.ndim == 1:
+                    np.testing.assert_array_equal(est.predict(Xin), P.argmax(axis=1))
+                else:
+                    np.testing.assert_array_equal(est.predict(Xin), (P > 0.5).astype(int))
+            np.testing.assert_allclose(est.predict_log_proba(Xin), np.log(proba), rtol=1e-12)
+        else:
+            expected = P[:, 0] if est.n_outputs_ == 1 else P
+            np.testing.assert_allclose(est.predict(Xin), expected, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------
+# Loss and gradient
+# ----------------------------------------------------------------------------
+
+OUT_CASES = [("identity", 2), ("logistic", 1), ("logistic", 3), ("softmax", 3), ("exp", 2)]
+
+
+def _targets(out, n_out, rng, n):
+    if out == "identity":
+        return rng.normal(size=(n, n_out))
+    if out == "logistic":
+        return (rng.uniform(size=(n, n_out)) < 0.5).astype(float)
+    if out == "softmax":
+        return np.eye(n_out)[rng.randint(n_out, size=n)]
+    return rng.poisson(1.0, size=(n, n_out)).astype(float)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("out,n_out", OUT_CASES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_full_loss_grad_matches_reference(activation, out, n_out, sparse):
+    rng = np.random.RandomState(42)
+    n, units = 37, [6, 5, 4, n_out]
+    X = rng.normal(size=(n, units[0]))
+    X[rng.uniform(size=X.shape) < 0.3] = 0.0
+    Y = _targets(out, n_out, rng, n)
+    sw = rng.uniform(0.1, 2.0, size=n)
+    coefs, intercepts = random_params(units, rng, scale=0.4 if out == "exp" else 1.0)
+    alpha = 0.7
+    layout = Layout(units)
+    w = layout.pack(coefs, intercepts, np.float64)
+    problem = Problem(sp.csr_matrix(X) if sparse else X, np.float64, Y, sw)
+    chunk = 10
+    ws = Workspace(layout, chunk, np.float64, problem.sparse)
+    loss = full_loss_grad(
+        *problem.x_arrays(), problem.Y, problem.sw, w, layout.sizes, layout.coef_off,
+        layout.int_off, layout.act_off, layout.n_coef_params, ACTIVATION_CODES[activation],
+        OUTPUT_CODES[out], alpha, chunk, ws.X0, ws.acts, ws.deltas, ws.grad, ws.gtmp,
+    )  # fmt: skip
+    ref_loss, ref_grad = ref_loss_grad(X, Y, sw, coefs, intercepts, alpha, activation, out)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    np.testing.assert_allclose(ws.grad, ref_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_layout_packs_like_sklearn():
+    from sklearn.neural_network._multilayer_perceptron import _pack
+
+    rng = np.random.RandomState(0)
+    units = [3, 4, 2, 5]
+    coefs, intercepts = random_params(units, rng)
+    layout = Layout(units)
+    w = layout.pack(coefs, intercepts, np.float64)
+    np.testing.assert_array_equal(w, _pack(coefs, intercepts))
+    c2, b2 = layout.unpack(w)
+    for a, b in zip(c2 + b2, coefs + intercepts):
+        np.testing.assert_array_equal(a, b)
+        assert a.base is w
+    assert layout.n_params == w.size
+
+
+@pytest.mark.parametrize("activation", ["relu", "logistic", "tanh", "identity"])
+def test_init_params_identical_to_sklearn(activation):
+    X, y = make_classification(n_samples=40, n_features=6, n_classes=3, n_informative=4,
+                               random_state=0)  # fmt: skip
+    kw = dict(hidden_layer_sizes=(7, 5), activation=activation, random_state=3, max_iter=1,
+              solver="sgd", learning_rate_init=1e-300)  # fmt: skip
+    # a step of 1e-300 leaves the initial weights as they were drawn
+    sk = MLPClassifier(**kw).fit(X, y)
+    ours = BPClassifier(**kw).fit(X, y)
+    from sklearn.neural_network._multilayer_perceptron import _pack
+
+    sk_w = _pack(sk.coefs_, sk.intercepts_)
+    w = Layout([6, 7, 5, 3]).init_params(np.random.RandomState(3), activation, np.float64)
+    np.testing.assert_array_equal(w, sk_w)
+    np.testing.assert_array_equal(ours._packed_params(), sk_w)
+
+
+# ----------------------------------------------------------------------------
+# One SGD and one Adam step worked out by hand
+# ----------------------------------------------------------------------------
+#
+# Network 2 -> 2 (relu) -> 1 (identity), two rows, full batch, alpha = 0:
+#   X = [[1, 2], [0, 1]], y = [1, 0]
+#   W1 = [[0.1, -0.2], [0.3, 0.4]], b1 = [0.0, -0.45], W2 = [[0.5], [-0.5]], b2 = [0.2]
+# Row 1: z1 = [0.7, 0.15] -> h = [0.7, 0.15]; p = 0.35 - 0.075 + 0.2 = 0.475; d = -0.525
+# Row 2: z1 = [0.3, -0.05] -> h = [0.3, 0.0];  p = 0.15 + 0.0 + 0.2 = 0.35;  d = 0.35
+# loss = 0.5 * (0.525**2 + 0.35**2) / 2 = 0.09953125
+# gW2 = [0.7*-0.525 + 0.3*0.35, 0.15*-0.525] / 2 = [-0.13125, -0.039375];  gb2 = -0.0875
+# hidden deltas: row 1 [-0.2625, 0.2625]; row 2 [0.175, 0.0] (second unit inactive)
+# gW1 = [[-0.13125, 0.13125], [-0.175, 0.2625]];  gb1 = [-0.04375, 0.13125]
+
+HAND_X = np.array([[1.0, 2.0], [0.0, 1.0]])
+HAND_Y = np.array([1.0, 0.0])
+HAND_COEFS = [np.array([[0.1, -0.2], [0.3, 0.4]]), np.array([[0.5], [-0.5]])]
+HAND_INTERCEPTS = [np.array([0.0, -0.45]), np.array([0.2])]
+HAND_LOSS = 0.09953125
+HAND_GRAD_COEFS = [np.array([[-0.13125, 0.13125], [-0.175, 0.2625]]),
+                   np.array([[-0.13125], [-0.039375]])]  # fmt: skip
+HAND_GRAD_INTERCEPTS = [np.array([-0.04375, 0.13125]), np.array([-0.0875])]
+
+
+def _hand_regressor(solver, **kw):
+    return BPRegressor(
+        hidden_layer_sizes=(2,), activation="relu", solver=solver, alpha=0.0,
+        batch_size=2, max_iter=1, shuffle=False, learning_rate_init=0.1, random_state=0,
+        **kw,
+    )  # fmt: skip
+
+
+def test_hand_gradient_matches_reference():
+    loss, grad = ref_loss_grad(HAND_X, HAND_Y[:, None], np.ones(2), HAND_COEFS,
+                               HAND_INTERCEPTS, 0.0, "relu", "identity")  # fmt: skip
+    assert loss == pytest.approx(HAND_LOSS, rel=1e-14)
+    expected = np.concatenate([g.ravel() for g in HAND_GRAD_COEFS + HAND_GRAD_INTERCEPTS])
+    np.testing.assert_allclose(grad, expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("path", ["warm_start", "partial_fit"])
+def test_one_sgd_step_by_hand(path):
+    est = _hand_regressor("sgd", momentum=0.0, warm_start=(path == "warm_start"))
+    if path == "warm_start":
+        est.fit(HAND_X, HAND_Y)
+    else:
+        est.partial_fit(HAND_X, HAND_Y)
+    set_params(est, HAND_COEFS, HAND_INTERCEPTS)
+    if path == "warm_start":
+        est.fit(HAND_X, HAND_Y)
+    else:
+        est.partial_fit(HAND_X, HAND_Y)
+    # W <- W - 0.1 * grad, written out
+    expected_coefs = [np.array([[0.113125, -0.213125], [0.3175, 0.37375]]),
+                      np.array([[0.513125], [-0.4960625]])]  # fmt: skip
+    expected_intercepts = [np.array([0.004375, -0.463125]), np.array([0.20875])]
+    for got, exp in zip(est.coefs_ + est.intercepts_, expected_coefs + expected_intercepts):
+        np.testing.assert_allclose(got, exp, rtol=1e-14, atol=1e-15)
+    # the epoch loss is the loss of the one batch, before its update
+    assert est.loss_ == pytest.approx(HAND_LOSS, rel=1e-14)
+    assert est.loss_curve_[-1] == pytest.approx(HAND_LOSS, rel=1e-14)
+
+
+def _hand_adam_step(param, grad, lr=0.1, beta_1=0.9, beta_2=0.999, eps=1e-8):
+    """First Adam step: m = (1-b1) g, v = (1-b2) g^2, lr_t = lr sqrt(1-b2)/(1-b1)."""
+    m = (1 - beta_1) * grad
+    v = (1 - beta_2) * grad**2
+    lr_t = lr * np.sqrt(1 - beta_2) / (1 - beta_1)
+    return param - lr_t * m / (np.sqrt(v) + eps)
+
+
+def test_one_adam_step_by_hand_estimator():
+    est = _hand_regressor("adam", warm_start=True)
+    est.fit(HAND_X, HAND_Y)
+    set_params(est, HAND_COEFS, HAND_INTERCEPTS)
+    est.fit(HAND_X, HAND_Y)  # warm start: a fresh optimizer, t = 1
+    params = HAND_COEFS + HAND_INTERCEPTS
+    grads = HAND_GRAD_COEFS + HAND_GRAD_INTERCEPTS
+    for got, p, g in zip(est.coefs_ + est.intercepts_, params, grads):
+        np.testing.assert_allclose(got, _hand_adam_step(p, g), rtol=1e-13)
+        # the first Adam step moves every parameter by almost exactly lr against its gradient
+        np.testing.assert_allclose(got, p - 0.1 * np.sign(g), rtol=0, atol=1e-6)
+    assert est.loss_ == pytest.approx(HAND_LOSS, rel=1e-14)
+
+
+def test_one_adam_step_by_hand_kernel():
+    w = np.array([0.5, -1.0, 2.0, 0.0])
+    g = np.array([0.2, -0.4, 0.0, 1e-3])
+    m, v = np.zeros(4), np.zeros(4)
+    adam_step(w, g, m, v, 1, 0.1, 0.9, 0.999, 1e-8)
+    np.testing.assert_allclose(m, [0.02, -0.04, 0.0, 1e-4], rtol=1e-14)
+    np.testing.assert_allclose(v, [0.001 * 0.04, 0.001 * 0.16, 0.0, 0.001 * 1e-6], rtol=1e-12)
+    np.testing.assert_allclose(w, _hand_adam_step(np.array([0.5, -1.0, 2.0, 0.0]), g), rtol=1e-14)
+    assert w[2] == 2.0  # zero gradient: no move
+
+
+def test_adam_kernel_matches_sklearn_optimizer_over_steps():
+    rng = np.random.RandomState(0)
+    shapes = [(3, 4), (4,)]
+    params = [rng.normal(size=s) for s in shapes]
+    sk = AdamOptimizer([p.copy() for p in params], learning_rate_init=0.01, beta_1=0.8,
+                       beta_2=0.99, epsilon=1e-7)  # fmt: skip
+    sk_params = [p.copy() for p in params]
+    w = np.concatenate([p.ravel() for p in params])
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t in range(1, 6):
+        grads = [rng.normal(size=s) for s in shapes]
+        sk.update_params(sk_params, grads)
+        adam_step(w, np.concatenate([g.ravel() for g in grads]), m, v, t, 0.01, 0.8, 0.99, 1e-7)
+    np.testing.assert_allclose(w, np.concatenate([p.ravel() for p in sk_params]), rtol=1e-13)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_kernel_matches_hand_loop(nesterov):
+    rng = np.random.RandomState(1)
+    w0 = rng.normal(size=6)
+    grads = [rng.normal(size=6) for _ in range(4)]
+    lr, momentum = 0.05, 0.9
+    # hand loop, scikit-learn's rule
+    w_ref, vel = w0.copy(), np.zeros(6)
+    for g in grads:
+        vel = momentum * vel - lr * g
+        w_ref = w_ref + (momentum * vel - lr * g if nesterov else vel)
+    # scikit-learn's own optimizer
+    sk_params = [w0.copy()]
+    sk = SGDOptimizer(sk_params, learning_rate_init=lr, momentum=momentum, nesterov=nesterov)
+    w, velocity = w0.copy(), np.zeros(6)
+    for g in grads:
+        sgd_step(w, g, velocity, lr, momentum, nesterov)
+        sk.update_params(sk_params, [g])
+    np.testing.assert_allclose(w, w_ref, rtol=1e-14)
+    np.testing.assert_allclose(velocity, vel, rtol=1e-14)
+    np.testing.assert_allclose(w, sk_params[0], rtol=1e-14)
+
+
+def test_sgd_kernel_first_steps_explicit():
+    # momentum 0.5, lr 0.1, g = 1 then 2, from w = 0:
+    #   plain:    v1 = -0.1, w1 = -0.1; v2 = -0.05 - 0.2 = -0.25, w2 = -0.35
+    #   nesterov: w1 = 0.5 * -0.1 - 0.1 = -0.15; w2 = -0.15 + 0.5 * -0.25 - 0.2 = -0.475
+    for nesterov, expected in [(False, [-0.1, -0.35]), (True, [-0.15, -0.475])]:
+        w, vel = np.zeros(1), np.zeros(1)
+        got = []
+        for g in (1.0, 2.0):
+            sgd_step(w, np.array([g]), vel, 0.1, 0.5, nesterov)
+            got.append(w[0])
+        np.testing.assert_allclose(got, expected, rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------
+# Parity with scikit-learn's MLP
+# ----------------------------------------------------------------------------
+
+
+def _classification_data():
+    X, y = make_classification(n_samples=120, n_features=8, n_informative=5, n_classes=3,
+                               random_state=0)  # fmt: skip
+    return X, y
+
+
+def _regression_data(n_outputs=1):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(110, 6))
+    W = rng.normal(size=(6, n_outputs))
+    y = np.tanh(X @ W) + 0.1 * rng.normal(size=(110, n_outputs))
+    return X, (y[:, 0] if n_outputs == 1 else y)
+
+
+def _assert_same_params(ours, sk, rtol):
+    assert len(ours.coefs_) == len(sk.coefs_)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, sk.coefs_ + sk.intercepts_):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+PARITY_PARAMS = [
+    dict(solver="sgd", learning_rate_init=0.05),
+    dict(solver="sgd", learning_rate_init=0.05, nesterovs_momentum=False),
+    dict(solver="sgd", learning_rate_init=0.05, momentum=0.0),
+    dict(solver="sgd", learning_rate_init=0.05, learning_rate="invscaling", power_t=0.3),
+    dict(solver="adam", learning_rate_init=0.01),
+]
+
+
+@pytest.mark.parametrize("params", PARITY_PARAMS, ids=lambda p: "-".join(map(str, p.values())))
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_classifier_parity_with_sklearn(params, activation):
+    X, y = _classification_data()
+    kw = dict(hidden_layer_sizes=(10, 6), activation=activation, shuffle=False,
+              random_state=1, max_iter=8, batch_size=32, alpha=1e-3, **params)  # fmt: skip
+    ours = BPClassifier(**kw).fit(X, y)
+    sk = MLPClassifier(**kw).fit(X, y)
+    _assert_same_params(ours, sk, rtol=1e-9)
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-10)
+    assert ours.n_iter_ == sk.n_iter_
+    assert ours.t_ == sk.t_
+    np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_binary_and_multilabel_parity_with_sklearn(solver):
+    Xb, yb = make_classification(n_samples=90, n_features=5, random_state=2)
+    Xm, ym = make_multilabel_classification(n_samples=90, n_features=5, n_classes=3,
+                                            random_state=2)  # fmt: skip
+    for X, y in [(Xb, yb), (Xm / 4.0, ym)]:
+        kw = dict(hidden_layer_sizes=(8,), solver=solver, shuffle=False, random_state=0,
+                  max_iter=6, batch_size=20, learning_rate_init=0.02)  # fmt: skip
+        ours = BPClassifier(**kw).fit(X, y)
+        sk = MLPClassifier(**kw).fit(X, y)
+        assert ours.out_activation_ == sk.out_activation_ == "logistic"
+        _assert_same_params(ours, sk, rtol=1e-9)
+        np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-10)
+        np.testing.assert_array_equal(ours.predict(X), sk.predict(X))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_regressor_parity_with_sklearn(solver):
+    X, y = _regression_data()
+    kw = dict(hidden_layer_sizes=(9,), solver=solver, shuffle=False, random_state=0,
+              max_iter=10, batch_size=25, learning_rate_init=0.01, alpha=0.01)  # fmt: skip
+    ours = BPRegressor(**kw).fit(X, y)
+    sk = MLPRegressor(**kw).fit(X, y)
+    _assert_same_params(ours, sk, rtol=1e-9)
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-10)
+    assert ours.loss_ == pytest.approx(sk.loss_, rel=1e-10)
+    np.testing.assert_allclose(ours.predict(X), sk.predict(X), rtol=1e-9)
+
+
+def test_poisson_regressor_parity_with_sklearn():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(80, 4))
+    y = rng.poisson(np.exp(0.5 * X[:, 0])).astype(float)
+    kw = dict(loss="poisson", hidden_layer_sizes=(6,), solver="adam", shuffle=False,
+              random_state=0, max_iter=8, batch_size=16, learning_rate_init=0.01)  # fmt: skip
+    ours = BPRegressor(**kw).fit(X, y)
+    sk = MLPRegressor(**kw).fit(X, y)
+    _assert_same_params(ours, sk, rtol=1e-9)
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-10)
+
+
+def test_sample_weight_parity_with_sklearn():
+    X, y = _classification_data()
+    sw = np.random.RandomState(0).uniform(0.1, 3.0, size=y.shape[0])
+    kw = dict(hidden_layer_sizes=(7,), solver="sgd", shuffle=False, random_state=0,
+              max_iter=5, batch_size=30, learning_rate_init=0.05, alpha=0.01)  # fmt: skip
+    ours = BPClassifier(**kw).fit(X, y, sample_weight=sw)
+    sk = MLPClassifier(**kw).fit(X, y, sample_weight=sw)
+    _assert_same_params(ours, sk, rtol=1e-9)
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-10)
+
+
+def test_multioutput_squared_error_is_summed_over_outputs():
+    # Same weights as scikit-learn (the gradient is the same), but loss_ is the
+    # half squared error summed over outputs where scikit-learn averages it.
+    X, y = _regression_data(n_outputs=2)
+    kw = dict(hidden_layer_sizes=(5,), solver="sgd", shuffle=False, random_state=0,
+              max_iter=1, batch_size=X.shape[0], learning_rate_init=0.01, alpha=0.0)  # fmt: skip
+    ours = BPRegressor(**kw).fit(X, y)
+    sk = MLPRegressor(**kw).fit(X, y)
+    _assert_same_params(ours, sk, rtol=1e-10)
+    # one full batch, alpha = 0: the loss is measured at the initial weights
+    assert ours.loss_ == pytest.approx(2 * sk.loss_, rel=1e-12)
+
+
+def test_lbfgs_reaches_similar_loss_to_sklearn():
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    kw = dict(hidden_layer_sizes=(6,), solver="lbfgs", random_state=0, max_iter=60)
+    ours = BPClassifier(**kw).fit(X, y)
+    sk = MLPClassifier(**kw).fit(X, y)
+    # same start, same objective and gradient: L-BFGS follows the same path
+    assert ours.loss_ == pytest.approx(sk.loss_, rel=1e-4)
+    assert ours.score(X, y) >= sk.score(X, y) - 0.02
+    Xr, yr = _regression_data()
+    ours = BPRegressor(**kw).fit(Xr, yr)
+    sk = MLPRegressor(**kw).fit(Xr, yr)
+    assert ours.loss_ == pytest.approx(sk.loss_, rel=1e-4)
+    _assert_same_params(ours, sk, rtol=1e-4)
+    assert ours.n_iter_ == sk.n_iter_
+    assert len(ours.loss_curve_) == ours.n_iter_
+    assert ours.loss_curve_[-1] == pytest.approx(ours.loss_)
+    assert ours.best_loss_ == pytest.approx(min(ours.loss_curve_))
+
+
+def test_lbfgs_objective_matches_sklearn_at_same_weights():
+    X, y = _classification_data()
+    sw = np.random.RandomState(0).uniform(0.5, 2.0, size=y.shape[0])
+    sk = MLPClassifier(hidden_layer_sizes=(5,), solver="lbfgs", random_state=0, max_iter=1,
+                       alpha=0.1).fit(X, y, sample_weight=sw)  # fmt: skip
+    ours = BPClassifier(hidden_layer_sizes=(5,), solver="lbfgs", random_state=0, max_iter=1,
+                        alpha=0.1).fit(X, y, sample_weight=sw)  # fmt: skip
+    set_params(ours, sk.coefs_, sk.intercepts_)
+    from sklearn.neural_network._multilayer_perceptron import _pack
+
+    Y = np.eye(3)[y]
+    w = _pack(sk.coefs_, sk.intercepts_)
+    ref_loss, ref_grad = ref_loss_grad(X, Y, sw, sk.coefs_, sk.intercepts_, 0.1, "relu",
+                                       "softmax")  # fmt: skip
+    layer_units = [X.shape[1], 5, 3]
+    act = [X] + [None] * (len(layer_units) - 1)
+    deltas = [None] * (len(act) - 1)
+    cg = [np.empty((a, b)) for a, b in zip(layer_units[:-1], layer_units[1:])]
+    ig = [np.empty(b) for b in layer_units[1:]]
+    sk_loss, sk_grad = sk._loss_grad_lbfgs(w, X, Y, sw, act, deltas, cg, ig)
+    np.testing.assert_allclose(ref_loss, sk_loss, rtol=1e-12)
+    np.testing.assert_allclose(ref_grad, sk_grad, rtol=1e-10, atol=1e-14)
+    layout = ours._layout
+    ws = Workspace(layout, 16, np.float64, False)
+    problem = Problem(X, np.float64, Y, sw)
+    ours_w = ours._packed_params()
+    loss = full_loss_grad(
+        *problem.x_arrays(), problem.Y, problem.sw, ours_w, layout.sizes, layout.coef_off,
+        layout.int_off, layout.act_off, layout.n_coef_params, ours._hidden_code,
+        ours._out_code, 0.1, 16, ws.X0, ws.acts, ws.deltas, ws.grad, ws.gtmp,
+    )  # fmt: skip
+    np.testing.assert_allclose(loss, sk_loss, rtol=1e-12)
+    np.testing.assert_allclose(ws.grad, sk_grad, rtol=1e-10, atol=1e-14)
+
+
+def test_early_stopping_parity_with_sklearn():
+    X, y = _classification_data()
+    kw = dict(hidden_layer_sizes=(8,), solver="sgd", shuffle=False, random_state=0,
+              max_iter=30, learning_rate_init=0.05, early_stopping=True,
+              validation_fraction=0.25, n_iter_no_change=4)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = BPClassifier(**kw).fit(X, y)
+        sk = MLPClassifier(**kw).fit(X, y)
+    # same validation split, same training, same scores, same restored weights
+    np.testing.assert_allclose(ours.validation_scores_, sk.validation_scores_, rtol=1e-12)
+    assert ours.best_validation_score_ == pytest.approx(sk.best_validation_score_)
+    assert ours.n_iter_ == sk.n_iter_
+    _assert_same_params(ours, sk, rtol=1e-9)
