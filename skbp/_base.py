@@ -32,8 +32,7 @@ def check_hidden_layer_sizes(hidden_layer_sizes):
         sizes = list(sizes)
     except TypeError:
         raise TypeError(
-            "hidden_layer_sizes must be an int or a sequence of ints, got "
-            f"{hidden_layer_sizes!r}."
+            f"hidden_layer_sizes must be an int or a sequence of ints, got {hidden_layer_sizes!r}."
         ) from None
     for s in sizes:
         if isinstance(s, bool) or not isinstance(s, numbers.Integral):
@@ -138,7 +137,11 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         """The flat parameter vector, repacked if ``coefs_``/``intercepts_`` were replaced."""
         w = self._w
         views = self.coefs_ + self.intercepts_
-        if len(views) != 2 * (self.n_layers_ - 1) or any(v.base is not w for v in views):
+        if (
+            not w.flags.writeable  # e.g. loaded from a read-only memmap
+            or len(views) != 2 * (self.n_layers_ - 1)
+            or any(v.base is not w for v in views)
+        ):
             self._w = self._layout.pack(self.coefs_, self.intercepts_, w.dtype)
             self._set_views()
         return self._w

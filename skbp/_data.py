@@ -10,6 +10,19 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def readonly(a, dtype=None):
+    """C-contiguous ``a`` in ``dtype`` as a read-only view.
+
+    Kernels only read the data, and Numba compiles a separate version for
+    read-only arrays (joblib memmaps, ``check_estimators`` read-only data).
+    Passing every data array read-only keeps that to one version per dtype
+    without copying read-only inputs.
+    """
+    v = np.ascontiguousarray(a, dtype=dtype).view()
+    v.flags.writeable = False
+    return v
+
+
 class Problem:
     """Training or prediction data in kernel-ready form.
 
@@ -28,22 +41,21 @@ class Problem:
         self.sparse = sp.issparse(X)
         if self.sparse:
             X = sp.csr_matrix(X)
-            self.Xd = np.empty((0, 0), dtype=dtype)
-            self.Xdat = np.ascontiguousarray(X.data, dtype=dtype)
-            self.Xind = np.ascontiguousarray(X.indices, dtype=np.int64)
-            self.Xptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
+            self.Xd = readonly(np.empty((0, 0)), dtype)
+            self.Xdat = readonly(X.data, dtype)
+            self.Xind = readonly(X.indices, np.int64)
+            self.Xptr = readonly(X.indptr, np.int64)
         else:
-            self.Xd = np.ascontiguousarray(X, dtype=dtype)
-            self.Xdat = np.empty(0, dtype=dtype)
-            self.Xind = np.empty(0, dtype=np.int64)
-            self.Xptr = np.empty(0, dtype=np.int64)
+            self.Xd = readonly(X, dtype)
+            self.Xdat = readonly(np.empty(0), dtype)
+            self.Xind = readonly(np.empty(0), np.int64)
+            self.Xptr = readonly(np.empty(0), np.int64)
         self.X = X
         if Y is not None:
-            self.Y = np.ascontiguousarray(Y, dtype=dtype)
+            self.Y = readonly(Y, dtype)
             if sample_weight is None:
-                self.sw = np.ones(self.n_rows, dtype=dtype)
-            else:
-                self.sw = np.ascontiguousarray(sample_weight, dtype=dtype)
+                sample_weight = np.ones(self.n_rows)
+            self.sw = readonly(sample_weight, dtype)
 
     def x_arrays(self):
         """The four input arrays and the sparse flag, in kernel argument order."""

@@ -194,7 +194,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
     >>> from skbp import BPClassifier
     >>> X, y = load_iris(return_X_y=True)
     >>> clf = make_pipeline(StandardScaler(), BPClassifier(hidden_layer_sizes=(16,),
-    ...                     max_iter=500, random_state=0)).fit(X, y)
+    ...                     learning_rate_init=0.01, random_state=0)).fit(X, y)
     >>> clf.predict(X[:3])
     array([0, 0, 0])
     >>> bool(clf.score(X, y) > 0.95)

@@ -39,6 +39,18 @@ class Layout:
         self.act_width = int(fan_out.sum())
         self.max_coef = int(n_coef.max())
 
+    def offsets(self):
+        """``sizes, coef_off, int_off, act_off`` as read-only views, for kernels.
+
+        Always read-only (also after unpickling), so kernels see one array type.
+        """
+        out = []
+        for a in (self.sizes, self.coef_off, self.int_off, self.act_off):
+            v = a.view()
+            v.flags.writeable = False
+            out.append(v)
+        return tuple(out)
+
     @property
     def n_layers(self):
         """Number of layers, input and output included (``n_layers_``)."""
@@ -57,7 +69,7 @@ class Layout:
     def pack(self, coefs, intercepts, dtype):
         """Copy lists of weight matrices and bias vectors into a new flat vector."""
         w = np.empty(self.n_params, dtype=dtype)
-        for i, (c, b) in enumerate(zip(coefs, intercepts)):
+        for i, (c, b) in enumerate(zip(coefs, intercepts, strict=True)):
             fi, fo = int(self.sizes[i]), int(self.sizes[i + 1])
             if c.shape != (fi, fo) or b.shape != (fo,):
                 raise ValueError(

@@ -12,7 +12,7 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
-from ._data import Problem, Workspace
+from ._data import Problem, Workspace, readonly
 from ._epoch import EPOCH_OK, run_epoch
 from ._kernels import full_loss_grad, predict
 from ._optim import SOLVER_SGD, OptimizerState
@@ -31,11 +31,30 @@ def network_output(est, problem):
     ws = Workspace(layout, chunk, w.dtype, problem.sparse)
     out = np.empty((problem.n_rows, int(layout.sizes[-1])), dtype=w.dtype)
     predict(
-        *problem.x_arrays(), problem.n_rows, w, layout.sizes, layout.coef_off,
-        layout.int_off, layout.act_off, est._hidden_code, est._out_code, chunk,
+        *problem.x_arrays(), problem.n_rows, readonly(w), *layout.offsets(),
+        est._hidden_code, est._out_code, chunk,
         ws.X0, ws.acts, out,
     )  # fmt: skip
     return out
+
+
+def full_loss(est, problem, ws):
+    """Objective over all rows of ``problem`` at the current parameters.
+
+    Leaves the gradient in ``ws.grad``; ``ws`` must hold ``ws.batch_rows`` rows.
+    """
+    layout = est._layout
+    return full_loss_grad(
+        *problem.x_arrays(), problem.Y, problem.sw, est._w, *layout.offsets(),
+        layout.n_coef_params,
+        est._hidden_code, est._out_code, float(est.alpha), ws.batch_rows, ws.X0,
+        ws.acts, ws.deltas, ws.grad, ws.gtmp,
+    )  # fmt: skip
+
+
+def _full_workspace(est, problem):
+    chunk = max(1, min(CHUNK_ROWS, problem.n_rows))
+    return Workspace(est._layout, chunk, est._w.dtype, problem.sparse)
 
 
 def _diverged_message(est, it, why):
@@ -53,8 +72,7 @@ def _resolve_batch_size(batch_size, n_samples):
         return min(200, n_samples)
     if batch_size > n_samples:
         warnings.warn(
-            "Got `batch_size` less than 1 or larger than sample size. It is going "
-            "to be clipped"
+            "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
         )
     return int(np.clip(batch_size, 1, n_samples))
 
@@ -120,11 +138,10 @@ def fit_stochastic(est, problem, incremental, y_raw):
 
     try:
         est.n_iter_ = 0
-        for it in range(est.max_iter):
+        for _ in range(est.max_iter):
             status = run_epoch(
                 *train.x_arrays(), train.Y, train.sw, idx, bool(est.shuffle),
-                rng_state, batch_size, w, layout.sizes, layout.coef_off,
-                layout.int_off, layout.act_off, layout.n_coef_params,
+                rng_state, batch_size, w, *layout.offsets(), layout.n_coef_params,
                 est._hidden_code, est._out_code, float(est.alpha), opt.code,
                 opt.learning_rate, *hyper, opt.m, opt.v, opt.t, ws.X0, ws.acts,
                 ws.deltas, ws.grad, sums,
@@ -135,6 +152,7 @@ def fit_stochastic(est, problem, incremental, y_raw):
             why = _divergence(est, status, loss, w)
             if why:
                 w[:] = best_w
+                est.loss_ = float(full_loss(est, train, _full_workspace(est, train)))
                 warnings.warn(_diverged_message(est, est.n_iter_ + 1, why), DivergenceWarning)
                 break
             if loss <= best_w_loss:
@@ -236,19 +254,13 @@ def _update_no_improvement_count(est, early_stopping, val, y_val):
 
 def fit_lbfgs(est, problem):
     """Full-batch training with scipy's L-BFGS-B on the compiled loss and gradient."""
-    layout, w = est._layout, est._w
-    chunk = max(1, min(CHUNK_ROWS, problem.n_rows))
-    ws = Workspace(layout, chunk, w.dtype, problem.sparse)
+    w = est._w
+    ws = _full_workspace(est, problem)
     best = {"loss": np.inf, "w": w.copy()}
 
     def loss_grad(x):
         w[:] = x
-        loss = full_loss_grad(
-            *problem.x_arrays(), problem.Y, problem.sw, w, layout.sizes,
-            layout.coef_off, layout.int_off, layout.act_off, layout.n_coef_params,
-            est._hidden_code, est._out_code, float(est.alpha), chunk, ws.X0,
-            ws.acts, ws.deltas, ws.grad, ws.gtmp,
-        )  # fmt: skip
+        loss = full_loss(est, problem, ws)
         if np.isfinite(loss) and loss < best["loss"] and np.isfinite(w).all():
             best["loss"] = loss
             best["w"][:] = w

@@ -14,8 +14,11 @@ ESTIMATORS = [
     BPRegressor(hidden_layer_sizes=(8, 8), solver="lbfgs", activation="tanh", random_state=0),
     BPClassifier(hidden_layer_sizes=(16,), solver="sgd", learning_rate_init=0.05, random_state=0),
     BPRegressor(
-        solver="sgd", learning_rate="adaptive", learning_rate_init=0.05,
-        activation="logistic", random_state=0,
+        solver="sgd",
+        learning_rate="adaptive",
+        learning_rate_init=0.05,
+        activation="logistic",
+        random_state=0,
     ),
 ]
 
