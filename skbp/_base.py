@@ -23,8 +23,42 @@ from ._training import fit_lbfgs, fit_stochastic, network_output
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 
 
-def check_hidden_layer_sizes(hidden_layer_sizes):
-    """Return ``hidden_layer_sizes`` as a list of positive ints, or raise."""
+def _per_hidden_layer(value, n_hidden, name, check):
+    """One value per hidden layer from a scalar or a sequence, validated."""
+    if isinstance(value, (str, numbers.Real)):
+        values = [value] * n_hidden
+    else:
+        values = list(value)
+        if len(values) != n_hidden:
+            raise ValueError(
+                f"{name} has {len(values)} entries but the network has {n_hidden} "
+                f"hidden layer(s); give one value per hidden layer or a single value."
+            )
+    for v in values:
+        check(v)
+    return values
+
+
+def _check_activation(v):
+    if not isinstance(v, str) or v not in ACTIVATION_CODES:
+        raise ValueError(
+            f"activation entries must be one of {sorted(ACTIVATION_CODES)}; got {v!r}."
+        )
+
+
+def _check_dropout(v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < 1:
+        raise ValueError(f"dropout rates must be floats in [0, 1); got {v!r}.")
+
+
+def check_hidden_layer_sizes(hidden_layer_sizes, n_features, n_outputs):
+    """Return ``hidden_layer_sizes`` as a list of positive ints, or raise.
+
+    ``"auto"`` is one hidden layer of ``max(1, round(1.5 * (n_features +
+    n_outputs) / 2))`` units: 1.5 times the mean of the input and output widths.
+    """
+    if isinstance(hidden_layer_sizes, str) and hidden_layer_sizes == "auto":
+        return [max(1, round(0.75 * (n_features + n_outputs)))]
     sizes = hidden_layer_sizes
     if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
         sizes = [sizes]
@@ -51,12 +85,19 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
     """
 
     _parameter_constraints: dict = {
-        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "sigmoid", "tanh", "relu"})],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(numbers.Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "activation": [StrOptions(set(ACTIVATION_CODES)), list, tuple],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
-        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "batch_size": [
+            StrOptions({"auto", "full"}),
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "exponential"})],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
         "power_t": [Interval(numbers.Real, 0, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -77,6 +118,12 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
             Options(numbers.Real, {np.inf}),
         ],
         "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+        "decay_rate": [Interval(numbers.Real, 0, 1, closed="right")],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left"), list, tuple, np.ndarray],
+        "batch_norm": ["boolean"],
+        "residual": ["boolean"],
+        "l1_ratio": [Interval(numbers.Real, 0, 1, closed="both")],
+        "max_grad_norm": [None, Interval(numbers.Real, 0, None, closed="neither")],
     }
 
     @abstractmethod
@@ -85,6 +132,7 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,
         verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
         validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun,
+        decay_rate, dropout, batch_norm, residual, l1_ratio, max_grad_norm,
     ):  # fmt: skip
         self.activation = activation
         self.solver = solver
@@ -110,6 +158,12 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.decay_rate = decay_rate
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.residual = residual
+        self.l1_ratio = l1_ratio
+        self.max_grad_norm = max_grad_norm
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -139,15 +193,30 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         views = self.coefs_ + self.intercepts_
         if (
             not w.flags.writeable  # e.g. loaded from a read-only memmap
+            or not self._bn_run.flags.writeable
             or len(views) != 2 * (self.n_layers_ - 1)
             or any(v.base is not w for v in views)
         ):
-            self._w = self._layout.pack(self.coefs_, self.intercepts_, w.dtype)
+            n_base = int(self._layout.int_off[-1] + self._layout.sizes[-1])
+            self._w = self._layout.pack(self.coefs_, self.intercepts_, w.dtype, w[n_base:])
+            self._bn_run = self._bn_run.copy()
             self._set_views()
         return self._w
 
+    _VIEWS = (
+        "coefs_",
+        "intercepts_",
+        "bn_scales_",
+        "bn_shifts_",
+        "bn_running_means_",
+        "bn_running_vars_",
+    )
+
     def _set_views(self):
-        self.coefs_, self.intercepts_ = self._layout.unpack(self._w)
+        layout = self._layout
+        self.coefs_, self.intercepts_ = layout.unpack(self._w)
+        self.bn_scales_, self.bn_shifts_ = layout.unpack_bn(self._w)
+        self.bn_running_means_, self.bn_running_vars_ = layout.unpack_running(self._bn_run)
 
     def __getstate__(self):
         # BaseEstimator may return the instance __dict__ itself: never mutate it.
@@ -156,8 +225,8 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
             state["_w"] = self._packed_params()
             # coefs_/intercepts_ are views of _w: pickle the vector once and
             # rebuild the views on load.
-            state.pop("coefs_", None)
-            state.pop("intercepts_", None)
+            for name in self._VIEWS:
+                state.pop(name, None)
         return state
 
     def __setstate__(self, state):
@@ -171,11 +240,15 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         self.t_ = 0
         self.n_layers_ = len(layer_units)
         self.out_activation_ = self._output_activation()
-        self._layout = Layout(layer_units)
-        self._w = self._layout.init_params(self._random_state, self.activation, dtype)
+        self._layout = Layout(layer_units, self.batch_norm)
+        acts = [self.activation] if isinstance(self.activation, str) else list(self.activation)
+        self._w = self._layout.init_params(self._random_state, acts, dtype)
+        self._bn_run = self._layout.new_running_stats(dtype)
         self._set_views()
         self._best_w = self._w.copy()
+        self._best_bn_run = self._bn_run.copy()
         self._loss_ref = None
+        self._gradient_norms = []
         if hasattr(self, "_optimizer"):
             del self._optimizer
         if self.solver in _STOCHASTIC_SOLVERS:
@@ -192,7 +265,6 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         self._validate_params()
-        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         dtype = X.dtype if first_pass else self._w.dtype
@@ -200,30 +272,53 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=dtype, ensure_non_negative=True
             )
-            if not sample_weight.sum() > 0:
-                raise ValueError("sample_weight must have a positive sum; all weights are zero.")
+        sample_weight = self._class_sample_weight(y, sample_weight, incremental)
+        if sample_weight is not None and not sample_weight.sum() > 0:
+            raise ValueError("sample_weight must have a positive sum; all weights are zero.")
         Y = self._encode_targets(y, dtype)
         self.n_outputs_ = Y.shape[1]
+        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes, X.shape[1], self.n_outputs_)
         layer_units = [X.shape[1]] + hidden + [self.n_outputs_]
+        activations = _per_hidden_layer(
+            self.activation, len(hidden), "activation", _check_activation
+        )
+        dropout = _per_hidden_layer(self.dropout, len(hidden), "dropout", _check_dropout)
+        if self.solver == "lbfgs" and any(p > 0 for p in dropout):
+            raise ValueError(
+                "dropout needs a stochastic solver ('sgd' or 'adam'): L-BFGS's line "
+                "search needs a deterministic loss. Set dropout=0 or change solver."
+            )
 
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(layer_units, dtype)
         else:
             self._packed_params()
-            if list(self._layout.sizes) != layer_units:
+            if list(self._layout.sizes) != layer_units or (
+                self._layout.batch_norm != bool(self.batch_norm)
+            ):
                 raise ValueError(
                     "warm_start and partial_fit continue the fitted network, whose "
-                    f"layer sizes are {list(self._layout.sizes)}; the parameters and "
-                    f"data now ask for {layer_units}. Change hidden_layer_sizes back "
-                    "or fit from scratch with warm_start=False."
+                    f"layer sizes are {list(self._layout.sizes)} (batch_norm="
+                    f"{self._layout.batch_norm}); the parameters and data now ask for "
+                    f"{layer_units} (batch_norm={bool(self.batch_norm)}). Change them "
+                    "back or fit from scratch with warm_start=False."
                 )
             if self.solver in _STOCHASTIC_SOLVERS and not hasattr(self, "loss_curve_"):
                 # continuing an L-BFGS model with a stochastic solver
                 self.loss_curve_, self._no_improvement_count = [], 0
                 self.best_loss_, self.validation_scores_ = np.inf, None
                 self.best_validation_score_ = None
-        self._hidden_code = ACTIVATION_CODES[self.activation]
+        layout = self._layout
+        layout.codes[: len(hidden)] = [ACTIVATION_CODES[a] for a in activations]
+        self._drop_p = np.zeros(len(layer_units) - 1)
+        self._drop_p[: len(hidden)] = dropout
+        if layout.set_residual(self.residual) == 0 and self.residual:
+            warnings.warn(
+                f"residual=True has no effect: no two consecutive hidden layers of "
+                f"hidden_layer_sizes={hidden} have the same width.",
+                UserWarning,
+            )
         self._out_code = OUTPUT_CODES[self.out_activation_]
 
         problem = Problem(X, dtype, Y, sample_weight)
@@ -231,7 +326,12 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
             fit_stochastic(self, problem, incremental, y)
         else:
             fit_lbfgs(self, problem)
+        self.gradient_norms_ = np.array(self._gradient_norms).reshape(-1, len(layer_units) - 1)
         return self
+
+    def _class_sample_weight(self, y, sample_weight, incremental):
+        """Sample weights combined with class weights (classifier hook)."""
+        return sample_weight
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and target(s) y.

@@ -57,9 +57,9 @@ class Problem:
                 sample_weight = np.ones(self.n_rows)
             self.sw = readonly(sample_weight, dtype)
 
-    def x_arrays(self):
-        """The four input arrays and the sparse flag, in kernel argument order."""
-        return self.Xd, self.Xdat, self.Xind, self.Xptr, self.sparse
+    def xs(self):
+        """The four input arrays ``(Xd, Xdat, Xind, Xptr)`` as kernels take them."""
+        return self.Xd, self.Xdat, self.Xind, self.Xptr
 
 
 class Workspace:
@@ -72,13 +72,34 @@ class Workspace:
     dtype : numpy dtype
     sparse : bool
         A CSR input needs no dense gather buffer for the first layer.
+    dropout : bool
+        Whether any hidden layer uses dropout (needs the mask buffer).
+    keep_activations : bool
+        Whether activation outputs must be kept apart from the layer outputs
+        (dropout or residual connections change the latter).
     """
 
-    def __init__(self, layout, batch_rows, dtype, sparse):
+    def __init__(self, layout, batch_rows, dtype, sparse, dropout=False, keep_activations=False):
         n_in = 0 if sparse else int(layout.sizes[0])
-        self.batch_rows = int(batch_rows)
-        self.X0 = np.empty(self.batch_rows * n_in, dtype=dtype)
-        self.acts = np.empty(self.batch_rows * layout.act_width, dtype=dtype)
-        self.deltas = np.empty(self.batch_rows * layout.act_width, dtype=dtype)
+        rows = self.batch_rows = int(batch_rows)
+        per_row = rows * layout.act_width
+
+        def buf(n):
+            return np.empty(n, dtype=dtype)
+
+        self.bufs = (
+            buf(rows * n_in),  # X0: gathered dense input rows
+            buf(per_row),  # acts
+            buf(per_row),  # deltas
+            buf(per_row if keep_activations else 0),  # fa
+            buf(per_row if dropout else 0),  # masks
+            buf(per_row if layout.batch_norm else 0),  # bnz
+            buf(2 * layout.act_width if layout.batch_norm else 0),  # bnstat
+            buf(rows * layout.max_hidden),  # dz
+            buf(layout.max_coef),  # gtmp
+        )
         self.grad = np.empty(layout.n_params, dtype=dtype)
-        self.gtmp = np.empty(layout.max_coef, dtype=dtype)
+
+    @property
+    def masks(self):
+        return self.bufs[4]

@@ -5,6 +5,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
@@ -12,16 +13,20 @@ from sklearn.utils.validation import column_or_1d, validate_data
 from ._base import BaseBP, _warn_if_nonfinite
 
 _COMMON_PARAMS = """
-    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+    hidden_layer_sizes : array-like of shape (n_layers - 2,) or 'auto', \
+default=(100,)
         The ith element is the number of neurons in the ith hidden layer.
         An empty tuple gives a network without hidden layers (a generalised
-        linear model).
+        linear model).  ``'auto'`` is the classic rule of thumb: one hidden
+        layer of ``max(1, round(1.5 * (n_features + n_outputs) / 2))`` units,
+        1.5 times the mean of the input and output widths.
 
-    activation : {'identity', 'logistic', 'sigmoid', 'tanh', 'relu'}, \
-default='relu'
-        Activation function of the hidden layers: ``identity`` f(x) = x,
-        ``logistic`` (alias ``sigmoid``) f(x) = 1 / (1 + exp(-x)),
-        ``tanh`` f(x) = tanh(x), ``relu`` f(x) = max(0, x).
+    activation : str or list of str, default='relu'
+        Activation function of the hidden layers, one name for all or one per
+        hidden layer: ``identity`` f(x) = x, ``logistic`` (alias ``sigmoid``)
+        f(x) = 1 / (1 + exp(-x)), ``tanh`` f(x) = tanh(x), ``relu``
+        f(x) = max(0, x), ``leaky_relu`` f(x) = x if x > 0 else 0.01 x,
+        ``elu`` f(x) = x if x > 0 else exp(x) - 1.
 
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         Weight optimisation: scipy's L-BFGS-B on the compiled full-batch loss
@@ -32,16 +37,18 @@ default='relu'
         Strength of the L2 penalty ``alpha / 2 * ||W||^2`` (weights only,
         divided by the sum of sample weights of the batch).
 
-    batch_size : int or 'auto', default='auto'
+    batch_size : int, 'auto' or 'full', default='auto'
         Mini-batch size of the stochastic solvers; 'auto' is
-        ``min(200, n_samples)``.  1 is pure stochastic gradient descent.
-        Ignored by 'lbfgs'.
+        ``min(200, n_samples)``, 'full' is every row (batch gradient descent),
+        1 is pure stochastic gradient descent.  Ignored by 'lbfgs'.
 
-    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
-        Learning-rate schedule of ``solver='sgd'``: constant; ``invscaling``
-        ``learning_rate_init / (t + 1) ** power_t`` after each epoch (``t`` the
-        number of samples seen); ``adaptive`` divides the rate by 5 whenever
-        ``n_iter_no_change`` epochs fail to improve by ``tol``.
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'exponential'}, \
+default='constant'
+        Learning-rate schedule, for 'sgd' and 'adam' alike: constant;
+        ``invscaling`` ``learning_rate_init / (t + 1) ** power_t`` after each
+        epoch (``t`` the number of samples seen); ``adaptive`` divides the rate
+        by 5 whenever ``n_iter_no_change`` epochs fail to improve by ``tol``;
+        ``exponential`` multiplies it by ``decay_rate`` after each epoch.
 
     learning_rate_init : float, default=0.001
         Initial step size of 'sgd' and 'adam'.
@@ -77,10 +84,12 @@ default='relu'
         Use Nesterov's momentum with 'sgd' and ``momentum > 0``.
 
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training rows (stratified for
-        single-output classification) and stop when the validation score has
-        not improved by ``tol`` for ``n_iter_no_change`` epochs; the best
-        weights are restored.  Stochastic solvers only.
+        Hold out ``validation_fraction`` of the training rows and stop when the
+        validation score has not improved by ``tol`` for ``n_iter_no_change``
+        epochs; the best weights are restored.  With ``shuffle=True`` the
+        held-out rows are a random split (stratified for single-output
+        classification); with ``shuffle=False`` they are the *last* rows, so
+        time-ordered data never validates on its past.  Stochastic solvers only.
 
     validation_fraction : float, default=0.1
         Fraction of rows held out for early stopping, in [0, 1).
@@ -98,7 +107,41 @@ default='relu'
         Epochs without an improvement of ``tol`` before stopping.
 
     max_fun : int, default=15000
-        Maximum number of loss evaluations of lbfgs."""
+        Maximum number of loss evaluations of lbfgs.
+
+    decay_rate : float, default=0.95
+        Factor applied to the learning rate after each epoch with
+        ``learning_rate='exponential'``, in (0, 1].
+
+    dropout : float or list of float, default=0.0
+        Inverted dropout on the hidden activations while training: each unit is
+        zeroed with this probability and the others scaled by ``1 / (1 - p)``;
+        off at predict.  One rate for all hidden layers or one per layer, each
+        in [0, 1).  The masks are drawn from ``random_state``.  Needs 'sgd' or
+        'adam'.
+
+    batch_norm : bool, default=False
+        Batch normalization of each hidden layer's pre-activation, with a
+        learned scale and shift (``bn_scales_``, ``bn_shifts_``) and running
+        mean and variance (momentum 0.1, unbiased variance) used by predict.
+        With 'lbfgs' the statistics are those of the whole training set.
+        Needs mini-batches of at least 2 rows.
+
+    residual : bool, default=False
+        Identity skip connections ``h_(k+1) = f(W h_k + b) + h_k`` between
+        consecutive hidden layers of equal width (after dropout).  Consecutive
+        layers of different widths get no skip connection (a warning says so
+        when no pair qualifies); there is none from the input.
+
+    l1_ratio : float, default=0.0
+        Split of the ``alpha`` penalty between L1 and L2, as in
+        :class:`sklearn.linear_model.SGDClassifier`: the penalty is
+        ``alpha * (l1_ratio * ||W||_1 + (1 - l1_ratio) / 2 * ||W||^2)``.  0 is
+        scikit-learn's pure L2 penalty.
+
+    max_grad_norm : float or None, default=None
+        Clip the global norm of the gradient of every update to at most this
+        value (against exploding gradients).  Stochastic solvers only."""
 
 _COMMON_ATTRIBUTES = """
     loss_ : float
@@ -143,7 +186,21 @@ _COMMON_ATTRIBUTES = """
         Number of output units.
 
     out_activation_ : str
-        Name of the output activation."""
+        Name of the output activation.
+
+    gradient_norms_ : ndarray of shape (n_epochs, n_layers - 1)
+        Mean norm of the gradient of the data loss (without the penalty) with
+        respect to each layer's weights in every epoch (every
+        iteration for lbfgs), over all fits like ``loss_curve_``.  A layer below
+        1e-6 while another is above 1e-4 (vanishing) or above 1e4 (exploding)
+        triggers one :class:`skbp.exceptions.GradientWarning` per fit.
+
+    bn_scales_, bn_shifts_ : list of ndarray
+        Batch norm's learned scale and shift per hidden layer (empty without
+        ``batch_norm``).
+
+    bn_running_means_, bn_running_vars_ : list of ndarray
+        Batch norm's running mean and variance per hidden layer, used by predict."""
 
 _DIFFERENCES = """
     Differences from scikit-learn's MLP, all deliberate:
@@ -154,6 +211,9 @@ _DIFFERENCES = """
       and keeps the last finite parameters with the lowest loss, so ``predict``
       never returns NaN.  scikit-learn keeps training to overflow.
     * ``loss_curve_`` and ``best_loss_`` are set for 'lbfgs' too.
+    * Learning-rate schedules apply to 'adam' as well as 'sgd' (scikit-learn
+      ignores ``learning_rate`` for 'adam'); the default 'constant' behaves the
+      same in both libraries.
     * The half squared error of a multi-output regression is summed over the
       outputs (the quantity whose gradient is trained on); scikit-learn reports
       it averaged over outputs while training on the summed gradient.
@@ -172,6 +232,13 @@ class BPClassifier(ClassifierMixin, BaseBP):
 
     Parameters
     ----------{_COMMON_PARAMS}
+
+    class_weight : dict, 'balanced' or None, default=None
+        Weights of the classes, as in scikit-learn's linear models: a dict
+        ``{{class_label: weight}}``, or 'balanced' for
+        ``n_samples / (n_classes * np.bincount(y))``.  Multiplies
+        ``sample_weight``.  'balanced' is not available in ``partial_fit``
+        (the class frequencies of a stream are unknown): give a dict there.
 
     Attributes
     ----------
@@ -208,7 +275,10 @@ class BPClassifier(ClassifierMixin, BaseBP):
         random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
         nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
         beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+        decay_rate=0.95, dropout=0.0, batch_norm=False, residual=False, l1_ratio=0.0,
+        max_grad_norm=None, class_weight=None,
     ):  # fmt: skip
+        self.class_weight = class_weight
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -218,6 +288,8 @@ class BPClassifier(ClassifierMixin, BaseBP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            decay_rate=decay_rate, dropout=dropout, batch_norm=batch_norm,
+            residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
         )  # fmt: skip
 
     def _validate_input(self, X, y, incremental, reset):
@@ -246,6 +318,41 @@ class BPClassifier(ClassifierMixin, BaseBP):
                     f"{self.classes_}. 'y' has {classes}."
                 )
         return X, y
+
+    _parameter_constraints: dict = {
+        **BaseBP._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def _class_sample_weight(self, y, sample_weight, incremental):
+        if self.class_weight is None:
+            return sample_weight
+        if incremental and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' is not supported for partial_fit: the class "
+                "frequencies of the whole stream are unknown. Use a dict of class "
+                "weights, e.g. computed with sklearn.utils.class_weight."
+                "compute_class_weight on a sample."
+            )
+        if isinstance(self.class_weight, dict):
+            unknown = set(self.class_weight) - set(np.asarray(self.classes_).tolist())
+            if unknown:
+                raise ValueError(
+                    f"class_weight names classes that are not in the data: {sorted(unknown)!r}"
+                    f"; the classes are {list(self.classes_)!r}."
+                )
+            if self._label_binarizer.y_type_.startswith("multilabel"):
+                raise ValueError(
+                    "class_weight as a dict is not supported for multilabel targets; use "
+                    "class_weight='balanced' or sample_weight."
+                )
+            # rows of classes missing from the dict (or from this batch) weigh 1
+            cw = np.array([self.class_weight.get(label, 1.0) for label in y.tolist()])
+        else:
+            cw = compute_sample_weight(self.class_weight, y)
+        if sample_weight is None:
+            return cw.astype(np.float64)
+        return sample_weight * cw.astype(sample_weight.dtype)
 
     def _encode_targets(self, y, dtype):
         return self._label_binarizer.transform(y).astype(dtype)
@@ -413,6 +520,8 @@ class BPRegressor(RegressorMixin, BaseBP):
         random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
         nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
         beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+        decay_rate=0.95, dropout=0.0, batch_norm=False, residual=False, l1_ratio=0.0,
+        max_grad_norm=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -423,6 +532,8 @@ class BPRegressor(RegressorMixin, BaseBP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            decay_rate=decay_rate, dropout=dropout, batch_norm=batch_norm,
+            residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
         )  # fmt: skip
 
     def _validate_input(self, X, y, incremental, reset):

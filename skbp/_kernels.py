@@ -2,17 +2,33 @@
 
 Conventions shared by every kernel (see ``_layout.Layout``):
 
-* ``w`` is the flat parameter vector; ``sizes``, ``coef_off``, ``int_off`` give
-  each layer's width and where its weights and biases start in ``w``.
-* ``acts`` and ``deltas`` are flat work buffers holding, for a batch of ``B``
-  rows, the output of every layer ``l`` (hidden and output) as a row-major
-  ``(B, sizes[l + 1])`` block starting at ``B_max * act_off[l]``.
-* The input is either dense (``Xd``, gathered row by row into the buffer
-  ``X0``) or CSR (``Xdat``, ``Xind``, ``Xptr``); the unused form is passed as a
-  size-0 array, so one compiled version serves both.  The first layer of a CSR
-  input is computed from the non-zeros only: the input is never densified.
-* Hidden activations and output/loss pairs arrive as integer codes and are
-  branched on once per layer, never once per element.
+* ``w`` is the flat parameter vector.  ``net`` is a tuple of read-only int64
+  arrays describing the network, one entry per layer transition ``l`` (from
+  layer ``l`` to layer ``l + 1``): ``sizes`` (the widths of all layers),
+  ``coef_off`` and ``int_off`` (where the weights and biases start in ``w``),
+  ``act_off`` (where the layer's output starts in a per-row activation block),
+  ``bn_off`` (where batch norm's scale and then shift start in ``w``),
+  ``codes`` (the hidden activation code of each hidden layer) and ``res``
+  (1 where the layer adds a residual skip ``h_{l+1} = ... + h_l``).
+* ``bufs`` is a tuple of flat work buffers; for a batch of ``B`` rows each holds
+  every layer's ``(B, width)`` block starting at ``B_max * act_off[l]``:
+  ``acts`` (layer outputs), ``deltas`` (gradients w.r.t. layer outputs; the
+  output layer's block holds ``(p - y) * sw``), ``fa`` (activation outputs before
+  dropout and the residual add, when either is on), ``masks`` (inverted-dropout
+  scales 0 or ``1 / (1 - p)``), ``bnz`` (batch-normalised pre-activations),
+  ``bnstat`` (batch mean and inverse standard deviation per unit), ``dz`` (scratch
+  for one layer's gradient w.r.t. its pre-activation), ``gtmp`` (scratch for
+  accumulated weight gradients) and ``X0`` (gathered dense input rows).  Unused
+  buffers have size 0, so one compiled version serves every option.
+* The input is either dense (``Xd``, gathered row by row) or CSR (``Xdat``,
+  ``Xind``, ``Xptr``), passed together as ``Xs``; the unused form has size 0.
+  The first layer of a CSR input is computed from its non-zeros only.
+* Activations and output/loss pairs arrive as integer codes and are branched on
+  once per layer, never once per element.
+
+A hidden layer computes ``z = h W + b``, then (``batch_norm``) ``y = gamma *
+(z - mean) / sqrt(var + eps) + beta``, then ``a = f(y)``, then (``dropout``)
+``a *= mask``, then (``residual``) ``h' = a + h``.
 """
 
 import numpy as np
@@ -21,14 +37,20 @@ from numba import njit
 from ._jit import JIT_OPTIONS
 
 # Hidden activations.
-ACT_IDENTITY, ACT_LOGISTIC, ACT_TANH, ACT_RELU = 0, 1, 2, 3
+ACT_IDENTITY, ACT_LOGISTIC, ACT_TANH, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU = 0, 1, 2, 3, 4, 5
 ACTIVATION_CODES = {
     "identity": ACT_IDENTITY,
     "logistic": ACT_LOGISTIC,
     "sigmoid": ACT_LOGISTIC,
     "tanh": ACT_TANH,
     "relu": ACT_RELU,
+    "leaky_relu": ACT_LEAKY_RELU,
+    "elu": ACT_ELU,
 }
+#: slope of leaky_relu for negative inputs
+LEAKY_SLOPE = 0.01
+#: variance epsilon of batch normalization (as PyTorch's BatchNorm1d)
+BN_EPS = 1e-5
 
 # Output activation and its canonical loss: each pair has the gradient
 # d loss / d z = p - y with respect to the output pre-activation z, which is
@@ -59,56 +81,93 @@ def _view(buf, start, n_rows, n_cols):
 
 
 @njit(**JIT_OPTIONS)
-def _hidden_activation(Z, b, code):
-    """``Z = f(Z + b)`` in place for the hidden activation ``code``."""
+def splitmix64(state):
+    """Next 64-bit output of the splitmix64 generator; advances ``state[0]``."""
+    z = state[0] + np.uint64(0x9E3779B97F4A7C15)
+    state[0] = z
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(**JIT_OPTIONS)
+def _uniform(state):
+    """Uniform float64 in [0, 1) from the top 53 bits of splitmix64."""
+    return np.float64(splitmix64(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(**JIT_OPTIONS)
+def _activate(Z, code):
+    """``Z = f(Z)`` in place for the hidden activation ``code``."""
     n, m = Z.shape
     if code == ACT_RELU:
         for i in range(n):
             for j in range(m):
-                v = Z[i, j] + b[j]
-                Z[i, j] = v if v > 0 else 0.0
+                if Z[i, j] < 0:
+                    Z[i, j] = 0.0
     elif code == ACT_TANH:
         for i in range(n):
             for j in range(m):
-                Z[i, j] = np.tanh(Z[i, j] + b[j])
+                Z[i, j] = np.tanh(Z[i, j])
     elif code == ACT_LOGISTIC:
         for i in range(n):
             for j in range(m):
-                Z[i, j] = _expit(Z[i, j] + b[j])
-    else:
+                Z[i, j] = _expit(Z[i, j])
+    elif code == ACT_LEAKY_RELU:
         for i in range(n):
             for j in range(m):
-                Z[i, j] += b[j]
+                if Z[i, j] < 0:
+                    Z[i, j] *= LEAKY_SLOPE
+    elif code == ACT_ELU:
+        for i in range(n):
+            for j in range(m):
+                if Z[i, j] < 0:
+                    Z[i, j] = np.expm1(Z[i, j])
 
 
 @njit(**JIT_OPTIONS)
-def _hidden_derivative(A, D, code):
-    """``D *= f'(z)`` in place, written in terms of the activation output ``A``."""
-    n, m = A.shape
+def _activation_grad(G, F, M, use_mask, code, D):
+    """``D = G * mask * f'(y)``, with ``f'`` written in terms of ``F = f(y)``."""
+    n, m = G.shape
+    if use_mask:
+        for i in range(n):
+            for j in range(m):
+                D[i, j] = G[i, j] * M[i, j]
+    else:
+        D[:, :] = G
     if code == ACT_RELU:
         for i in range(n):
             for j in range(m):
-                if A[i, j] <= 0:
+                if F[i, j] <= 0:
                     D[i, j] = 0.0
     elif code == ACT_TANH:
         for i in range(n):
             for j in range(m):
-                D[i, j] *= 1.0 - A[i, j] * A[i, j]
+                D[i, j] *= 1.0 - F[i, j] * F[i, j]
     elif code == ACT_LOGISTIC:
         for i in range(n):
             for j in range(m):
-                D[i, j] *= A[i, j] * (1.0 - A[i, j])
+                D[i, j] *= F[i, j] * (1.0 - F[i, j])
+    elif code == ACT_LEAKY_RELU:
+        for i in range(n):
+            for j in range(m):
+                if F[i, j] <= 0:
+                    D[i, j] *= LEAKY_SLOPE
+    elif code == ACT_ELU:
+        for i in range(n):
+            for j in range(m):
+                if F[i, j] <= 0:
+                    D[i, j] *= F[i, j] + 1.0
 
 
 @njit(**JIT_OPTIONS)
-def _output_activation(Z, b, code):
-    """``P = g(Z + b)`` in place for the output activation ``code``."""
+def _output_activation(Z, code):
+    """``P = g(Z)`` in place for the output activation ``code``."""
     n, m = Z.shape
     if code == OUT_SOFTMAX:
         for i in range(n):
             zmax = -np.inf
             for j in range(m):
-                Z[i, j] += b[j]
                 if Z[i, j] > zmax:
                     zmax = Z[i, j]
             s = 0.0
@@ -121,20 +180,17 @@ def _output_activation(Z, b, code):
     elif code == OUT_LOGISTIC:
         for i in range(n):
             for j in range(m):
-                Z[i, j] = _expit(Z[i, j] + b[j])
+                Z[i, j] = _expit(Z[i, j])
     elif code == OUT_EXP:
         for i in range(n):
             for j in range(m):
-                Z[i, j] = np.exp(Z[i, j] + b[j])
-    else:
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] += b[j]
+                Z[i, j] = np.exp(Z[i, j])
 
 
 @njit(**JIT_OPTIONS)
-def _first_layer(Xd, Xdat, Xind, Xptr, sparse, rows, X0, W, Z):
+def _first_layer(Xs, sparse, rows, X0, W, Z):
     """``Z = X[rows] @ W`` for a dense or CSR input; dense rows are gathered into X0."""
+    Xd, Xdat, Xind, Xptr = Xs
     B = rows.shape[0]
     if sparse:
         m = W.shape[1]
@@ -158,27 +214,139 @@ def _first_layer(Xd, Xdat, Xind, Xptr, sparse, rows, X0, W, Z):
 
 
 @njit(**JIT_OPTIONS)
+def _batch_norm(Z, gamma, beta, train, momentum, Zhat, mean, invstd, run_mean, run_var):
+    """Normalise the columns of ``Z`` in place, ``Z = gamma * zhat + beta``.
+
+    In training the batch mean and (biased) variance are used, ``zhat``,
+    the mean and ``1 / sqrt(var + eps)`` are kept for the backward pass, and the
+    running statistics move by ``momentum`` towards the batch's (unbiased
+    variance, as PyTorch).  Otherwise the running statistics are used.
+    """
+    B, m = Z.shape
+    if train:
+        for j in range(m):
+            mean[j] = 0.0
+            invstd[j] = 0.0
+        for i in range(B):
+            for j in range(m):
+                mean[j] += Z[i, j]
+        for j in range(m):
+            mean[j] /= B
+        for i in range(B):
+            for j in range(m):
+                d = Z[i, j] - mean[j]
+                invstd[j] += d * d
+        for j in range(m):
+            var = invstd[j] / B
+            invstd[j] = 1.0 / np.sqrt(var + BN_EPS)
+            if momentum > 0:
+                run_mean[j] = (1.0 - momentum) * run_mean[j] + momentum * mean[j]
+                unbiased = var * B / (B - 1) if B > 1 else var
+                run_var[j] = (1.0 - momentum) * run_var[j] + momentum * unbiased
+        for i in range(B):
+            for j in range(m):
+                zh = (Z[i, j] - mean[j]) * invstd[j]
+                Zhat[i, j] = zh
+                Z[i, j] = gamma[j] * zh + beta[j]
+    else:
+        for i in range(B):
+            for j in range(m):
+                zh = (Z[i, j] - run_mean[j]) / np.sqrt(run_var[j] + BN_EPS)
+                Z[i, j] = gamma[j] * zh + beta[j]
+
+
+@njit(**JIT_OPTIONS)
+def _batch_norm_grad(D, Zhat, gamma, invstd, ggamma, gbeta, accumulate):
+    """Backward of batch norm in place: ``D`` goes from dL/dy to dL/dz.
+
+    With ``dzhat = dy * gamma`` the classic result is
+    ``dz = invstd / B * (B * dzhat - sum(dzhat) - zhat * sum(dzhat * zhat))``
+    (the batch mean and variance depend on every row).
+    """
+    B, m = D.shape
+    if not accumulate:
+        for j in range(m):
+            ggamma[j] = 0.0
+            gbeta[j] = 0.0
+    s1 = np.zeros(m)
+    s2 = np.zeros(m)
+    for i in range(B):
+        for j in range(m):
+            dy = D[i, j]
+            ggamma[j] += dy * Zhat[i, j]
+            gbeta[j] += dy
+            dzh = dy * gamma[j]
+            s1[j] += dzh
+            s2[j] += dzh * Zhat[i, j]
+    for i in range(B):
+        for j in range(m):
+            dzh = D[i, j] * gamma[j]
+            D[i, j] = invstd[j] / B * (B * dzh - s1[j] - Zhat[i, j] * s2[j])
+
+
+@njit(**JIT_OPTIONS)
 def forward(
-    Xd, Xdat, Xind, Xptr, sparse, rows, w, sizes, coef_off, int_off, act_off,
-    B_max, hidden, out_code, X0, acts,
+    Xs, sparse, rows, w, net, drop_p, bn, train, sample_mask, bn_momentum, rng,
+    out_code, B_max, bufs, bn_run,
 ):  # fmt: skip
-    """Forward pass of the rows ``rows``; fills every layer's block of ``acts``."""
+    """Forward pass of the rows ``rows``; fills every layer's block of ``acts``.
+
+    ``train`` selects batch statistics for batch norm and switches dropout on;
+    ``sample_mask`` draws new dropout masks from ``rng`` (otherwise the masks in
+    the buffer are used, e.g. to check gradients with a fixed mask).
+    """
+    sizes, coef_off, int_off, act_off, bn_off, codes, res = net
+    X0, acts, deltas, fa, masks, bnz, bnstat, dz, gtmp = bufs
     B = rows.shape[0]
     n_trans = sizes.shape[0] - 1
+    width = acts.shape[0] // B_max if B_max > 0 else 0
+    use_fa = fa.shape[0] > 0
     for l in range(n_trans):
         fi = sizes[l]
         fo = sizes[l + 1]
         W = _view(w, coef_off[l], fi, fo)
         b = w[int_off[l] : int_off[l] + fo]
-        Z = _view(acts, B_max * act_off[l], B, fo)
+        off = B_max * act_off[l]
+        Z = _view(acts, off, B, fo)
         if l == 0:
-            _first_layer(Xd, Xdat, Xind, Xptr, sparse, rows, X0, W, Z)
+            _first_layer(Xs, sparse, rows, X0, W, Z)
         else:
             np.dot(_view(acts, B_max * act_off[l - 1], B, fi), W, Z)
-        if l < n_trans - 1:
-            _hidden_activation(Z, b, hidden)
-        else:
-            _output_activation(Z, b, out_code)
+        for i in range(B):
+            for j in range(fo):
+                Z[i, j] += b[j]
+        if l == n_trans - 1:
+            _output_activation(Z, out_code)
+            break
+        if bn:
+            u = act_off[l]
+            _batch_norm(
+                Z, w[bn_off[l] : bn_off[l] + fo], w[bn_off[l] + fo : bn_off[l] + 2 * fo],
+                train, bn_momentum, _view(bnz, off, B, fo), bnstat[u : u + fo],
+                bnstat[width + u : width + u + fo], bn_run[u : u + fo],
+                bn_run[width + u : width + u + fo],
+            )  # fmt: skip
+        _activate(Z, codes[l])
+        p = drop_p[l]
+        dropping = train and p > 0
+        if use_fa:
+            F = _view(fa, off, B, fo)
+            F[:, :] = Z
+        if dropping:
+            M = _view(masks, off, B, fo)
+            if sample_mask:
+                keep = 1.0 / (1.0 - p)
+                for i in range(B):
+                    for j in range(fo):
+                        M[i, j] = 0.0 if _uniform(rng) < p else keep
+            for i in range(B):
+                for j in range(fo):
+                    Z[i, j] *= M[i, j]
+        if res[l]:
+            H = _view(acts, B_max * act_off[l - 1], B, fi)
+            for i in range(B):
+                for j in range(fo):
+                    Z[i, j] += H[i, j]
 
 
 @njit(**JIT_OPTIONS)
@@ -220,22 +388,41 @@ def loss_and_delta(P, Y, sw, rows, out_code, D):
 
 
 @njit(**JIT_OPTIONS)
-def backward(
-    Xd, Xdat, Xind, Xptr, sparse, rows, w, sizes, coef_off, int_off, act_off,
-    B_max, hidden, X0, acts, deltas, grad, gtmp, accumulate,
-):  # fmt: skip
+def backward(Xs, sparse, rows, w, net, drop_p, bn, B_max, bufs, grad, accumulate):
     """Backpropagate the output delta; write (or add) the unscaled data gradient.
 
     On entry the output layer's block of ``deltas`` holds ``(P - Y) * sw``.  On
     exit ``grad`` holds ``sum_i dloss_i/dw`` (weighted, without the penalty and
     without dividing by the weight sum), or has it added when ``accumulate``.
     """
+    sizes, coef_off, int_off, act_off, bn_off, codes, res = net
+    Xd, Xdat, Xind, Xptr = Xs
+    X0, acts, deltas, fa, masks, bnz, bnstat, dz, gtmp = bufs
     B = rows.shape[0]
     n_trans = sizes.shape[0] - 1
+    width = acts.shape[0] // B_max
+    use_fa = fa.shape[0] > 0
     for l in range(n_trans - 1, -1, -1):
         fi = sizes[l]
         fo = sizes[l + 1]
-        D = _view(deltas, B_max * act_off[l], B, fo)
+        off = B_max * act_off[l]
+        if l == n_trans - 1:
+            D = _view(deltas, off, B, fo)
+        else:
+            G = _view(deltas, off, B, fo)
+            D = _view(dz, 0, B, fo)
+            F = _view(fa, off, B, fo) if use_fa else _view(acts, off, B, fo)
+            dropping = drop_p[l] > 0
+            M = _view(masks, off, B, fo) if dropping else D
+            _activation_grad(G, F, M, dropping, codes[l], D)
+            if bn:
+                u = act_off[l]
+                b0 = bn_off[l]
+                _batch_norm_grad(
+                    D, _view(bnz, off, B, fo), w[b0 : b0 + fo],
+                    bnstat[width + u : width + u + fo], grad[b0 : b0 + fo],
+                    grad[b0 + fo : b0 + 2 * fo], accumulate,
+                )  # fmt: skip
         gW = _view(grad, coef_off[l], fi, fo)
         gb = grad[int_off[l] : int_off[l] + fo]
         if not accumulate:
@@ -266,39 +453,81 @@ def backward(
                 np.dot(A.T, D, gW)
         if l > 0:
             W = _view(w, coef_off[l], fi, fo)
-            Dprev = _view(deltas, B_max * act_off[l - 1], B, fi)
-            np.dot(D, W.T, Dprev)
-            _hidden_derivative(_view(acts, B_max * act_off[l - 1], B, fi), Dprev, hidden)
+            Gprev = _view(deltas, B_max * act_off[l - 1], B, fi)
+            np.dot(D, W.T, Gprev)
+            if res[l]:
+                # h_{l+1} = a + h_l: the gradient reaching h_{l+1} also flows
+                # straight into h_l.
+                Gres = _view(deltas, off, B, fo)
+                for i in range(B):
+                    for j in range(fi):
+                        Gprev[i, j] += Gres[i, j]
 
 
 @njit(**JIT_OPTIONS)
-def finish_gradient(w, grad, n_coef, alpha, sw_sum):
-    """Add the L2 penalty's gradient and divide by the weight sum; return penalty.
+def finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum):
+    """Add the penalty's gradient and divide by the weight sum; return the penalty.
 
-    The objective is ``(sum_i sw_i loss_i + alpha/2 * ||W||^2) / sum_i sw_i``
-    (biases are not penalised), as in scikit-learn's MLP.
+    The objective is ``(sum_i sw_i loss_i + alpha * (l1_ratio * ||W||_1 +
+    (1 - l1_ratio) / 2 * ||W||^2)) / sum_i sw_i``; biases and batch-norm
+    parameters are not penalised.  ``l1_ratio=0`` is scikit-learn's L2 penalty.
+    The L1 part uses the subgradient ``sign(w)`` (0 at 0).
     """
     inv = 1.0 / sw_sum
+    a1 = alpha * l1_ratio
+    a2 = alpha * (1.0 - l1_ratio)
     sq = 0.0
+    ab = 0.0
     for k in range(n_coef):
-        sq += w[k] * w[k]
-        grad[k] = (grad[k] + alpha * w[k]) * inv
+        v = w[k]
+        sq += v * v
+        ab += abs(v)
+        sgn = 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
+        grad[k] = (grad[k] + a2 * v + a1 * sgn) * inv
     for k in range(n_coef, w.shape[0]):
         grad[k] = grad[k] * inv
-    return 0.5 * alpha * sq * inv
+    return (0.5 * a2 * sq + a1 * ab) * inv
+
+
+@njit(**JIT_OPTIONS)
+def layer_grad_norms(grad, sizes, coef_off, scale, out):
+    """Add ``scale`` times the Euclidean norm of each layer's weight gradient to ``out``."""
+    for l in range(sizes.shape[0] - 1):
+        s = 0.0
+        for k in range(coef_off[l], coef_off[l] + sizes[l] * sizes[l + 1]):
+            s += grad[k] * grad[k]
+        out[l] += scale * np.sqrt(s)
+
+
+@njit(**JIT_OPTIONS)
+def clip_grad_norm(grad, max_norm):
+    """Scale ``grad`` to a global norm of at most ``max_norm`` (off when <= 0)."""
+    if max_norm <= 0:
+        return
+    s = 0.0
+    for k in range(grad.shape[0]):
+        s += grad[k] * grad[k]
+    norm = np.sqrt(s)
+    if norm > max_norm:
+        scale = max_norm / norm
+        for k in range(grad.shape[0]):
+            grad[k] *= scale
 
 
 @njit(**JIT_OPTIONS)
 def full_loss_grad(
-    Xd, Xdat, Xind, Xptr, sparse, Y, sw, w, sizes, coef_off, int_off, act_off,
-    n_coef, hidden, out_code, alpha, chunk, X0, acts, deltas, grad, gtmp,
+    Xs, sparse, Y, sw, w, net, drop_p, bn, bn_momentum, n_coef, out_code, alpha,
+    l1_ratio, chunk, bufs, bn_run, grad,
 ):  # fmt: skip
     """Loss and gradient over all rows (L-BFGS and full-batch), in row chunks.
 
     Working ``chunk`` rows at a time keeps memory at ``chunk x sum(widths)``
     whatever the number of rows; the gradient is summed over chunks in a fixed
-    order, so the result does not depend on anything but the data.
+    order.  Batch norm needs the whole batch at once: callers pass
+    ``chunk >= n_rows`` then.  Dropout uses the masks already in the buffer.
     """
+    sizes = net[0]
+    act_off = net[3]
     n = sw.shape[0]
     sw_sum = 0.0
     for i in range(n):
@@ -307,34 +536,39 @@ def full_loss_grad(
     total = 0.0
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
+    rng = np.zeros(1, dtype=np.uint64)
+    acts, deltas = bufs[1], bufs[2]
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         rows = rows_all[start:stop]
         B = stop - start
-        forward(Xd, Xdat, Xind, Xptr, sparse, rows, w, sizes, coef_off, int_off,
-                act_off, chunk, hidden, out_code, X0, acts)  # fmt: skip
+        forward(Xs, sparse, rows, w, net, drop_p, bn, True, False, bn_momentum, rng,
+                out_code, chunk, bufs, bn_run)  # fmt: skip
         P = _view(acts, chunk * act_off[last], B, n_out)
         D = _view(deltas, chunk * act_off[last], B, n_out)
         total += loss_and_delta(P, Y, sw, rows, out_code, D)
-        backward(Xd, Xdat, Xind, Xptr, sparse, rows, w, sizes, coef_off, int_off,
-                 act_off, chunk, hidden, X0, acts, deltas, grad, gtmp, start > 0)  # fmt: skip
-    penalty = finish_gradient(w, grad, n_coef, alpha, sw_sum)
+        backward(Xs, sparse, rows, w, net, drop_p, bn, chunk, bufs, grad, start > 0)
+    penalty = finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum)
     return total / sw_sum + penalty
 
 
 @njit(**JIT_OPTIONS)
-def predict(
-    Xd, Xdat, Xind, Xptr, sparse, n_rows, w, sizes, coef_off, int_off, act_off,
-    hidden, out_code, chunk, X0, acts, out,
-):  # fmt: skip
-    """Network output for every row, ``chunk`` rows at a time, into ``out``."""
+def predict(Xs, sparse, n_rows, w, net, drop_p, bn, out_code, chunk, bufs, bn_run, out):
+    """Network output for every row, ``chunk`` rows at a time, into ``out``.
+
+    Dropout is off and batch norm uses its running statistics: deterministic.
+    """
+    sizes = net[0]
+    act_off = net[3]
     rows_all = np.arange(n_rows)
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
+    rng = np.zeros(1, dtype=np.uint64)
+    acts = bufs[1]
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
         rows = rows_all[start:stop]
-        forward(Xd, Xdat, Xind, Xptr, sparse, rows, w, sizes, coef_off, int_off,
-                act_off, chunk, hidden, out_code, X0, acts)  # fmt: skip
+        forward(Xs, sparse, rows, w, net, drop_p, bn, False, False, 0.0, rng,
+                out_code, chunk, bufs, bn_run)  # fmt: skip
         P = _view(acts, chunk * act_off[last], stop - start, n_out)
         out[start:stop, :] = P

@@ -20,8 +20,9 @@ class Layout:
         Widths of all layers, input and output included.
     """
 
-    def __init__(self, layer_units):
+    def __init__(self, layer_units, batch_norm=False):
         self.sizes = np.asarray(layer_units, dtype=np.int64)
+        self.batch_norm = bool(batch_norm)
         n_trans = len(self.sizes) - 1
         fan_in, fan_out = self.sizes[:-1], self.sizes[1:]
         n_coef = fan_in * fan_out
@@ -31,21 +32,52 @@ class Layout:
         #: start of each bias vector in the flat vector
         self.int_off = np.int64(n_coef.sum()) + np.zeros(n_trans, dtype=np.int64)
         self.int_off[1:] += np.cumsum(fan_out)[:-1]
-        self.n_params = int(n_coef.sum() + fan_out.sum())
+        n_base = int(n_coef.sum() + fan_out.sum())
+        #: start of each hidden layer's batch-norm scale (its shift follows);
+        #: batch-norm parameters come after every bias, so the first part of
+        #: the vector is packed exactly as scikit-learn packs it
+        self.bn_off = np.zeros(n_trans, dtype=np.int64)
+        hidden = fan_out[:-1]
+        if self.batch_norm and n_trans > 1:
+            self.bn_off[:-1] = n_base + np.concatenate([[0], np.cumsum(2 * hidden)[:-1]])
+            n_base += int(2 * hidden.sum())
+        self.n_params = n_base
         self.n_coef_params = int(n_coef.sum())
         #: start of each layer's output block in a per-row activation buffer
         self.act_off = np.zeros(n_trans, dtype=np.int64)
         self.act_off[1:] = np.cumsum(fan_out)[:-1]
         self.act_width = int(fan_out.sum())
         self.max_coef = int(n_coef.max())
+        self.max_hidden = int(hidden.max()) if n_trans > 1 else 0
+        #: hidden activation code per transition (the output layer's is unused)
+        self.codes = np.zeros(n_trans, dtype=np.int64)
+        #: 1 where a transition adds a residual skip (set by ``set_residual``)
+        self.res = np.zeros(n_trans, dtype=np.int64)
 
-    def offsets(self):
-        """``sizes, coef_off, int_off, act_off`` as read-only views, for kernels.
+    def set_residual(self, residual):
+        """Skip connections between consecutive hidden layers of equal width.
 
-        Always read-only (also after unpickling), so kernels see one array type.
+        Transition ``l`` (hidden layer ``l`` to hidden layer ``l + 1``, for
+        ``1 <= l < n_layers - 2``) gets ``h_{l+1} = f(...) + h_l`` when both
+        widths are equal; pairs of unequal width get no skip.  Returns the
+        number of skips.
+        """
+        self.res[:] = 0
+        if residual:
+            for l in range(1, len(self.sizes) - 2):
+                if self.sizes[l] == self.sizes[l + 1]:
+                    self.res[l] = 1
+        return int(self.res.sum())
+
+    def net(self):
+        """The network description tuple the kernels take, as read-only views.
+
+        ``(sizes, coef_off, int_off, act_off, bn_off, codes, res)``; always
+        read-only (also after unpickling), so kernels see one array type.
         """
         out = []
-        for a in (self.sizes, self.coef_off, self.int_off, self.act_off):
+        for a in (self.sizes, self.coef_off, self.int_off, self.act_off, self.bn_off,
+                  self.codes, self.res):  # fmt: skip
             v = a.view()
             v.flags.writeable = False
             out.append(v)
@@ -66,8 +98,31 @@ class Layout:
             intercepts.append(w[b0 : b0 + fo])
         return coefs, intercepts
 
-    def pack(self, coefs, intercepts, dtype):
-        """Copy lists of weight matrices and bias vectors into a new flat vector."""
+    def unpack_bn(self, w):
+        """Batch-norm scales and shifts of each hidden layer, as views into ``w``."""
+        scales, shifts = [], []
+        if self.batch_norm:
+            for i in range(len(self.sizes) - 2):
+                fo, b0 = int(self.sizes[i + 1]), int(self.bn_off[i])
+                scales.append(w[b0 : b0 + fo])
+                shifts.append(w[b0 + fo : b0 + 2 * fo])
+        return scales, shifts
+
+    def unpack_running(self, run):
+        """Running means and variances of each hidden layer, as views into ``run``."""
+        means, variances = [], []
+        if self.batch_norm:
+            for i in range(len(self.sizes) - 2):
+                fo, u = int(self.sizes[i + 1]), int(self.act_off[i])
+                means.append(run[u : u + fo])
+                variances.append(run[self.act_width + u : self.act_width + u + fo])
+        return means, variances
+
+    def pack(self, coefs, intercepts, dtype, rest=None):
+        """Copy lists of weight matrices and bias vectors into a new flat vector.
+
+        ``rest`` supplies the parameters after the biases (batch norm's).
+        """
         w = np.empty(self.n_params, dtype=dtype)
         for i, (c, b) in enumerate(zip(coefs, intercepts, strict=True)):
             fi, fo = int(self.sizes[i]), int(self.sizes[i + 1])
@@ -79,19 +134,41 @@ class Layout:
             c0, b0 = int(self.coef_off[i]), int(self.int_off[i])
             w[c0 : c0 + fi * fo] = c.ravel()
             w[b0 : b0 + fo] = b
+        n_base = int(self.int_off[-1] + self.sizes[-1])
+        if rest is not None:
+            w[n_base:] = rest
+        else:  # batch norm starts as the identity: scale 1, shift 0
+            for i in range(len(self.sizes) - 2 if self.batch_norm else 0):
+                fo, b0 = int(self.sizes[i + 1]), int(self.bn_off[i])
+                w[b0 : b0 + fo] = 1.0
+                w[b0 + fo : b0 + 2 * fo] = 0.0
         return w
 
-    def init_params(self, random_state, activation, dtype):
+    def new_running_stats(self, dtype):
+        """Running means (0) and variances (1) of batch norm; size 0 without it."""
+        if not self.batch_norm:
+            return np.zeros(0, dtype=dtype)
+        run = np.zeros(2 * self.act_width, dtype=dtype)
+        run[self.act_width :] = 1.0
+        return run
+
+    def init_params(self, random_state, activations, dtype):
         """Glorot-uniform initialisation, drawn exactly as scikit-learn's MLP.
 
         The draws (weights then bias, layer by layer, from ``random_state``)
         are the ones ``MLPClassifier``/``MLPRegressor`` make, so the same
-        ``random_state`` starts both libraries from the same weights.
+        ``random_state`` starts both libraries from the same weights.  The bound
+        is ``sqrt(factor / (fan_in + fan_out))`` with factor 2 for a logistic
+        layer and 6 otherwise; ``activations`` names each hidden layer's
+        activation (the output layer uses the last hidden layer's rule, as
+        scikit-learn uses its one hidden activation everywhere).
         """
         coefs, intercepts = [], []
-        factor = 2.0 if activation == "logistic" else 6.0
-        for i in range(len(self.sizes) - 1):
+        n_trans = len(self.sizes) - 1
+        for i in range(n_trans):
             fi, fo = int(self.sizes[i]), int(self.sizes[i + 1])
+            name = activations[min(i, len(activations) - 1)] if activations else "relu"
+            factor = 2.0 if name in ("logistic", "sigmoid") else 6.0
             bound = np.sqrt(factor / (fi + fo))
             coefs.append(random_state.uniform(-bound, bound, (fi, fo)))
             intercepts.append(random_state.uniform(-bound, bound, fo))

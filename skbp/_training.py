@@ -1,60 +1,82 @@
 """The training loops in Python: one compiled call per epoch (or per L-BFGS step).
 
 What happens *between* epochs lives here -- learning-rate schedules, early
-stopping, divergence checks, verbose output, interrupt handling -- written as
-small steps on the estimator's state.  Nothing here loops over mini-batches.
+stopping, divergence checks, gradient diagnostics, verbose output, interrupt
+handling -- written as small steps on the estimator's state.  Nothing here
+loops over mini-batches.
 """
 
+import math
 import warnings
 
 import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 
 from ._data import Problem, Workspace, readonly
 from ._epoch import EPOCH_OK, run_epoch
-from ._kernels import full_loss_grad, predict
-from ._optim import SOLVER_SGD, OptimizerState
-from .exceptions import DivergenceWarning
+from ._kernels import full_loss_grad, layer_grad_norms, predict
+from ._optim import OptimizerState
+from .exceptions import DivergenceWarning, GradientWarning
 
 #: rows per chunk for prediction and the full-batch (L-BFGS) gradient
 CHUNK_ROWS = 256
 #: a fit has diverged when its loss exceeds this many times where it started
 DIVERGENCE_FACTOR = 1e4
+#: a layer's mean weight-gradient norm below this is reported as vanishing ...
+VANISHING_GRAD_NORM = 1e-6
+#: ... (while another layer's is above this, so a converged fit is not flagged)
+ACTIVE_GRAD_NORM = 1e-4
+#: a layer's mean weight-gradient norm above this is reported as exploding
+EXPLODING_GRAD_NORM = 1e4
+
+
+def _net(est):
+    return est._layout.net(), readonly(est._drop_p), est._layout.batch_norm
+
+
+def _workspace(est, rows, sparse, train):
+    layout = est._layout
+    dropout = train and bool(np.any(est._drop_p > 0))
+    keep = train and (dropout or bool(layout.res.any()))
+    return Workspace(layout, rows, est._w.dtype, sparse, dropout, keep)
 
 
 def network_output(est, problem):
-    """Output-layer activations for every row of ``problem``, in the model dtype."""
-    layout, w = est._layout, est._packed_params()
+    """Output-layer activations for every row of ``problem``, in the model dtype.
+
+    Dropout is off and batch norm uses its running statistics.
+    """
+    w = est._packed_params()
     chunk = max(1, min(CHUNK_ROWS, problem.n_rows))
-    ws = Workspace(layout, chunk, w.dtype, problem.sparse)
-    out = np.empty((problem.n_rows, int(layout.sizes[-1])), dtype=w.dtype)
+    ws = _workspace(est, chunk, problem.sparse, train=False)
+    out = np.empty((problem.n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
+    net, drop_p, bn = _net(est)
     predict(
-        *problem.x_arrays(), problem.n_rows, readonly(w), *layout.offsets(),
-        est._hidden_code, est._out_code, chunk,
-        ws.X0, ws.acts, out,
+        problem.xs(), problem.sparse, problem.n_rows, w, net, drop_p, bn,
+        est._out_code, chunk, ws.bufs, est._bn_run, out,
     )  # fmt: skip
     return out
 
 
-def full_loss(est, problem, ws):
+def _full_workspace(est, problem):
+    # Batch norm normalises over the whole batch: one chunk holds every row.
+    rows = problem.n_rows if est._layout.batch_norm else min(CHUNK_ROWS, problem.n_rows)
+    return _workspace(est, max(1, rows), problem.sparse, train=True)
+
+
+def full_loss(est, problem, ws, bn_momentum=0.0):
     """Objective over all rows of ``problem`` at the current parameters.
 
-    Leaves the gradient in ``ws.grad``; ``ws`` must hold ``ws.batch_rows`` rows.
+    Leaves the gradient in ``ws.grad``.  With ``bn_momentum=1`` batch norm's
+    running statistics become the full-data statistics.
     """
-    layout = est._layout
+    net, drop_p, bn = _net(est)
     return full_loss_grad(
-        *problem.x_arrays(), problem.Y, problem.sw, est._w, *layout.offsets(),
-        layout.n_coef_params,
-        est._hidden_code, est._out_code, float(est.alpha), ws.batch_rows, ws.X0,
-        ws.acts, ws.deltas, ws.grad, ws.gtmp,
+        problem.xs(), problem.sparse, problem.Y, problem.sw, est._w, net, drop_p, bn,
+        float(bn_momentum), est._layout.n_coef_params, est._out_code, float(est.alpha),
+        float(est.l1_ratio), ws.batch_rows, ws.bufs, est._bn_run, ws.grad,
     )  # fmt: skip
-
-
-def _full_workspace(est, problem):
-    chunk = max(1, min(CHUNK_ROWS, problem.n_rows))
-    return Workspace(est._layout, chunk, est._w.dtype, problem.sparse)
 
 
 def _diverged_message(est, it, why):
@@ -62,14 +84,16 @@ def _diverged_message(est, it, why):
         f"Training diverged at iteration {it}: {why}. The parameters were "
         f"restored to the last ones with a finite, lowest loss and training "
         f"stopped. Try a smaller learning_rate_init (it is "
-        f"{est.learning_rate_init!r}), scaling the inputs and targets, or a "
-        f"smaller momentum."
+        f"{est.learning_rate_init!r}), scaling the inputs and targets, "
+        f"max_grad_norm, or a smaller momentum."
     )
 
 
 def _resolve_batch_size(batch_size, n_samples):
     if batch_size == "auto":
         return min(200, n_samples)
+    if batch_size == "full":
+        return n_samples
     if batch_size > n_samples:
         warnings.warn(
             "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
@@ -77,18 +101,29 @@ def _resolve_batch_size(batch_size, n_samples):
     return int(np.clip(batch_size, 1, n_samples))
 
 
-def _split_validation(est, problem, y_val_source):
-    """Random (stratified for single-output classification) validation split."""
+def _split_validation(est, problem, y_raw):
+    """Rows for training and for the early-stopping validation score.
+
+    With ``shuffle=True``: a random split (stratified for single-output
+    classification), as scikit-learn.  With ``shuffle=False`` the rows are taken
+    to be ordered (time series): the last ``validation_fraction`` of them are
+    held out, so the validation set never lies before the training set.
+    """
     from sklearn.base import is_classifier
+    from sklearn.model_selection import train_test_split
 
     n = problem.n_rows
-    stratify = y_val_source if (is_classifier(est) and est.n_outputs_ == 1) else None
-    idx_train, idx_val = train_test_split(
-        np.arange(n),
-        random_state=est._random_state,
-        test_size=est.validation_fraction,
-        stratify=stratify,
-    )
+    if est.shuffle:
+        stratify = y_raw if (is_classifier(est) and est.n_outputs_ == 1) else None
+        idx_train, idx_val = train_test_split(
+            np.arange(n),
+            random_state=est._random_state,
+            test_size=est.validation_fraction,
+            stratify=stratify,
+        )
+    else:
+        n_val = math.ceil(est.validation_fraction * n)
+        idx_train, idx_val = np.arange(n - n_val), np.arange(n - n_val, n)
     if idx_val.shape[0] < 2:
         raise ValueError(
             "The validation set is too small. Increase 'validation_fraction' or "
@@ -98,6 +133,41 @@ def _split_validation(est, problem, y_val_source):
     train = Problem(X[idx_train], problem.dtype, problem.Y[idx_train], problem.sw[idx_train])
     val = Problem(X[idx_val], problem.dtype, problem.Y[idx_val], problem.sw[idx_val])
     return train, val
+
+
+def _layer_name(est, layer):
+    n_trans = est.n_layers_ - 1
+    src = "input" if layer == 0 else f"hidden layer {layer}"
+    dst = "output" if layer == n_trans - 1 else f"hidden layer {layer + 1}"
+    return f"layer {layer + 1} of {n_trans} ({src} -> {dst})"
+
+
+def check_gradients(est, norms, it):
+    """Warn once per fit when a layer's gradient vanishes or explodes."""
+    if est._gradient_warned or not np.all(np.isfinite(norms)):
+        return
+    vanishing = np.flatnonzero(norms < VANISHING_GRAD_NORM)
+    if vanishing.size and norms.max() > ACTIVE_GRAD_NORM:
+        layer = int(vanishing[0])
+        msg = (
+            f"Vanishing gradient at iteration {it}: the weight-gradient norm of "
+            f"{_layer_name(est, layer)} is {norms[layer]:.2g} while another layer's is "
+            f"{norms.max():.2g}, so the layers near the input barely learn. Remedies: "
+            "activation='relu' (or 'leaky_relu', 'elu') instead of 'logistic'/'tanh', "
+            "batch_norm=True, residual=True, or fewer layers."
+        )
+    elif norms.max() > EXPLODING_GRAD_NORM:
+        layer = int(np.argmax(norms))
+        msg = (
+            f"Exploding gradient at iteration {it}: the weight-gradient norm of "
+            f"{_layer_name(est, layer)} is {norms[layer]:.2g}. Remedies: a smaller "
+            f"learning_rate_init (it is {est.learning_rate_init!r}), max_grad_norm "
+            "(e.g. 1.0), batch_norm=True, or scaling the inputs and targets."
+        )
+    else:
+        return
+    est._gradient_warned = True
+    warnings.warn(msg, GradientWarning)
 
 
 def fit_stochastic(est, problem, incremental, y_raw):
@@ -123,28 +193,39 @@ def fit_stochastic(est, problem, incremental, y_raw):
 
     n_samples = train.n_rows
     batch_size = _resolve_batch_size(est.batch_size, n_samples)
-    ws = Workspace(layout, batch_size, w.dtype, train.sparse)
+    if est.batch_norm and batch_size < 2:
+        raise ValueError(
+            "batch_norm=True needs mini-batches of at least 2 rows; got batch_size="
+            f"{est.batch_size!r} for {n_samples} training rows."
+        )
+    ws = _workspace(est, batch_size, train.sparse, train=True)
+    net, drop_p, bn = _net(est)
     idx = np.arange(n_samples, dtype=np.int64)
-    rng_state = np.array(
+    rng = np.array(
         [est._random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)],
         dtype=np.uint64,
     )
-    sums = np.zeros(2, dtype=np.float64)
+    sums = np.zeros(3, dtype=np.float64)
+    gnorm = np.zeros(layout.sizes.shape[0] - 1, dtype=np.float64)
     best_w, best_w_loss = w.copy(), np.inf
+    best_run = est._bn_run.copy()
     hyper = (
         float(est.momentum), bool(est.nesterovs_momentum), float(est.beta_1),
         float(est.beta_2), float(est.epsilon),
     )  # fmt: skip
+    max_grad_norm = 0.0 if est.max_grad_norm is None else float(est.max_grad_norm)
+    est._gradient_warned = False
 
     try:
         est.n_iter_ = 0
         for _ in range(est.max_iter):
+            gnorm[:] = 0.0
             status = run_epoch(
-                *train.x_arrays(), train.Y, train.sw, idx, bool(est.shuffle),
-                rng_state, batch_size, w, *layout.offsets(), layout.n_coef_params,
-                est._hidden_code, est._out_code, float(est.alpha), opt.code,
-                opt.learning_rate, *hyper, opt.m, opt.v, opt.t, ws.X0, ws.acts,
-                ws.deltas, ws.grad, sums,
+                train.xs(), train.sparse, train.Y, train.sw, idx, bool(est.shuffle), rng,
+                batch_size, w, net, drop_p, bn, layout.n_coef_params, est._out_code,
+                float(est.alpha), float(est.l1_ratio), max_grad_norm, opt.code,
+                opt.learning_rate, *hyper, opt.m, opt.v, opt.t, ws.bufs, est._bn_run,
+                ws.grad, gnorm, sums,
             )  # fmt: skip
             if est._loss_ref is None and np.isfinite(sums[1]):
                 est._loss_ref = float(sums[1])
@@ -152,24 +233,30 @@ def fit_stochastic(est, problem, incremental, y_raw):
             why = _divergence(est, status, loss, w)
             if why:
                 w[:] = best_w
+                est._bn_run[:] = best_run
                 est.loss_ = float(full_loss(est, train, _full_workspace(est, train)))
                 warnings.warn(_diverged_message(est, est.n_iter_ + 1, why), DivergenceWarning)
                 break
             if loss <= best_w_loss:
                 best_w[:] = w
+                best_run[:] = est._bn_run
                 best_w_loss = loss
 
             est.n_iter_ += 1
             est.loss_ = float(loss)
             est.t_ += n_samples
             est.loss_curve_.append(est.loss_)
+            norms = gnorm / max(sums[2], 1.0)
+            est._gradient_norms.append(norms.copy())
             if est.verbose:
-                print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+                print(
+                    "Iteration %d, loss = %.8f, gradient norms per layer = %s"
+                    % (est.n_iter_, est.loss_, np.array2string(norms, precision=3))
+                )
+            check_gradients(est, norms, est.n_iter_)
 
             _update_no_improvement_count(est, early_stopping, val, y_val)
-
-            if opt.code == SOLVER_SGD and est.learning_rate == "invscaling":
-                opt.learning_rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+            _end_of_epoch_schedule(est, opt)
 
             if est._no_improvement_count > est.n_iter_no_change:
                 if early_stopping:
@@ -200,6 +287,15 @@ def fit_stochastic(est, problem, incremental, y_raw):
 
     if early_stopping:
         w[:] = est._best_w
+        est._bn_run[:] = est._best_bn_run
+
+
+def _end_of_epoch_schedule(est, opt):
+    """Learning-rate schedules, applied after every epoch for SGD and Adam alike."""
+    if est.learning_rate == "invscaling":
+        opt.learning_rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+    elif est.learning_rate == "exponential":
+        opt.learning_rate *= est.decay_rate
 
 
 def _divergence(est, status, loss, w):
@@ -215,8 +311,8 @@ def _divergence(est, status, loss, w):
 
 
 def _trigger_stopping(est, opt, msg):
-    """scikit-learn's rule: stop, or divide an adaptive SGD learning rate by 5."""
-    if opt.code != SOLVER_SGD or est.learning_rate != "adaptive":
+    """scikit-learn's rule: stop, or divide an adaptive learning rate by 5."""
+    if est.learning_rate != "adaptive":
         if est.verbose:
             print(msg + " Stopping.")
         return True
@@ -243,6 +339,7 @@ def _update_no_improvement_count(est, early_stopping, val, y_val):
         if score > est.best_validation_score_:
             est.best_validation_score_ = score
             est._best_w = est._w.copy()
+            est._best_bn_run = est._bn_run.copy()
     else:
         if est.loss_curve_[-1] > est.best_loss_ - est.tol:
             est._no_improvement_count += 1
@@ -253,10 +350,16 @@ def _update_no_improvement_count(est, early_stopping, val, y_val):
 
 
 def fit_lbfgs(est, problem):
-    """Full-batch training with scipy's L-BFGS-B on the compiled loss and gradient."""
+    """Full-batch training with scipy's L-BFGS-B on the compiled loss and gradient.
+
+    With batch norm the statistics are those of the whole training set, and the
+    running statistics used by ``predict`` are set to them at the end.
+    """
     w = est._w
     ws = _full_workspace(est, problem)
     best = {"loss": np.inf, "w": w.copy()}
+    est._gradient_warned = False
+    norms = np.zeros(est.n_layers_ - 1)
 
     def loss_grad(x):
         w[:] = x
@@ -266,12 +369,24 @@ def fit_lbfgs(est, problem):
             best["w"][:] = w
         return loss, ws.grad.astype(np.float64)
 
-    curve = []
+    curve, grad_norms = [], []
+
+    sw_sum = float(problem.sw.sum())
+    n_coef = est._layout.n_coef_params
+    a1, a2 = est.alpha * est.l1_ratio, est.alpha * (1 - est.l1_ratio)
 
     def callback(intermediate_result):
         curve.append(float(intermediate_result.fun))
+        # the data loss's gradient alone, as for the stochastic solvers
+        data_grad = ws.grad.astype(np.float64)
+        coefs = w[:n_coef]
+        data_grad[:n_coef] -= (a2 * coefs + a1 * np.sign(coefs)) / sw_sum
+        norms[:] = 0.0
+        layer_grad_norms(data_grad, est._layout.sizes, est._layout.coef_off, 1.0, norms)
+        grad_norms.append(norms.copy())
         if est.verbose:
             print("Iteration %d, loss = %.8f" % (len(curve), curve[-1]))
+        check_gradients(est, norms, len(curve))
 
     try:
         res = scipy.optimize.minimize(
@@ -307,5 +422,8 @@ def fit_lbfgs(est, problem):
                 "iterations (max_iter, max_fun) or scale the data.",
                 ConvergenceWarning,
             )
+    if est._layout.batch_norm:
+        full_loss(est, problem, ws, bn_momentum=1.0)
     est.loss_curve_ = curve
+    est._gradient_norms = grad_norms
     est.best_loss_ = min(curve) if curve else est.loss_

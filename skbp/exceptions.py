@@ -11,3 +11,13 @@ class DivergenceWarning(ConvergenceWarning):
     :class:`sklearn.exceptions.ConvergenceWarning`, so code that already filters
     scikit-learn's convergence warnings keeps working.
     """
+
+
+class GradientWarning(UserWarning):
+    """A layer's gradient vanished or exploded during training.
+
+    Emitted at most once per fit, naming the layer and suggesting a remedy
+    (ReLU instead of sigmoid, batch normalization, residual connections, a
+    smaller learning rate, ``max_grad_norm``).  The per-epoch, per-layer norms
+    are in the fitted attribute ``gradient_norms_``.
+    """

@@ -13,6 +13,33 @@ ESTIMATORS = [
     BPClassifier(hidden_layer_sizes=(8, 8), solver="lbfgs", random_state=0),
     BPRegressor(hidden_layer_sizes=(8, 8), solver="lbfgs", activation="tanh", random_state=0),
     BPClassifier(hidden_layer_sizes=(16,), solver="sgd", learning_rate_init=0.05, random_state=0),
+    # The toolkit's options switched on.  class_weight is tested in
+    # test_toolkit.py: 'balanced' is refused by partial_fit (as SGDClassifier
+    # refuses it), which check_fit_score_takes_y calls, and a dict must name
+    # the classes of each check's data.
+    BPClassifier(
+        hidden_layer_sizes=(16, 16),
+        dropout=0.1,
+        batch_norm=True,
+        residual=True,
+        activation=["elu", "leaky_relu"],
+        l1_ratio=0.5,
+        max_grad_norm=5.0,
+        learning_rate="exponential",
+        decay_rate=0.99,
+        random_state=0,
+    ),
+    BPRegressor(
+        hidden_layer_sizes=(16, 16),
+        batch_norm=True,
+        residual=True,
+        dropout=[0.0, 0.1],
+        batch_size="full",
+        learning_rate_init=0.01,
+        l1_ratio=0.2,
+        random_state=0,
+    ),
+    BPClassifier(hidden_layer_sizes="auto", solver="lbfgs", batch_norm=True, random_state=0),
     BPRegressor(
         solver="sgd",
         learning_rate="adaptive",
