@@ -218,11 +218,16 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
                     f"data now ask for {layer_units}. Change hidden_layer_sizes back "
                     "or fit from scratch with warm_start=False."
                 )
-            if self.solver in _STOCHASTIC_SOLVERS and not hasattr(self, "loss_curve_"):
+            if self.solver in _STOCHASTIC_SOLVERS and not hasattr(self, "_no_improvement_count"):
                 # continuing an L-BFGS model with a stochastic solver
-                self.loss_curve_, self._no_improvement_count = [], 0
-                self.best_loss_, self.validation_scores_ = np.inf, None
-                self.best_validation_score_ = None
+                self.loss_curve_ = list(getattr(self, "loss_curve_", []))
+                self._no_improvement_count = 0
+                if self.early_stopping:
+                    self.validation_scores_, self.best_validation_score_ = [], -np.inf
+                    self.best_loss_ = None
+                else:
+                    self.validation_scores_, self.best_validation_score_ = None, None
+                    self.best_loss_ = np.inf
         self._hidden_code = ACTIVATION_CODES[self.activation]
         self._out_code = OUTPUT_CODES[self.out_activation_]
 

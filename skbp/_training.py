@@ -112,6 +112,9 @@ def fit_stochastic(est, problem, incremental, y_raw):
             est.solver, layout.n_params, w.dtype, est.learning_rate_init
         )
     opt = est._optimizer.astype(w.dtype)
+    # divergence is judged against the start of this call: the data (and the
+    # scale of the loss) may differ from those of earlier fit/partial_fit calls
+    est._loss_ref = None
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     early_stopping = est.early_stopping
@@ -138,7 +141,9 @@ def fit_stochastic(est, problem, incremental, y_raw):
 
     try:
         est.n_iter_ = 0
+        w_start = w.copy()
         for _ in range(est.max_iter):
+            w_start[:] = w
             status = run_epoch(
                 *train.x_arrays(), train.Y, train.sw, idx, bool(est.shuffle),
                 rng_state, batch_size, w, *layout.offsets(), layout.n_coef_params,
@@ -156,7 +161,7 @@ def fit_stochastic(est, problem, incremental, y_raw):
                 warnings.warn(_diverged_message(est, est.n_iter_ + 1, why), DivergenceWarning)
                 break
             if loss <= best_w_loss:
-                best_w[:] = w
+                best_w[:] = w_start
                 best_w_loss = loss
 
             est.n_iter_ += 1

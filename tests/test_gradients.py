@@ -25,6 +25,18 @@ from skbp._kernels import (
 )
 from skbp._layout import Layout
 
+
+def kernel_offsets(layout):
+    """The offset arrays as the estimators pass them to the kernels.
+
+    Calling a kernel here with exactly the argument types the estimators use
+    reuses their compiled versions (tests/test_jit.py counts them).
+    """
+    if hasattr(layout, "offsets"):
+        return layout.offsets()
+    return layout.sizes, layout.coef_off, layout.int_off, layout.act_off
+
+
 N_ROWS, N_FEATURES, HIDDEN = 23, 5, (4, 3)
 CHUNK = 7  # < N_ROWS and not a divisor of it: three full chunks and a partial one
 ALPHA = 0.3
@@ -78,8 +90,8 @@ def loss_and_grad(problem, layout, w, hidden, out_code, alpha=ALPHA, chunk=CHUNK
     w = np.ascontiguousarray(w, dtype=problem.dtype)
     ws = Workspace(layout, chunk, problem.dtype, problem.sparse)
     loss = full_loss_grad(
-        *problem.x_arrays(), problem.Y, problem.sw, w, layout.sizes, layout.coef_off,
-        layout.int_off, layout.act_off, layout.n_coef_params, hidden, out_code,
+        *problem.x_arrays(), problem.Y, problem.sw, w, *kernel_offsets(layout),
+        layout.n_coef_params, hidden, out_code,
         float(alpha), chunk, ws.X0, ws.acts, ws.deltas, ws.grad, ws.gtmp,
     )  # fmt: skip
     return float(loss), ws.grad.copy()
@@ -136,8 +148,8 @@ def test_gradient_repeated_calls_do_not_accumulate():
     grads = []
     for _ in range(3):
         full_loss_grad(
-            *problem.x_arrays(), problem.Y, problem.sw, w, layout.sizes, layout.coef_off,
-            layout.int_off, layout.act_off, layout.n_coef_params, ACT_RELU, out_code,
+            *problem.x_arrays(), problem.Y, problem.sw, w, *kernel_offsets(layout),
+            layout.n_coef_params, ACT_RELU, out_code,
             ALPHA, CHUNK, ws.X0, ws.acts, ws.deltas, ws.grad, ws.gtmp,
         )  # fmt: skip
         grads.append(ws.grad.copy())
@@ -162,9 +174,9 @@ def test_gradient_scale_invariant_in_sample_weight(out_name):
     # multiplying every weight by a constant changes neither loss nor gradient
     problem, layout, w, out_code = make_case(out_name, sparse=False)
     loss, grad = loss_and_grad(problem, layout, w, ACT_TANH, out_code)
-    problem.sw = problem.sw * 7.0
-    problem_alpha = ALPHA * 7.0  # the penalty is divided by sum(sw): scale it too
-    loss7, grad7 = loss_and_grad(problem, layout, w, ACT_TANH, out_code, alpha=problem_alpha)
+    scaled = Problem(problem.X, np.float64, problem.Y, problem.sw * 7.0)
+    # the penalty is divided by sum(sw): scale alpha too
+    loss7, grad7 = loss_and_grad(scaled, layout, w, ACT_TANH, out_code, alpha=ALPHA * 7.0)
     np.testing.assert_allclose(loss7, loss, rtol=1e-12)
     np.testing.assert_allclose(grad7, grad, rtol=1e-10, atol=1e-14)
 
