@@ -301,14 +301,20 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
                     "warm_start and partial_fit continue the fitted network, whose "
                     f"layer sizes are {list(self._layout.sizes)} (batch_norm="
                     f"{self._layout.batch_norm}); the parameters and data now ask for "
-                    f"{layer_units} (batch_norm={bool(self.batch_norm)}). Change them "
-                    "back or fit from scratch with warm_start=False."
+                    f"{layer_units} (batch_norm={bool(self.batch_norm)}). Change "
+                    "hidden_layer_sizes or batch_norm back, or fit from scratch with "
+                    "warm_start=False."
                 )
-            if self.solver in _STOCHASTIC_SOLVERS and not hasattr(self, "loss_curve_"):
+            if self.solver in _STOCHASTIC_SOLVERS and not hasattr(self, "_no_improvement_count"):
                 # continuing an L-BFGS model with a stochastic solver
-                self.loss_curve_, self._no_improvement_count = [], 0
-                self.best_loss_, self.validation_scores_ = np.inf, None
-                self.best_validation_score_ = None
+                self.loss_curve_ = list(getattr(self, "loss_curve_", []))
+                self._no_improvement_count = 0
+                if self.early_stopping:
+                    self.validation_scores_, self.best_validation_score_ = [], -np.inf
+                    self.best_loss_ = None
+                else:
+                    self.validation_scores_, self.best_validation_score_ = None, None
+                    self.best_loss_ = np.inf
         layout = self._layout
         layout.codes[: len(hidden)] = [ACTIVATION_CODES[a] for a in activations]
         self._drop_p = np.zeros(len(layer_units) - 1)

@@ -51,7 +51,9 @@ class Problem:
             self.Xind = readonly(np.empty(0), np.int64)
             self.Xptr = readonly(np.empty(0), np.int64)
         self.X = X
-        if Y is not None:
+        if Y is None:  # prediction: no targets, and no weights are read
+            self.sw = readonly(np.empty(0), dtype)
+        else:
             self.Y = readonly(Y, dtype)
             if sample_weight is None:
                 sample_weight = np.ones(self.n_rows)

@@ -74,18 +74,18 @@ def run_epoch(
         stop = min(start + batch_size, n)
         rows = idx[start:stop]
         B = stop - start
-        forward(Xs, sparse, rows, w, net, drop_p, bn, True, True, BN_MOMENTUM, rng,
-                out_code, batch_size, bufs, bn_run)  # fmt: skip
-        P = _view(acts, batch_size * act_off[last], B, n_out)
-        D = _view(deltas, batch_size * act_off[last], B, n_out)
-        data_loss = loss_and_delta(P, Y, sw, rows, out_code, D)
         sw_sum = 0.0
         for i in range(B):
             sw_sum += sw[rows[i]]
         if sw_sum <= 0.0:
             # Every row of this batch has zero weight: nothing to learn from.
             continue
-        backward(Xs, sparse, rows, w, net, drop_p, bn, batch_size, bufs, grad, False)
+        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, True, True, BN_MOMENTUM, rng,
+                out_code, batch_size, bufs, bn_run)  # fmt: skip
+        P = _view(acts, batch_size * act_off[last], B, n_out)
+        D = _view(deltas, batch_size * act_off[last], B, n_out)
+        data_loss = loss_and_delta(P, Y, sw, rows, out_code, D)
+        backward(Xs, sparse, rows, sw, w, net, drop_p, bn, batch_size, bufs, grad, False)
         # diagnostics on the data gradient alone: the penalty would mask a vanishing one
         layer_grad_norms(grad, sizes, coef_off, 1.0 / sw_sum, gnorm)
         batch_loss = data_loss / sw_sum + finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum)

@@ -214,34 +214,42 @@ def _first_layer(Xs, sparse, rows, X0, W, Z):
 
 
 @njit(**JIT_OPTIONS)
-def _batch_norm(Z, gamma, beta, train, momentum, Zhat, mean, invstd, run_mean, run_var):
+def _batch_norm(Z, gamma, beta, train, momentum, sw, rows, Zhat, mean, invstd, run_mean, run_var):
     """Normalise the columns of ``Z`` in place, ``Z = gamma * zhat + beta``.
 
-    In training the batch mean and (biased) variance are used, ``zhat``,
-    the mean and ``1 / sqrt(var + eps)`` are kept for the backward pass, and the
-    running statistics move by ``momentum`` towards the batch's (unbiased
-    variance, as PyTorch).  Otherwise the running statistics are used.
+    In training the batch's mean and (biased) variance are used, weighted by the
+    sample weights ``sw[rows]``, so that a weight of 2 is the same as a repeated
+    row and a weight of 0 the same as a dropped one.  ``zhat``, the mean and
+    ``1 / sqrt(var + eps)`` are kept for the backward pass, and the running
+    statistics move by ``momentum`` towards the batch's (with the unbiased
+    variance ``var * S / (S - 1)``, ``S`` the weight sum, as PyTorch does for
+    unit weights).  Otherwise the running statistics are used.
     """
     B, m = Z.shape
     if train:
+        S = 0.0
+        for i in range(B):
+            S += sw[rows[i]]
         for j in range(m):
             mean[j] = 0.0
             invstd[j] = 0.0
         for i in range(B):
+            s = sw[rows[i]]
             for j in range(m):
-                mean[j] += Z[i, j]
+                mean[j] += s * Z[i, j]
         for j in range(m):
-            mean[j] /= B
+            mean[j] /= S
         for i in range(B):
+            s = sw[rows[i]]
             for j in range(m):
                 d = Z[i, j] - mean[j]
-                invstd[j] += d * d
+                invstd[j] += s * d * d
         for j in range(m):
-            var = invstd[j] / B
+            var = invstd[j] / S
             invstd[j] = 1.0 / np.sqrt(var + BN_EPS)
             if momentum > 0:
                 run_mean[j] = (1.0 - momentum) * run_mean[j] + momentum * mean[j]
-                unbiased = var * B / (B - 1) if B > 1 else var
+                unbiased = var * S / (S - 1.0) if S > 1.0 else var
                 run_var[j] = (1.0 - momentum) * run_var[j] + momentum * unbiased
         for i in range(B):
             for j in range(m):
@@ -256,18 +264,22 @@ def _batch_norm(Z, gamma, beta, train, momentum, Zhat, mean, invstd, run_mean, r
 
 
 @njit(**JIT_OPTIONS)
-def _batch_norm_grad(D, Zhat, gamma, invstd, ggamma, gbeta, accumulate):
-    """Backward of batch norm in place: ``D`` goes from dL/dy to dL/dz.
+def _batch_norm_grad(D, Zhat, gamma, invstd, sw, rows, ggamma, gbeta, accumulate):
+    """Backward of (weighted) batch norm in place: ``D`` goes from dL/dy to dL/dz.
 
-    With ``dzhat = dy * gamma`` the classic result is
-    ``dz = invstd / B * (B * dzhat - sum(dzhat) - zhat * sum(dzhat * zhat))``
-    (the batch mean and variance depend on every row).
+    With ``g = dy * gamma``, weights ``s`` and ``S = sum(s)``:
+    ``dz_i = invstd * (g_i - s_i / S * sum(g) - s_i * zhat_i / S * sum(g * zhat))``
+    (the batch mean and variance depend on every row); unit weights give the
+    classic ``invstd / B * (B g - sum(g) - zhat * sum(g * zhat))``.
     """
     B, m = D.shape
     if not accumulate:
         for j in range(m):
             ggamma[j] = 0.0
             gbeta[j] = 0.0
+    S = 0.0
+    for i in range(B):
+        S += sw[rows[i]]
     s1 = np.zeros(m)
     s2 = np.zeros(m)
     for i in range(B):
@@ -275,18 +287,19 @@ def _batch_norm_grad(D, Zhat, gamma, invstd, ggamma, gbeta, accumulate):
             dy = D[i, j]
             ggamma[j] += dy * Zhat[i, j]
             gbeta[j] += dy
-            dzh = dy * gamma[j]
-            s1[j] += dzh
-            s2[j] += dzh * Zhat[i, j]
+            g = dy * gamma[j]
+            s1[j] += g
+            s2[j] += g * Zhat[i, j]
     for i in range(B):
+        c = sw[rows[i]] / S
         for j in range(m):
-            dzh = D[i, j] * gamma[j]
-            D[i, j] = invstd[j] / B * (B * dzh - s1[j] - Zhat[i, j] * s2[j])
+            g = D[i, j] * gamma[j]
+            D[i, j] = invstd[j] * (g - c * s1[j] - c * Zhat[i, j] * s2[j])
 
 
 @njit(**JIT_OPTIONS)
 def forward(
-    Xs, sparse, rows, w, net, drop_p, bn, train, sample_mask, bn_momentum, rng,
+    Xs, sparse, rows, sw, w, net, drop_p, bn, train, sample_mask, bn_momentum, rng,
     out_code, B_max, bufs, bn_run,
 ):  # fmt: skip
     """Forward pass of the rows ``rows``; fills every layer's block of ``acts``.
@@ -322,7 +335,7 @@ def forward(
             u = act_off[l]
             _batch_norm(
                 Z, w[bn_off[l] : bn_off[l] + fo], w[bn_off[l] + fo : bn_off[l] + 2 * fo],
-                train, bn_momentum, _view(bnz, off, B, fo), bnstat[u : u + fo],
+                train, bn_momentum, sw, rows, _view(bnz, off, B, fo), bnstat[u : u + fo],
                 bnstat[width + u : width + u + fo], bn_run[u : u + fo],
                 bn_run[width + u : width + u + fo],
             )  # fmt: skip
@@ -388,7 +401,7 @@ def loss_and_delta(P, Y, sw, rows, out_code, D):
 
 
 @njit(**JIT_OPTIONS)
-def backward(Xs, sparse, rows, w, net, drop_p, bn, B_max, bufs, grad, accumulate):
+def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumulate):
     """Backpropagate the output delta; write (or add) the unscaled data gradient.
 
     On entry the output layer's block of ``deltas`` holds ``(P - Y) * sw``.  On
@@ -420,7 +433,7 @@ def backward(Xs, sparse, rows, w, net, drop_p, bn, B_max, bufs, grad, accumulate
                 b0 = bn_off[l]
                 _batch_norm_grad(
                     D, _view(bnz, off, B, fo), w[b0 : b0 + fo],
-                    bnstat[width + u : width + u + fo], grad[b0 : b0 + fo],
+                    bnstat[width + u : width + u + fo], sw, rows, grad[b0 : b0 + fo],
                     grad[b0 + fo : b0 + 2 * fo], accumulate,
                 )  # fmt: skip
         gW = _view(grad, coef_off[l], fi, fo)
@@ -542,21 +555,22 @@ def full_loss_grad(
         stop = min(start + chunk, n)
         rows = rows_all[start:stop]
         B = stop - start
-        forward(Xs, sparse, rows, w, net, drop_p, bn, True, False, bn_momentum, rng,
+        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, True, False, bn_momentum, rng,
                 out_code, chunk, bufs, bn_run)  # fmt: skip
         P = _view(acts, chunk * act_off[last], B, n_out)
         D = _view(deltas, chunk * act_off[last], B, n_out)
         total += loss_and_delta(P, Y, sw, rows, out_code, D)
-        backward(Xs, sparse, rows, w, net, drop_p, bn, chunk, bufs, grad, start > 0)
+        backward(Xs, sparse, rows, sw, w, net, drop_p, bn, chunk, bufs, grad, start > 0)
     penalty = finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum)
     return total / sw_sum + penalty
 
 
 @njit(**JIT_OPTIONS)
-def predict(Xs, sparse, n_rows, w, net, drop_p, bn, out_code, chunk, bufs, bn_run, out):
+def predict(Xs, sparse, n_rows, sw, w, net, drop_p, bn, out_code, chunk, bufs, bn_run, out):
     """Network output for every row, ``chunk`` rows at a time, into ``out``.
 
     Dropout is off and batch norm uses its running statistics: deterministic.
+    ``sw`` is unused (size 0); it keeps ``forward``'s argument types those of training.
     """
     sizes = net[0]
     act_off = net[3]
@@ -568,7 +582,7 @@ def predict(Xs, sparse, n_rows, w, net, drop_p, bn, out_code, chunk, bufs, bn_ru
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
         rows = rows_all[start:stop]
-        forward(Xs, sparse, rows, w, net, drop_p, bn, False, False, 0.0, rng,
+        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, False, False, 0.0, rng,
                 out_code, chunk, bufs, bn_run)  # fmt: skip
         P = _view(acts, chunk * act_off[last], stop - start, n_out)
         out[start:stop, :] = P

@@ -69,6 +69,12 @@ class Layout:
                     self.res[l] = 1
         return int(self.res.sum())
 
+    def __setstate__(self, state):
+        # arrays loaded from a read-only memmap (joblib) become writable copies
+        self.__dict__.update(
+            {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+        )
+
     def net(self):
         """The network description tuple the kernels take, as read-only views.
 
@@ -163,6 +169,8 @@ class Layout:
         activation (the output layer uses the last hidden layer's rule, as
         scikit-learn uses its one hidden activation everywhere).
         """
+        if isinstance(activations, str):
+            activations = [activations]
         coefs, intercepts = [], []
         n_trans = len(self.sizes) - 1
         for i in range(n_trans):

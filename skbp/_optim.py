@@ -67,6 +67,8 @@ class OptimizerState:
 
     def astype(self, dtype):
         """Return the state with its arrays in ``dtype`` (warm start on new data)."""
-        self.m = self.m.astype(dtype, copy=False)
-        self.v = self.v.astype(dtype, copy=False)
+        # np.require copies read-only arrays (e.g. after joblib.load(mmap_mode="r"))
+        self.m = np.require(self.m, dtype=dtype, requirements=["C", "W"])
+        self.v = np.require(self.v, dtype=dtype, requirements=["C", "W"])
+        self.t = np.require(self.t, dtype=np.int64, requirements=["C", "W"])
         return self

@@ -53,7 +53,7 @@ def network_output(est, problem):
     out = np.empty((problem.n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
     net, drop_p, bn = _net(est)
     predict(
-        problem.xs(), problem.sparse, problem.n_rows, w, net, drop_p, bn,
+        problem.xs(), problem.sparse, problem.n_rows, problem.sw, w, net, drop_p, bn,
         est._out_code, chunk, ws.bufs, est._bn_run, out,
     )  # fmt: skip
     return out
@@ -65,17 +65,31 @@ def _full_workspace(est, problem):
     return _workspace(est, max(1, rows), problem.sparse, train=True)
 
 
+def loss_grad(layout, w, problem, ws, out_code, alpha, l1_ratio, drop_p, bn_run, bn_momentum=0.0):
+    """Objective and gradient (left in ``ws.grad``) over all rows of ``problem``.
+
+    The one place that calls ``full_loss_grad``: the estimators (L-BFGS,
+    divergence checks) and the gradient tests go through here.  Dropout uses the
+    masks in ``ws``; ``layout.codes`` and ``layout.res`` select the activations
+    and skips.
+    """
+    return full_loss_grad(
+        problem.xs(), problem.sparse, problem.Y, problem.sw, w, layout.net(),
+        readonly(np.asarray(drop_p, dtype=np.float64)), layout.batch_norm,
+        float(bn_momentum), layout.n_coef_params, out_code, float(alpha),
+        float(l1_ratio), ws.batch_rows, ws.bufs, bn_run, ws.grad,
+    )  # fmt: skip
+
+
 def full_loss(est, problem, ws, bn_momentum=0.0):
-    """Objective over all rows of ``problem`` at the current parameters.
+    """Objective over all rows of ``problem`` at the estimator's current parameters.
 
     Leaves the gradient in ``ws.grad``.  With ``bn_momentum=1`` batch norm's
     running statistics become the full-data statistics.
     """
-    net, drop_p, bn = _net(est)
-    return full_loss_grad(
-        problem.xs(), problem.sparse, problem.Y, problem.sw, est._w, net, drop_p, bn,
-        float(bn_momentum), est._layout.n_coef_params, est._out_code, float(est.alpha),
-        float(est.l1_ratio), ws.batch_rows, ws.bufs, est._bn_run, ws.grad,
+    return loss_grad(
+        est._layout, est._w, problem, ws, est._out_code, est.alpha, est.l1_ratio,
+        est._drop_p, est._bn_run, bn_momentum,
     )  # fmt: skip
 
 
@@ -182,6 +196,9 @@ def fit_stochastic(est, problem, incremental, y_raw):
             est.solver, layout.n_params, w.dtype, est.learning_rate_init
         )
     opt = est._optimizer.astype(w.dtype)
+    # divergence is judged against the start of this call: the data (and the
+    # scale of the loss) may differ from those of earlier fit/partial_fit calls
+    est._loss_ref = None
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     early_stopping = est.early_stopping
@@ -196,7 +213,7 @@ def fit_stochastic(est, problem, incremental, y_raw):
     if est.batch_norm and batch_size < 2:
         raise ValueError(
             "batch_norm=True needs mini-batches of at least 2 rows; got batch_size="
-            f"{est.batch_size!r} for {n_samples} training rows."
+            f"{est.batch_size!r} with n_samples = {n_samples}."
         )
     ws = _workspace(est, batch_size, train.sparse, train=True)
     net, drop_p, bn = _net(est)
@@ -218,8 +235,11 @@ def fit_stochastic(est, problem, incremental, y_raw):
 
     try:
         est.n_iter_ = 0
+        w_start, run_start = w.copy(), est._bn_run.copy()
         for _ in range(est.max_iter):
             gnorm[:] = 0.0
+            w_start[:] = w
+            run_start[:] = est._bn_run
             status = run_epoch(
                 train.xs(), train.sparse, train.Y, train.sw, idx, bool(est.shuffle), rng,
                 batch_size, w, net, drop_p, bn, layout.n_coef_params, est._out_code,
@@ -238,8 +258,8 @@ def fit_stochastic(est, problem, incremental, y_raw):
                 warnings.warn(_diverged_message(est, est.n_iter_ + 1, why), DivergenceWarning)
                 break
             if loss <= best_w_loss:
-                best_w[:] = w
-                best_run[:] = est._bn_run
+                best_w[:] = w_start
+                best_run[:] = run_start
                 best_w_loss = loss
 
             est.n_iter_ += 1

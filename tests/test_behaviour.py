@@ -25,8 +25,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 
 def clf_data(n=120, n_classes=3, seed=0):
-    X, y = make_classification(n_samples=n, n_features=6, n_informative=4,
-                               n_classes=n_classes, random_state=seed)  # fmt: skip
+    X, y = make_classification(
+        n_samples=n, n_features=6, n_informative=4, n_classes=n_classes, random_state=seed
+    )
     return X, y
 
 
@@ -43,13 +44,13 @@ def params_of(est):
 
 def assert_params_equal(a, b):
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
 
 def assert_params_close(a, b, rtol, atol=0.0):
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
 
 
@@ -62,8 +63,14 @@ def assert_params_close(a, b, rtol, atol=0.0):
 @pytest.mark.parametrize("cls", [BPClassifier, BPRegressor])
 def test_same_random_state_gives_bit_identical_fits(cls, solver):
     X, y = clf_data() if cls is BPClassifier else reg_data()
-    kw = dict(hidden_layer_sizes=(8, 4), solver=solver, shuffle=True, random_state=7,
-              max_iter=15, batch_size=16)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(8, 4),
+        solver=solver,
+        shuffle=True,
+        random_state=7,
+        max_iter=15,
+        batch_size=16,
+    )
     est = cls(**kw).fit(X, y)
     first = params_of(est)
     est.fit(X, y)  # a second fit of the same object
@@ -95,8 +102,14 @@ def test_shuffle_changes_the_trajectory():
 def test_partial_fit_chunks_equal_one_fit_epoch(cls, solver):
     X, y = clf_data(n=120) if cls is BPClassifier else reg_data(n=120)
     batch = 20
-    kw = dict(hidden_layer_sizes=(7,), solver=solver, random_state=3, batch_size=batch,
-              learning_rate_init=0.02, alpha=1e-3)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(7,),
+        solver=solver,
+        random_state=3,
+        batch_size=batch,
+        learning_rate_init=0.02,
+        alpha=1e-3,
+    )
     full = cls(shuffle=False, max_iter=1, **kw).fit(X, y)
     inc = cls(shuffle=False, **kw)
     for start in range(0, X.shape[0], batch):
@@ -112,8 +125,14 @@ def test_partial_fit_chunks_equal_one_fit_epoch(cls, solver):
 def test_partial_fit_keeps_optimizer_state_across_calls():
     # two partial_fit calls on the same data equal a fit of two epochs
     X, y = reg_data(n=60)
-    kw = dict(hidden_layer_sizes=(5,), solver="adam", random_state=0, batch_size=60,
-              shuffle=False, learning_rate_init=0.05)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(5,),
+        solver="adam",
+        random_state=0,
+        batch_size=60,
+        shuffle=False,
+        learning_rate_init=0.05,
+    )
     two = BPRegressor(max_iter=2, **kw).fit(X, y)
     inc = BPRegressor(**kw)
     inc.partial_fit(X, y)
@@ -200,8 +219,7 @@ def test_sparse_input_gives_same_weights_as_dense(solver, fmt):
     X, y = clf_data()
     X[np.abs(X) < 0.7] = 0.0
     Xs = sp.csr_matrix(X).asformat(fmt)
-    kw = dict(hidden_layer_sizes=(6,), solver=solver, random_state=0, max_iter=15,
-              batch_size=24)  # fmt: skip
+    kw = dict(hidden_layer_sizes=(6,), solver=solver, random_state=0, max_iter=15, batch_size=24)
     dense = BPClassifier(**kw).fit(X, y)
     sparse = BPClassifier(**kw).fit(Xs, y)
     assert_params_close(params_of(dense), params_of(sparse), rtol=1e-7, atol=1e-9)
@@ -234,7 +252,7 @@ def test_sparse_float32_and_early_stopping():
 def test_string_labels():
     X, y = clf_data(n=150)
     names = np.array(["cat", "dog", "eel"])[y]
-    clf = BPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", random_state=0, max_iter=200)
+    clf = BPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", random_state=0, max_iter=60)
     clf.fit(X, names)
     np.testing.assert_array_equal(clf.classes_, ["cat", "dog", "eel"])
     pred = clf.predict(X)
@@ -304,8 +322,16 @@ def test_zero_sample_weight_equals_dropping_rows(cls, solver):
     drop = np.arange(60) % 7 == 3
     sw[drop] = 0.0
     # full batch for sgd, so that dropping rows does not change the batches
-    kw = dict(hidden_layer_sizes=(5,), solver=solver, random_state=0, max_iter=30,
-              alpha=0.01, batch_size=60, shuffle=False, learning_rate_init=0.05)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(5,),
+        solver=solver,
+        random_state=0,
+        max_iter=30,
+        alpha=0.01,
+        batch_size=60,
+        shuffle=False,
+        learning_rate_init=0.05,
+    )
     weighted = cls(**kw).fit(X, y, sample_weight=sw)
     kw["batch_size"] = int((~drop).sum())
     dropped = cls(**kw).fit(X[~drop], y[~drop])
@@ -330,8 +356,9 @@ def test_sample_weight_changes_the_fit_and_none_equals_ones():
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 def test_warm_start_continues(solver):
     X, y = clf_data()
-    clf = BPClassifier(hidden_layer_sizes=(6,), solver=solver, random_state=0, max_iter=5,
-                       warm_start=True)  # fmt: skip
+    clf = BPClassifier(
+        hidden_layer_sizes=(6,), solver=solver, random_state=0, max_iter=5, warm_start=True
+    )
     clf.fit(X, y)
     after_first = params_of(clf)
     n_curve = len(clf.loss_curve_)
@@ -343,8 +370,15 @@ def test_warm_start_continues(solver):
     assert not np.array_equal(after_first[0], clf.coefs_[0])
     # warm start from the first fit's weights equals a fresh 10-epoch fit for sgd
     # without momentum (the optimizer has no other state)
-    kw = dict(hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, random_state=0,
-              shuffle=False, batch_size=40, learning_rate_init=0.05)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(6,),
+        solver="sgd",
+        momentum=0.0,
+        random_state=0,
+        shuffle=False,
+        batch_size=40,
+        learning_rate_init=0.05,
+    )
     ws = BPClassifier(max_iter=5, warm_start=True, **kw).fit(X, y)
     ws.fit(X, y)
     assert len(ws.loss_curve_) == 10
@@ -366,6 +400,29 @@ def test_warm_start_refuses_changed_hidden_layer_sizes():
     clf.set_params(warm_start=False)
     clf.fit(X, y)
     assert [c.shape for c in clf.coefs_] == [(6, 6), (6, 2), (2, 3)]
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_warm_start_from_lbfgs_with_stochastic_solver(solver, early_stopping):
+    # skbp sets loss_curve_ for lbfgs too; continuing such a model with a
+    # stochastic solver must set up the stochastic bookkeeping, not crash
+    X, y = clf_data()
+    clf = BPClassifier(hidden_layer_sizes=(6,), solver="lbfgs", random_state=0, max_iter=5,
+                       warm_start=True)  # fmt: skip
+    clf.fit(X, y)
+    n_lbfgs = len(clf.loss_curve_)
+    start = params_of(clf)
+    clf.set_params(solver=solver, max_iter=4, early_stopping=early_stopping)
+    clf.fit(X, y)
+    assert clf.n_iter_ == 4
+    assert len(clf.loss_curve_) == n_lbfgs + 4
+    assert not np.array_equal(start[0], clf.coefs_[0])
+    if early_stopping:
+        assert len(clf.validation_scores_) == 4
+        assert clf.best_validation_score_ == max(clf.validation_scores_)
+    else:
+        assert clf.validation_scores_ is None
 
 
 def test_warm_start_without_previous_fit_is_a_plain_fit():
@@ -401,14 +458,47 @@ def test_pickle_round_trip(cls, dump):
         assert c.base is est2._w
     # in-place edits of the restored views reach predict
     est2.intercepts_[-1][...] += 1.0
-    assert not np.array_equal(est2.predict_proba(X) if cls is BPClassifier else est2.predict(X),
-                              est.predict_proba(X) if cls is BPClassifier else est.predict(X))  # fmt: skip
+    out = "predict_proba" if cls is BPClassifier else "predict"
+    assert not np.array_equal(getattr(est2, out)(X), getattr(est, out)(X))
     # the restored model keeps training
-    if cls is BPClassifier:
-        est2.partial_fit(X, y)
-    else:
-        est2.partial_fit(X, y)
+    est2.partial_fit(X, y)
     assert np.isfinite(est2.loss_)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_pickle_keeps_optimizer_state(solver):
+    # pickling in the middle of incremental training changes nothing
+    X, y = clf_data()
+    a = BPClassifier(hidden_layer_sizes=(5,), solver=solver, random_state=0, shuffle=False)
+    a.partial_fit(X, y, classes=np.unique(y))
+    a.partial_fit(X, y)
+    b = pickle.loads(pickle.dumps(a))
+    for _ in range(2):
+        a.partial_fit(X, y)
+        b.partial_fit(X, y)
+    assert_params_equal(params_of(a), params_of(b))
+    assert a.loss_curve_ == b.loss_curve_
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_joblib_memmap_load_keeps_training(solver, tmp_path):
+    # joblib.load(mmap_mode="r") gives read-only arrays: the parameters and the
+    # optimizer state must be copied before training writes to them
+    X, y = clf_data()
+    est = BPClassifier(hidden_layer_sizes=(5,), solver=solver, random_state=0, max_iter=3)
+    est.fit(X, y)
+    path = tmp_path / "model.joblib"
+    joblib.dump(est, path)
+    loaded = joblib.load(path, mmap_mode="r")
+    np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+    est.partial_fit(X, y)
+    loaded.partial_fit(X, y)
+    assert_params_equal(params_of(est), params_of(loaded))
+    for c in loaded.coefs_ + loaded.intercepts_:
+        assert c.base is loaded._w
+    # the file on disk is untouched
+    again = joblib.load(path)
+    assert not np.array_equal(again.coefs_[0], loaded.coefs_[0])
 
 
 def test_pickle_after_replacing_coefs():
@@ -422,7 +512,7 @@ def test_pickle_after_replacing_coefs():
 
 def _manual_predict(est, X):
     a = X
-    for i, (W, b) in enumerate(zip(est.coefs_, est.intercepts_)):
+    for i, (W, b) in enumerate(zip(est.coefs_, est.intercepts_, strict=True)):
         a = a @ W + b
         if i < len(est.coefs_) - 1:
             a = np.maximum(a, 0.0)
@@ -467,9 +557,16 @@ def test_replacing_coefs_with_wrong_shape_raises():
 def test_early_stopping_sets_scores_and_restores_best_weights():
     X, y = clf_data(n=300, seed=1)
     rs = 0
-    clf = BPClassifier(hidden_layer_sizes=(32,), solver="sgd", learning_rate_init=0.3,
-                       early_stopping=True, validation_fraction=0.2, n_iter_no_change=5,
-                       random_state=rs, max_iter=200)  # fmt: skip
+    clf = BPClassifier(
+        hidden_layer_sizes=(32,),
+        solver="sgd",
+        learning_rate_init=0.3,
+        early_stopping=True,
+        validation_fraction=0.2,
+        n_iter_no_change=5,
+        random_state=rs,
+        max_iter=200,
+    )
     clf.fit(X, y)
     scores = clf.validation_scores_
     assert isinstance(scores, list) and len(scores) == clf.n_iter_ >= 1
@@ -504,16 +601,20 @@ def test_no_early_stopping_attributes():
 
 def test_digits_accuracy():
     X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25,
-                                                        random_state=0)  # fmt: skip
+    X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25, random_state=0)
     clf = BPClassifier(hidden_layer_sizes=(64,), random_state=0).fit(X_train, y_train)
     assert clf.score(X_test, y_test) >= 0.96
 
 
 def test_diabetes_cross_val_close_to_sklearn():
     X, y = load_diabetes(return_X_y=True)
-    kw = dict(hidden_layer_sizes=(32,), max_iter=400, solver="adam", learning_rate_init=0.01,
-              random_state=0)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(32,),
+        max_iter=400,
+        solver="adam",
+        learning_rate_init=0.01,
+        random_state=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ours = cross_val_score(make_pipeline(StandardScaler(), BPRegressor(**kw)), X, y, cv=5)
@@ -525,21 +626,68 @@ def test_diabetes_cross_val_close_to_sklearn():
 
 def test_pipeline_and_grid_search():
     X, y = clf_data(n=120)
-    pipe = Pipeline([("scale", StandardScaler()),
-                     ("net", BPClassifier(solver="lbfgs", max_iter=100, random_state=0))])  # fmt: skip
-    grid = {"net__hidden_layer_sizes": [(4,), (8, 4)], "net__learning_rate_init": [1e-3, 1e-2]}
+    pipe = Pipeline(
+        [("scale", StandardScaler()), ("net", BPClassifier(max_iter=60, random_state=0))]
+    )
+    grid = {"net__hidden_layer_sizes": [(4,), (8, 4)], "net__learning_rate_init": [1e-3, 3e-2]}
     search = GridSearchCV(pipe, grid, cv=3).fit(X, y)
     assert len(search.cv_results_["params"]) == 4
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
     assert search.best_params_["net__hidden_layer_sizes"] in [(4,), (8, 4)]
+    # the larger learning rate learns far more in 60 epochs
+    assert search.best_params_["net__learning_rate_init"] == 3e-2
     assert search.best_score_ > 0.6
     assert search.predict(X).shape == (120,)
     best = search.best_estimator_.named_steps["net"]
     assert best.coefs_[0].shape[1] == search.best_params_["net__hidden_layer_sizes"][0]
-    # regression through a pipeline with a stochastic solver
+    assert best.learning_rate_init == 3e-2
+    # cloned estimators are independent: the template was never fitted
+    assert not hasattr(pipe.named_steps["net"], "coefs_")
+    # regression through a pipeline
     Xr, yr = reg_data()
-    reg = make_pipeline(StandardScaler(), BPRegressor(hidden_layer_sizes=(8,), random_state=0,
-                                                      learning_rate_init=0.01, max_iter=200))  # fmt: skip
+    reg = make_pipeline(
+        StandardScaler(), BPRegressor(hidden_layer_sizes=(8,), random_state=0, max_iter=200)
+    )
     search = GridSearchCV(reg, {"bpregressor__learning_rate_init": [0.01, 0.03]}, cv=3)
     search.fit(Xr, yr)
     assert search.best_score_ > 0.5
+
+
+# ----------------------------------------------------------------------------
+# Threads and verbose output
+# ----------------------------------------------------------------------------
+
+
+def test_fits_in_threads_equal_sequential_fits():
+    # the kernels release the GIL: concurrent fits must not share any buffer
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = clf_data(n=150)
+    Xr, yr = reg_data(n=150)
+
+    def job(i):
+        if i % 2:
+            est = BPRegressor(hidden_layer_sizes=(8,), random_state=i, max_iter=20, batch_size=16)
+            return params_of(est.fit(Xr, yr))
+        solver = ["adam", "lbfgs"][(i // 2) % 2]
+        est = BPClassifier(hidden_layer_sizes=(8,), solver=solver, random_state=i, max_iter=20)
+        return params_of(est.fit(X, y))
+
+    sequential = [job(i) for i in range(6)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        threaded = list(pool.map(job, range(6)))
+    for a, b in zip(sequential, threaded, strict=True):
+        assert_params_equal(a, b)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_verbose_prints_the_loss(solver, capsys):
+    X, y = clf_data()
+    clf = BPClassifier(hidden_layer_sizes=(4,), solver=solver, max_iter=3, random_state=0,
+                       verbose=True)  # fmt: skip
+    clf.fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out
+    assert f"{clf.loss_curve_[0]:.8f}" in out
+    clf.set_params(verbose=False).fit(X, y)
+    assert capsys.readouterr().out == ""

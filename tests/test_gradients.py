@@ -21,9 +21,10 @@ from skbp._kernels import (
     OUT_IDENTITY,
     OUT_LOGISTIC,
     OUT_SOFTMAX,
-    full_loss_grad,
 )
 from skbp._layout import Layout
+from skbp._training import loss_grad
+
 
 N_ROWS, N_FEATURES, HIDDEN = 23, 5, (4, 3)
 CHUNK = 7  # < N_ROWS and not a divisor of it: three full chunks and a partial one
@@ -73,15 +74,19 @@ def make_case(out_name, sparse, seed=0, dtype=np.float64):
     return problem, layout, w.astype(dtype), out_code
 
 
+def call_kernel(problem, layout, w, hidden, out_code, alpha, ws):
+    """Call the kernel exactly as ``fit_lbfgs`` does (through ``loss_grad``)."""
+    layout.codes[:] = hidden
+    n_trans = len(layout.sizes) - 1
+    run = layout.new_running_stats(problem.dtype)
+    return loss_grad(layout, w, problem, ws, out_code, alpha, 0.0, np.zeros(n_trans), run)
+
+
 def loss_and_grad(problem, layout, w, hidden, out_code, alpha=ALPHA, chunk=CHUNK):
-    """Call the kernel exactly as ``fit_lbfgs`` does; return (loss, gradient copy)."""
+    """Loss and a copy of the gradient for a fresh workspace of ``chunk`` rows."""
     w = np.ascontiguousarray(w, dtype=problem.dtype)
     ws = Workspace(layout, chunk, problem.dtype, problem.sparse)
-    loss = full_loss_grad(
-        *problem.x_arrays(), problem.Y, problem.sw, w, layout.sizes, layout.coef_off,
-        layout.int_off, layout.act_off, layout.n_coef_params, hidden, out_code,
-        float(alpha), chunk, ws.X0, ws.acts, ws.deltas, ws.grad, ws.gtmp,
-    )  # fmt: skip
+    loss = call_kernel(problem, layout, w, hidden, out_code, alpha, ws)
     return float(loss), ws.grad.copy()
 
 
@@ -135,11 +140,7 @@ def test_gradient_repeated_calls_do_not_accumulate():
     ws = Workspace(layout, CHUNK, np.float64, False)
     grads = []
     for _ in range(3):
-        full_loss_grad(
-            *problem.x_arrays(), problem.Y, problem.sw, w, layout.sizes, layout.coef_off,
-            layout.int_off, layout.act_off, layout.n_coef_params, ACT_RELU, out_code,
-            ALPHA, CHUNK, ws.X0, ws.acts, ws.deltas, ws.grad, ws.gtmp,
-        )  # fmt: skip
+        call_kernel(problem, layout, w, ACT_RELU, out_code, ALPHA, ws)
         grads.append(ws.grad.copy())
     np.testing.assert_array_equal(grads[0], grads[1])
     np.testing.assert_array_equal(grads[0], grads[2])
@@ -162,9 +163,9 @@ def test_gradient_scale_invariant_in_sample_weight(out_name):
     # multiplying every weight by a constant changes neither loss nor gradient
     problem, layout, w, out_code = make_case(out_name, sparse=False)
     loss, grad = loss_and_grad(problem, layout, w, ACT_TANH, out_code)
-    problem.sw = problem.sw * 7.0
-    problem_alpha = ALPHA * 7.0  # the penalty is divided by sum(sw): scale it too
-    loss7, grad7 = loss_and_grad(problem, layout, w, ACT_TANH, out_code, alpha=problem_alpha)
+    scaled = Problem(problem.X, np.float64, problem.Y, problem.sw * 7.0)
+    # the penalty is divided by sum(sw): scale alpha too
+    loss7, grad7 = loss_and_grad(scaled, layout, w, ACT_TANH, out_code, alpha=ALPHA * 7.0)
     np.testing.assert_allclose(loss7, loss, rtol=1e-12)
     np.testing.assert_allclose(grad7, grad, rtol=1e-10, atol=1e-14)
 

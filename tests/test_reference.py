@@ -18,12 +18,23 @@ from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOpti
 
 from skbp import BPClassifier, BPRegressor
 from skbp._data import Problem, Workspace
-from skbp._kernels import ACTIVATION_CODES, OUTPUT_CODES, full_loss_grad
+from skbp._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from skbp._layout import Layout
 from skbp._optim import adam_step, sgd_step
-from skbp._training import network_output
+from skbp._training import loss_grad, network_output
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def kernel_loss_grad(layout, w, problem, hidden, out_code, alpha, chunk):
+    """The compiled loss and gradient, called as ``fit_lbfgs`` calls it."""
+    layout.codes[:] = hidden
+    ws = Workspace(layout, chunk, problem.dtype, problem.sparse)
+    n_trans = len(layout.sizes) - 1
+    run = layout.new_running_stats(problem.dtype)
+    loss = loss_grad(layout, w, problem, ws, out_code, alpha, 0.0, np.zeros(n_trans), run)
+    return loss, ws.grad
+
 
 # ----------------------------------------------------------------------------
 # The NumPy reference network
@@ -64,7 +75,7 @@ def ref_output(z, out):
 def ref_forward(X, coefs, intercepts, activation, out):
     """All layer activations, input included."""
     acts = [np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)]
-    for i, (W, b) in enumerate(zip(coefs, intercepts)):
+    for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
         z = acts[-1] @ W + b
         last = i == len(coefs) - 1
         acts.append(ref_output(z, out) if last else ref_hidden(z, activation))
@@ -102,16 +113,16 @@ def ref_loss_grad(X, Y, sw, coefs, intercepts, alpha, activation, out):
 
 
 def random_params(units, rng, scale=1.0):
-    coefs = [rng.uniform(-1, 1, (a, b)) * scale for a, b in zip(units[:-1], units[1:])]
+    coefs = [rng.uniform(-1, 1, (a, b)) * scale for a, b in zip(units[:-1], units[1:], strict=True)]
     intercepts = [rng.uniform(-1, 1, b) * scale for b in units[1:]]
     return coefs, intercepts
 
 
 def set_params(est, coefs, intercepts):
     """Write parameters in place (coefs_/intercepts_ are views of the flat vector)."""
-    for dst, src in zip(est.coefs_, coefs):
+    for dst, src in zip(est.coefs_, coefs, strict=True):
         dst[...] = src
-    for dst, src in zip(est.intercepts_, intercepts):
+    for dst, src in zip(est.intercepts_, intercepts, strict=True):
         dst[...] = src
 
 
@@ -201,15 +212,12 @@ def test_full_loss_grad_matches_reference(activation, out, n_out, sparse):
     w = layout.pack(coefs, intercepts, np.float64)
     problem = Problem(sp.csr_matrix(X) if sparse else X, np.float64, Y, sw)
     chunk = 10
-    ws = Workspace(layout, chunk, np.float64, problem.sparse)
-    loss = full_loss_grad(
-        *problem.x_arrays(), problem.Y, problem.sw, w, layout.sizes, layout.coef_off,
-        layout.int_off, layout.act_off, layout.n_coef_params, ACTIVATION_CODES[activation],
-        OUTPUT_CODES[out], alpha, chunk, ws.X0, ws.acts, ws.deltas, ws.grad, ws.gtmp,
-    )  # fmt: skip
+    loss, grad = kernel_loss_grad(
+        layout, w, problem, ACTIVATION_CODES[activation], OUTPUT_CODES[out], alpha, chunk
+    )
     ref_loss, ref_grad = ref_loss_grad(X, Y, sw, coefs, intercepts, alpha, activation, out)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
-    np.testing.assert_allclose(ws.grad, ref_grad, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-12)
 
 
 def test_layout_packs_like_sklearn():
@@ -222,7 +230,7 @@ def test_layout_packs_like_sklearn():
     w = layout.pack(coefs, intercepts, np.float64)
     np.testing.assert_array_equal(w, _pack(coefs, intercepts))
     c2, b2 = layout.unpack(w)
-    for a, b in zip(c2 + b2, coefs + intercepts):
+    for a, b in zip(c2 + b2, coefs + intercepts, strict=True):
         np.testing.assert_array_equal(a, b)
         assert a.base is w
     assert layout.n_params == w.size
@@ -230,10 +238,17 @@ def test_layout_packs_like_sklearn():
 
 @pytest.mark.parametrize("activation", ["relu", "logistic", "tanh", "identity"])
 def test_init_params_identical_to_sklearn(activation):
-    X, y = make_classification(n_samples=40, n_features=6, n_classes=3, n_informative=4,
-                               random_state=0)  # fmt: skip
-    kw = dict(hidden_layer_sizes=(7, 5), activation=activation, random_state=3, max_iter=1,
-              solver="sgd", learning_rate_init=1e-300)  # fmt: skip
+    X, y = make_classification(
+        n_samples=40, n_features=6, n_classes=3, n_informative=4, random_state=0
+    )
+    kw = dict(
+        hidden_layer_sizes=(7, 5),
+        activation=activation,
+        random_state=3,
+        max_iter=1,
+        solver="sgd",
+        learning_rate_init=1e-300,
+    )
     # a step of 1e-300 leaves the initial weights as they were drawn
     sk = MLPClassifier(**kw).fit(X, y)
     ours = BPClassifier(**kw).fit(X, y)
@@ -264,22 +279,32 @@ HAND_Y = np.array([1.0, 0.0])
 HAND_COEFS = [np.array([[0.1, -0.2], [0.3, 0.4]]), np.array([[0.5], [-0.5]])]
 HAND_INTERCEPTS = [np.array([0.0, -0.45]), np.array([0.2])]
 HAND_LOSS = 0.09953125
-HAND_GRAD_COEFS = [np.array([[-0.13125, 0.13125], [-0.175, 0.2625]]),
-                   np.array([[-0.13125], [-0.039375]])]  # fmt: skip
+HAND_GRAD_COEFS = [
+    np.array([[-0.13125, 0.13125], [-0.175, 0.2625]]),
+    np.array([[-0.13125], [-0.039375]]),
+]
 HAND_GRAD_INTERCEPTS = [np.array([-0.04375, 0.13125]), np.array([-0.0875])]
 
 
 def _hand_regressor(solver, **kw):
     return BPRegressor(
-        hidden_layer_sizes=(2,), activation="relu", solver=solver, alpha=0.0,
-        batch_size=2, max_iter=1, shuffle=False, learning_rate_init=0.1, random_state=0,
+        hidden_layer_sizes=(2,),
+        activation="relu",
+        solver=solver,
+        alpha=0.0,
+        batch_size=2,
+        max_iter=1,
+        shuffle=False,
+        learning_rate_init=0.1,
+        random_state=0,
         **kw,
-    )  # fmt: skip
+    )
 
 
 def test_hand_gradient_matches_reference():
-    loss, grad = ref_loss_grad(HAND_X, HAND_Y[:, None], np.ones(2), HAND_COEFS,
-                               HAND_INTERCEPTS, 0.0, "relu", "identity")  # fmt: skip
+    loss, grad = ref_loss_grad(
+        HAND_X, HAND_Y[:, None], np.ones(2), HAND_COEFS, HAND_INTERCEPTS, 0.0, "relu", "identity"
+    )
     assert loss == pytest.approx(HAND_LOSS, rel=1e-14)
     expected = np.concatenate([g.ravel() for g in HAND_GRAD_COEFS + HAND_GRAD_INTERCEPTS])
     np.testing.assert_allclose(grad, expected, rtol=1e-13)
@@ -298,10 +323,13 @@ def test_one_sgd_step_by_hand(path):
     else:
         est.partial_fit(HAND_X, HAND_Y)
     # W <- W - 0.1 * grad, written out
-    expected_coefs = [np.array([[0.113125, -0.213125], [0.3175, 0.37375]]),
-                      np.array([[0.513125], [-0.4960625]])]  # fmt: skip
+    expected_coefs = [
+        np.array([[0.113125, -0.213125], [0.3175, 0.37375]]),
+        np.array([[0.513125], [-0.4960625]]),
+    ]
     expected_intercepts = [np.array([0.004375, -0.463125]), np.array([0.20875])]
-    for got, exp in zip(est.coefs_ + est.intercepts_, expected_coefs + expected_intercepts):
+    got_all = est.coefs_ + est.intercepts_
+    for got, exp in zip(got_all, expected_coefs + expected_intercepts, strict=True):
         np.testing.assert_allclose(got, exp, rtol=1e-14, atol=1e-15)
     # the epoch loss is the loss of the one batch, before its update
     assert est.loss_ == pytest.approx(HAND_LOSS, rel=1e-14)
@@ -323,7 +351,7 @@ def test_one_adam_step_by_hand_estimator():
     est.fit(HAND_X, HAND_Y)  # warm start: a fresh optimizer, t = 1
     params = HAND_COEFS + HAND_INTERCEPTS
     grads = HAND_GRAD_COEFS + HAND_GRAD_INTERCEPTS
-    for got, p, g in zip(est.coefs_ + est.intercepts_, params, grads):
+    for got, p, g in zip(est.coefs_ + est.intercepts_, params, grads, strict=True):
         np.testing.assert_allclose(got, _hand_adam_step(p, g), rtol=1e-13)
         # the first Adam step moves every parameter by almost exactly lr against its gradient
         np.testing.assert_allclose(got, p - 0.1 * np.sign(g), rtol=0, atol=1e-6)
@@ -345,8 +373,9 @@ def test_adam_kernel_matches_sklearn_optimizer_over_steps():
     rng = np.random.RandomState(0)
     shapes = [(3, 4), (4,)]
     params = [rng.normal(size=s) for s in shapes]
-    sk = AdamOptimizer([p.copy() for p in params], learning_rate_init=0.01, beta_1=0.8,
-                       beta_2=0.99, epsilon=1e-7)  # fmt: skip
+    sk = AdamOptimizer(
+        [p.copy() for p in params], learning_rate_init=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-7
+    )
     sk_params = [p.copy() for p in params]
     w = np.concatenate([p.ravel() for p in params])
     m, v = np.zeros_like(w), np.zeros_like(w)
@@ -399,8 +428,9 @@ def test_sgd_kernel_first_steps_explicit():
 
 
 def _classification_data():
-    X, y = make_classification(n_samples=120, n_features=8, n_informative=5, n_classes=3,
-                               random_state=0)  # fmt: skip
+    X, y = make_classification(
+        n_samples=120, n_features=8, n_informative=5, n_classes=3, random_state=0
+    )
     return X, y
 
 
@@ -414,7 +444,7 @@ def _regression_data(n_outputs=1):
 
 def _assert_same_params(ours, sk, rtol):
     assert len(ours.coefs_) == len(sk.coefs_)
-    for a, b in zip(ours.coefs_ + ours.intercepts_, sk.coefs_ + sk.intercepts_):
+    for a, b in zip(ours.coefs_ + ours.intercepts_, sk.coefs_ + sk.intercepts_, strict=True):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
 
@@ -432,8 +462,16 @@ PARITY_PARAMS = [
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_classifier_parity_with_sklearn(params, activation):
     X, y = _classification_data()
-    kw = dict(hidden_layer_sizes=(10, 6), activation=activation, shuffle=False,
-              random_state=1, max_iter=8, batch_size=32, alpha=1e-3, **params)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(10, 6),
+        activation=activation,
+        shuffle=False,
+        random_state=1,
+        max_iter=8,
+        batch_size=32,
+        alpha=1e-3,
+        **params,
+    )
     ours = BPClassifier(**kw).fit(X, y)
     sk = MLPClassifier(**kw).fit(X, y)
     _assert_same_params(ours, sk, rtol=1e-9)
@@ -446,11 +484,17 @@ def test_classifier_parity_with_sklearn(params, activation):
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_binary_and_multilabel_parity_with_sklearn(solver):
     Xb, yb = make_classification(n_samples=90, n_features=5, random_state=2)
-    Xm, ym = make_multilabel_classification(n_samples=90, n_features=5, n_classes=3,
-                                            random_state=2)  # fmt: skip
+    Xm, ym = make_multilabel_classification(n_samples=90, n_features=5, n_classes=3, random_state=2)
     for X, y in [(Xb, yb), (Xm / 4.0, ym)]:
-        kw = dict(hidden_layer_sizes=(8,), solver=solver, shuffle=False, random_state=0,
-                  max_iter=6, batch_size=20, learning_rate_init=0.02)  # fmt: skip
+        kw = dict(
+            hidden_layer_sizes=(8,),
+            solver=solver,
+            shuffle=False,
+            random_state=0,
+            max_iter=6,
+            batch_size=20,
+            learning_rate_init=0.02,
+        )
         ours = BPClassifier(**kw).fit(X, y)
         sk = MLPClassifier(**kw).fit(X, y)
         assert ours.out_activation_ == sk.out_activation_ == "logistic"
@@ -462,8 +506,16 @@ def test_binary_and_multilabel_parity_with_sklearn(solver):
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_regressor_parity_with_sklearn(solver):
     X, y = _regression_data()
-    kw = dict(hidden_layer_sizes=(9,), solver=solver, shuffle=False, random_state=0,
-              max_iter=10, batch_size=25, learning_rate_init=0.01, alpha=0.01)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(9,),
+        solver=solver,
+        shuffle=False,
+        random_state=0,
+        max_iter=10,
+        batch_size=25,
+        learning_rate_init=0.01,
+        alpha=0.01,
+    )
     ours = BPRegressor(**kw).fit(X, y)
     sk = MLPRegressor(**kw).fit(X, y)
     _assert_same_params(ours, sk, rtol=1e-9)
@@ -476,8 +528,16 @@ def test_poisson_regressor_parity_with_sklearn():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(80, 4))
     y = rng.poisson(np.exp(0.5 * X[:, 0])).astype(float)
-    kw = dict(loss="poisson", hidden_layer_sizes=(6,), solver="adam", shuffle=False,
-              random_state=0, max_iter=8, batch_size=16, learning_rate_init=0.01)  # fmt: skip
+    kw = dict(
+        loss="poisson",
+        hidden_layer_sizes=(6,),
+        solver="adam",
+        shuffle=False,
+        random_state=0,
+        max_iter=8,
+        batch_size=16,
+        learning_rate_init=0.01,
+    )
     ours = BPRegressor(**kw).fit(X, y)
     sk = MLPRegressor(**kw).fit(X, y)
     _assert_same_params(ours, sk, rtol=1e-9)
@@ -487,8 +547,16 @@ def test_poisson_regressor_parity_with_sklearn():
 def test_sample_weight_parity_with_sklearn():
     X, y = _classification_data()
     sw = np.random.RandomState(0).uniform(0.1, 3.0, size=y.shape[0])
-    kw = dict(hidden_layer_sizes=(7,), solver="sgd", shuffle=False, random_state=0,
-              max_iter=5, batch_size=30, learning_rate_init=0.05, alpha=0.01)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(7,),
+        solver="sgd",
+        shuffle=False,
+        random_state=0,
+        max_iter=5,
+        batch_size=30,
+        learning_rate_init=0.05,
+        alpha=0.01,
+    )
     ours = BPClassifier(**kw).fit(X, y, sample_weight=sw)
     sk = MLPClassifier(**kw).fit(X, y, sample_weight=sw)
     _assert_same_params(ours, sk, rtol=1e-9)
@@ -499,8 +567,16 @@ def test_multioutput_squared_error_is_summed_over_outputs():
     # Same weights as scikit-learn (the gradient is the same), but loss_ is the
     # half squared error summed over outputs where scikit-learn averages it.
     X, y = _regression_data(n_outputs=2)
-    kw = dict(hidden_layer_sizes=(5,), solver="sgd", shuffle=False, random_state=0,
-              max_iter=1, batch_size=X.shape[0], learning_rate_init=0.01, alpha=0.0)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(5,),
+        solver="sgd",
+        shuffle=False,
+        random_state=0,
+        max_iter=1,
+        batch_size=X.shape[0],
+        learning_rate_init=0.01,
+        alpha=0.0,
+    )
     ours = BPRegressor(**kw).fit(X, y)
     sk = MLPRegressor(**kw).fit(X, y)
     _assert_same_params(ours, sk, rtol=1e-10)
@@ -531,49 +607,165 @@ def test_lbfgs_reaches_similar_loss_to_sklearn():
 def test_lbfgs_objective_matches_sklearn_at_same_weights():
     X, y = _classification_data()
     sw = np.random.RandomState(0).uniform(0.5, 2.0, size=y.shape[0])
-    sk = MLPClassifier(hidden_layer_sizes=(5,), solver="lbfgs", random_state=0, max_iter=1,
-                       alpha=0.1).fit(X, y, sample_weight=sw)  # fmt: skip
-    ours = BPClassifier(hidden_layer_sizes=(5,), solver="lbfgs", random_state=0, max_iter=1,
-                        alpha=0.1).fit(X, y, sample_weight=sw)  # fmt: skip
+    sk = MLPClassifier(
+        hidden_layer_sizes=(5,), solver="lbfgs", random_state=0, max_iter=1, alpha=0.1
+    ).fit(X, y, sample_weight=sw)
+    ours = BPClassifier(
+        hidden_layer_sizes=(5,), solver="lbfgs", random_state=0, max_iter=1, alpha=0.1
+    ).fit(X, y, sample_weight=sw)
     set_params(ours, sk.coefs_, sk.intercepts_)
     from sklearn.neural_network._multilayer_perceptron import _pack
 
     Y = np.eye(3)[y]
     w = _pack(sk.coefs_, sk.intercepts_)
-    ref_loss, ref_grad = ref_loss_grad(X, Y, sw, sk.coefs_, sk.intercepts_, 0.1, "relu",
-                                       "softmax")  # fmt: skip
+    ref_loss, ref_grad = ref_loss_grad(X, Y, sw, sk.coefs_, sk.intercepts_, 0.1, "relu", "softmax")
     layer_units = [X.shape[1], 5, 3]
     act = [X] + [None] * (len(layer_units) - 1)
     deltas = [None] * (len(act) - 1)
-    cg = [np.empty((a, b)) for a, b in zip(layer_units[:-1], layer_units[1:])]
+    cg = [np.empty((a, b)) for a, b in zip(layer_units[:-1], layer_units[1:], strict=True)]
     ig = [np.empty(b) for b in layer_units[1:]]
     sk_loss, sk_grad = sk._loss_grad_lbfgs(w, X, Y, sw, act, deltas, cg, ig)
     np.testing.assert_allclose(ref_loss, sk_loss, rtol=1e-12)
     np.testing.assert_allclose(ref_grad, sk_grad, rtol=1e-10, atol=1e-14)
     layout = ours._layout
-    ws = Workspace(layout, 16, np.float64, False)
     problem = Problem(X, np.float64, Y, sw)
     ours_w = ours._packed_params()
-    loss = full_loss_grad(
-        *problem.x_arrays(), problem.Y, problem.sw, ours_w, layout.sizes, layout.coef_off,
-        layout.int_off, layout.act_off, layout.n_coef_params, ours._hidden_code,
-        ours._out_code, 0.1, 16, ws.X0, ws.acts, ws.deltas, ws.grad, ws.gtmp,
-    )  # fmt: skip
+    loss, grad = kernel_loss_grad(
+        layout, ours_w, problem, layout.codes.copy(), ours._out_code, 0.1, 16
+    )
     np.testing.assert_allclose(loss, sk_loss, rtol=1e-12)
-    np.testing.assert_allclose(ws.grad, sk_grad, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(grad, sk_grad, rtol=1e-10, atol=1e-14)
+
+
+def _in_sklearn_split_order(X, y, kw, units, stratify):
+    """Rows reordered so that skbp's time-ordered split equals sklearn's random one.
+
+    With ``shuffle=False`` skbp validates on the last ``validation_fraction`` of
+    the rows; scikit-learn draws a random split from ``random_state`` after the
+    initial weights.  Replaying those draws and putting sklearn's validation rows
+    last gives both libraries the same training and validation rows, in the same
+    order, so the rest of early stopping can be compared exactly.
+    """
+    from sklearn.model_selection import train_test_split
+
+    rs = np.random.RandomState(kw["random_state"])
+    Layout(units).init_params(rs, kw.get("activation", "relu"), np.float64)
+    idx_train, idx_val = train_test_split(
+        np.arange(len(y)), random_state=rs, test_size=kw["validation_fraction"],
+        stratify=y if stratify else None,
+    )  # fmt: skip
+    order = np.concatenate([idx_train, idx_val])
+    return X[order], y[order]
 
 
 def test_early_stopping_parity_with_sklearn():
     X, y = _classification_data()
-    kw = dict(hidden_layer_sizes=(8,), solver="sgd", shuffle=False, random_state=0,
-              max_iter=30, learning_rate_init=0.05, early_stopping=True,
-              validation_fraction=0.25, n_iter_no_change=4)  # fmt: skip
+    kw = dict(
+        hidden_layer_sizes=(8,),
+        solver="sgd",
+        shuffle=False,
+        random_state=0,
+        max_iter=30,
+        learning_rate_init=0.05,
+        early_stopping=True,
+        validation_fraction=0.25,
+        n_iter_no_change=4,
+    )
+    # multiclass: sklearn does not stratify
+    X_ord, y_ord = _in_sklearn_split_order(X, y, kw, [X.shape[1], 8, 3], stratify=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ours = BPClassifier(**kw).fit(X, y)
+        ours = BPClassifier(**kw).fit(X_ord, y_ord)
         sk = MLPClassifier(**kw).fit(X, y)
     # same validation split, same training, same scores, same restored weights
     np.testing.assert_allclose(ours.validation_scores_, sk.validation_scores_, rtol=1e-12)
     assert ours.best_validation_score_ == pytest.approx(sk.best_validation_score_)
     assert ours.n_iter_ == sk.n_iter_
     _assert_same_params(ours, sk, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(learning_rate="adaptive", tol=0.05, n_iter_no_change=2),
+        dict(tol=0.02, n_iter_no_change=3),
+        dict(solver="adam", tol=0.02, n_iter_no_change=3, learning_rate_init=0.01),
+    ],
+    ids=["sgd-adaptive", "sgd-stop", "adam-stop"],
+)
+def test_stopping_rule_parity_with_sklearn(extra):
+    # the no-improvement counter, the adaptive division of the learning rate by 5
+    # and the stopping decision follow scikit-learn epoch for epoch
+    X, y = _classification_data()
+    kw = dict(hidden_layer_sizes=(8,), solver="sgd", shuffle=False, random_state=0,
+              max_iter=100, batch_size=30, learning_rate_init=0.05)  # fmt: skip
+    kw.update(extra)
+    ours = BPClassifier(**kw).fit(X, y)
+    sk = MLPClassifier(**kw).fit(X, y)
+    assert ours.n_iter_ == sk.n_iter_ < 100
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-10)
+    assert ours.best_loss_ == pytest.approx(sk.best_loss_, rel=1e-10)
+    _assert_same_params(ours, sk, rtol=1e-9)
+
+
+@pytest.mark.parametrize("labels", ["int", "str"])
+def test_binary_early_stopping_parity_with_sklearn(labels):
+    # single-output classification: the validation split is stratified
+    X, y = make_classification(n_samples=100, n_features=5, random_state=3)
+    if labels == "str":
+        y = np.array(["neg", "pos"])[y]
+    kw = dict(hidden_layer_sizes=(6,), solver="sgd", shuffle=False, random_state=0,
+              max_iter=40, early_stopping=True, n_iter_no_change=3, learning_rate_init=0.1,
+              validation_fraction=0.2)  # fmt: skip
+    X_ord, y_ord = _in_sklearn_split_order(X, y, kw, [5, 6, 1], stratify=True)
+    ours = BPClassifier(**kw).fit(X_ord, y_ord)
+    sk = MLPClassifier(**kw).fit(X, y)
+    assert ours.n_iter_ == sk.n_iter_
+    np.testing.assert_allclose(ours.validation_scores_, sk.validation_scores_, rtol=1e-12)
+    _assert_same_params(ours, sk, rtol=1e-9)
+
+
+def test_regressor_early_stopping_parity_with_sklearn():
+    X, y = _regression_data()
+    kw = dict(hidden_layer_sizes=(6,), solver="adam", shuffle=False, random_state=0,
+              max_iter=40, early_stopping=True, n_iter_no_change=3, learning_rate_init=0.02,
+              validation_fraction=0.2)  # fmt: skip
+    n_out = 1 if y.ndim == 1 else y.shape[1]
+    X_ord, y_ord = _in_sklearn_split_order(X, y, kw, [X.shape[1], 6, n_out], stratify=False)
+    ours = BPRegressor(**kw).fit(X_ord, y_ord)
+    sk = MLPRegressor(**kw).fit(X, y)
+    assert ours.n_iter_ == sk.n_iter_
+    np.testing.assert_allclose(ours.validation_scores_, sk.validation_scores_, rtol=1e-9)
+    _assert_same_params(ours, sk, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(hidden_layer_sizes=(), solver="sgd", batch_size=16),
+        dict(hidden_layer_sizes=(5,), solver="sgd", batch_size=1, max_iter=2),
+        dict(hidden_layer_sizes=(4, 4, 3), solver="adam", batch_size=50, activation="logistic"),
+    ],
+    ids=["no-hidden-layer", "batch-size-1", "three-hidden-logistic"],
+)
+def test_architecture_parity_with_sklearn(kw):
+    X, y = _classification_data()
+    kw = dict(shuffle=False, random_state=0, learning_rate_init=0.01, **{"max_iter": 5, **kw})
+    ours = BPClassifier(**kw).fit(X, y)
+    sk = MLPClassifier(**kw).fit(X, y)
+    _assert_same_params(ours, sk, rtol=1e-9)
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-10)
+
+
+def test_lbfgs_parity_with_sklearn_over_several_chunks():
+    # 600 rows: the full-batch loss and gradient are summed over 256-row chunks
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(600, 5))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    sw = rng.uniform(0.5, 2.0, size=600)
+    kw = dict(hidden_layer_sizes=(7,), solver="lbfgs", random_state=0, max_iter=15, alpha=0.01)
+    ours = BPClassifier(**kw).fit(X, y, sample_weight=sw)
+    sk = MLPClassifier(**kw).fit(X, y, sample_weight=sw)
+    assert ours.n_iter_ == sk.n_iter_
+    assert ours.loss_ == pytest.approx(sk.loss_, rel=1e-8)
+    _assert_same_params(ours, sk, rtol=1e-6)
