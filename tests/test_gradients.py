@@ -25,7 +25,6 @@ from skbp._kernels import (
 from skbp._layout import Layout
 from skbp._training import loss_grad
 
-
 N_ROWS, N_FEATURES, HIDDEN = 23, 5, (4, 3)
 CHUNK = 7  # < N_ROWS and not a divisor of it: three full chunks and a partial one
 ALPHA = 0.3
