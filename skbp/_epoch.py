@@ -68,12 +68,23 @@ def run_epoch(
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
     acts, deltas = bufs[1], bufs[2]
+    width = 0
+    for l in range(sizes.shape[0] - 1):
+        width += sizes[l + 1]
+    B_max = acts.shape[0] // width
     acc = 0.0
     n_updates = 0
-    for start in range(0, n, batch_size):
+    start = 0
+    while start < n:
         stop = min(start + batch_size, n)
+        if bn and n - stop == 1:
+            # batch norm cannot normalise a one-row batch (its variance is 0):
+            # the last row joins this batch (the buffers hold batch_size + 1 rows)
+            stop = n
         rows = idx[start:stop]
         B = stop - start
+        first = start == 0
+        start = stop
         sw_sum = 0.0
         for i in range(B):
             sw_sum += sw[rows[i]]
@@ -81,15 +92,15 @@ def run_epoch(
             # Every row of this batch has zero weight: nothing to learn from.
             continue
         forward(Xs, sparse, rows, sw, w, net, drop_p, bn, True, True, BN_MOMENTUM, rng,
-                out_code, batch_size, bufs, bn_run)  # fmt: skip
-        P = _view(acts, batch_size * act_off[last], B, n_out)
-        D = _view(deltas, batch_size * act_off[last], B, n_out)
+                out_code, B_max, bufs, bn_run)  # fmt: skip
+        P = _view(acts, B_max * act_off[last], B, n_out)
+        D = _view(deltas, B_max * act_off[last], B, n_out)
         data_loss = loss_and_delta(P, Y, sw, rows, out_code, D)
-        backward(Xs, sparse, rows, sw, w, net, drop_p, bn, batch_size, bufs, grad, False)
+        backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, False)
         # diagnostics on the data gradient alone: the penalty would mask a vanishing one
         layer_grad_norms(grad, sizes, coef_off, 1.0 / sw_sum, gnorm)
         batch_loss = data_loss / sw_sum + finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum)
-        if start == 0:
+        if first:
             out[1] = batch_loss
         if not np.isfinite(batch_loss):
             out[0] = acc

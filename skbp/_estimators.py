@@ -123,7 +123,8 @@ default='constant'
     batch_norm : bool, default=False
         Batch normalization of each hidden layer's pre-activation, with a
         learned scale and shift (``bn_scales_``, ``bn_shifts_``) and running
-        mean and variance (momentum 0.1, unbiased variance) used by predict.
+        mean and variance (momentum 0.1) used by predict.  The batch statistics
+        are weighted by the sample weights.
         With 'lbfgs' the statistics are those of the whole training set.
         Needs mini-batches of at least 2 rows.
 

@@ -221,9 +221,11 @@ def _batch_norm(Z, gamma, beta, train, momentum, sw, rows, Zhat, mean, invstd, r
     sample weights ``sw[rows]``, so that a weight of 2 is the same as a repeated
     row and a weight of 0 the same as a dropped one.  ``zhat``, the mean and
     ``1 / sqrt(var + eps)`` are kept for the backward pass, and the running
-    statistics move by ``momentum`` towards the batch's (with the unbiased
-    variance ``var * S / (S - 1)``, ``S`` the weight sum, as PyTorch does for
-    unit weights).  Otherwise the running statistics are used.
+    statistics move by ``momentum`` towards the batch's.  The running variance
+    takes the batch's weighted (biased) variance, as Keras does: unlike PyTorch's
+    ``B / (B - 1)`` correction it does not depend on how the weights are scaled,
+    and a weight of 2 stays exactly a repeated row.  Otherwise the running
+    statistics are used.
     """
     B, m = Z.shape
     if train:
@@ -249,8 +251,7 @@ def _batch_norm(Z, gamma, beta, train, momentum, sw, rows, Zhat, mean, invstd, r
             invstd[j] = 1.0 / np.sqrt(var + BN_EPS)
             if momentum > 0:
                 run_mean[j] = (1.0 - momentum) * run_mean[j] + momentum * mean[j]
-                unbiased = var * S / (S - 1.0) if S > 1.0 else var
-                run_var[j] = (1.0 - momentum) * run_var[j] + momentum * unbiased
+                run_var[j] = (1.0 - momentum) * run_var[j] + momentum * var
         for i in range(B):
             for j in range(m):
                 zh = (Z[i, j] - mean[j]) * invstd[j]

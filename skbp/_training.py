@@ -84,12 +84,13 @@ def loss_grad(layout, w, problem, ws, out_code, alpha, l1_ratio, drop_p, bn_run,
 def full_loss(est, problem, ws, bn_momentum=0.0):
     """Objective over all rows of ``problem`` at the estimator's current parameters.
 
+    Dropout is off (the network ``predict`` uses; L-BFGS refuses dropout).
     Leaves the gradient in ``ws.grad``.  With ``bn_momentum=1`` batch norm's
     running statistics become the full-data statistics.
     """
     return loss_grad(
         est._layout, est._w, problem, ws, est._out_code, est.alpha, est.l1_ratio,
-        est._drop_p, est._bn_run, bn_momentum,
+        np.zeros_like(est._drop_p), est._bn_run, bn_momentum,
     )  # fmt: skip
 
 
@@ -215,7 +216,8 @@ def fit_stochastic(est, problem, incremental, y_raw):
             "batch_norm=True needs mini-batches of at least 2 rows; got batch_size="
             f"{est.batch_size!r} with n_samples = {n_samples}."
         )
-    ws = _workspace(est, batch_size, train.sparse, train=True)
+    # with batch norm a one-row last batch joins the one before: one row more
+    ws = _workspace(est, batch_size + int(est.batch_norm), train.sparse, train=True)
     net, drop_p, bn = _net(est)
     idx = np.arange(n_samples, dtype=np.int64)
     rng = np.array(
