@@ -75,6 +75,10 @@ def run_epoch(
     acc = 0.0
     n_updates = 0
     start = 0
+    # run-time flags, never literals (see skbp._kernels): train with fresh dropout
+    # masks, and write (not accumulate) the gradient
+    on = batch_size > 0
+    off = batch_size < 0
     while start < n:
         stop = min(start + batch_size, n)
         if bn and n - stop == 1:
@@ -91,12 +95,12 @@ def run_epoch(
         if sw_sum <= 0.0:
             # Every row of this batch has zero weight: nothing to learn from.
             continue
-        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, True, True, BN_MOMENTUM, rng,
+        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, on, on, BN_MOMENTUM, rng,
                 out_code, B_max, bufs, bn_run)  # fmt: skip
         P = _view(acts, B_max * act_off[last], B, n_out)
         D = _view(deltas, B_max * act_off[last], B, n_out)
         data_loss = loss_and_delta(P, Y, sw, rows, out_code, D)
-        backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, False)
+        backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, off)
         # diagnostics on the data gradient alone: the penalty would mask a vanishing one
         layer_grad_norms(grad, sizes, coef_off, 1.0 / sw_sum, gnorm)
         batch_loss = data_loss / sw_sum + finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum)

@@ -25,6 +25,9 @@ Conventions shared by every kernel (see ``_layout.Layout``):
   The first layer of a CSR input is computed from its non-zeros only.
 * Activations and output/loss pairs arrive as integer codes and are branched on
   once per layer, never once per element.
+* Boolean flags passed from one kernel to another are computed from run-time
+  values (``chunk < 0`` rather than ``False``): Numba types a constant argument
+  as a literal and would compile ``forward``/``backward`` once per caller.
 
 A hidden layer computes ``z = h W + b``, then (``batch_norm``) ``y = gamma *
 (z - mean) / sqrt(var + eps) + beta``, then ``a = f(y)``, then (``dropout``)
@@ -74,9 +77,13 @@ def _expit(z):
     return e / (1.0 + e)
 
 
-@njit(**JIT_OPTIONS)
+@njit(inline="always", **JIT_OPTIONS)
 def _view(buf, start, n_rows, n_cols):
-    """Row-major ``(n_rows, n_cols)`` view of ``buf`` starting at ``start``."""
+    """Row-major ``(n_rows, n_cols)`` view of ``buf`` starting at ``start``.
+
+    Inlined into its callers (no compiled version of its own), so literal
+    arguments such as ``start=0`` cannot multiply its compiled versions.
+    """
     return buf[start : start + n_rows * n_cols].reshape(n_rows, n_cols)
 
 
@@ -552,12 +559,14 @@ def full_loss_grad(
     last = act_off.shape[0] - 1
     rng = np.zeros(1, dtype=np.uint64)
     acts, deltas = bufs[1], bufs[2]
+    train = chunk > 0  # True (run-time flags: see the module docstring)
+    sample_mask = chunk < 0  # False: dropout uses the masks in the buffer
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         rows = rows_all[start:stop]
         B = stop - start
-        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, True, False, bn_momentum, rng,
-                out_code, chunk, bufs, bn_run)  # fmt: skip
+        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, train, sample_mask, bn_momentum,
+                rng, out_code, chunk, bufs, bn_run)  # fmt: skip
         P = _view(acts, chunk * act_off[last], B, n_out)
         D = _view(deltas, chunk * act_off[last], B, n_out)
         total += loss_and_delta(P, Y, sw, rows, out_code, D)
@@ -580,10 +589,11 @@ def predict(Xs, sparse, n_rows, sw, w, net, drop_p, bn, out_code, chunk, bufs, b
     last = act_off.shape[0] - 1
     rng = np.zeros(1, dtype=np.uint64)
     acts = bufs[1]
+    off = chunk < 0  # False (run-time flag: see the module docstring)
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
         rows = rows_all[start:stop]
-        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, False, False, 0.0, rng,
+        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, off, off, 0.0, rng,
                 out_code, chunk, bufs, bn_run)  # fmt: skip
         P = _view(acts, chunk * act_off[last], stop - start, n_out)
         out[start:stop, :] = P

@@ -404,7 +404,8 @@ def fit_lbfgs(est, problem):
         coefs = w[:n_coef]
         data_grad[:n_coef] -= (a2 * coefs + a1 * np.sign(coefs)) / sw_sum
         norms[:] = 0.0
-        layer_grad_norms(data_grad, est._layout.sizes, est._layout.coef_off, 1.0, norms)
+        net = est._layout.net()
+        layer_grad_norms(data_grad, net[0], net[1], 1.0, norms)
         grad_norms.append(norms.copy())
         if est.verbose:
             print("Iteration %d, loss = %.8f" % (len(curve), curve[-1]))
