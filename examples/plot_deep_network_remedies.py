@@ -57,9 +57,11 @@ def main(output="deep_network_remedies.png"):
             warnings.simplefilter("always", GradientWarning)  # takes precedence
             clf.fit(X_train, y_train)
         g = clf.gradient_norms_
-        note = "  <- GradientWarning" if any(
-            issubclass(w.category, GradientWarning) for w in caught
-        ) else ""
+        note = (
+            "  <- GradientWarning"
+            if any(issubclass(w.category, GradientWarning) for w in caught)
+            else ""
+        )
         print(
             f"{name:<32}{clf.score(X_test, y_test):>9.3f}{clf.loss_:>12.4f}"
             f"  {g[:, 0].mean():.1e} / {g[:, -1].mean():.1e}{note}"
