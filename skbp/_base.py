@@ -183,8 +183,18 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         """Name of the output activation for the fitted targets."""
 
     @abstractmethod
+    def _outputs_to_predictions(self, P):
+        """What ``predict`` returns for the network outputs ``P``."""
+
     def _score_output(self, P, y, sample_weight):
-        """Score of network outputs ``P`` against ``y`` (early stopping)."""
+        """Score of network outputs ``P`` against ``y`` (early stopping's validation).
+
+        ``_score_metric`` is accuracy for the classifier and R² for the regressor,
+        as ``score``; non-finite outputs score NaN, as in scikit-learn.
+        """
+        if not np.isfinite(P).all():
+            return np.nan
+        return self._score_metric(y, self._outputs_to_predictions(P), sample_weight=sample_weight)
 
     # ------------------------------------------------------------ parameters
     def _packed_params(self):

@@ -371,10 +371,10 @@ class BPClassifier(ClassifierMixin, BaseBP):
             P = P.ravel()
         return self._label_binarizer.inverse_transform(P)
 
-    def _score_output(self, P, y, sample_weight):
-        if not np.isfinite(P).all():
-            return np.nan
-        return accuracy_score(y, self._labels_from_output(P), sample_weight=sample_weight)
+    _score_metric = staticmethod(accuracy_score)
+
+    def _outputs_to_predictions(self, P):
+        return self._labels_from_output(P)
 
     def predict(self, X):
         """Predict using the trained network.
@@ -559,10 +559,10 @@ class BPRegressor(RegressorMixin, BaseBP):
     def _output_activation(self):
         return "exp" if self.loss == "poisson" else "identity"
 
-    def _score_output(self, P, y, sample_weight):
-        if not np.isfinite(P).all():
-            return np.nan
-        return r2_score(y, self._decode_targets(P), sample_weight=sample_weight)
+    _score_metric = staticmethod(r2_score)
+
+    def _outputs_to_predictions(self, P):
+        return self._decode_targets(P)
 
     def predict(self, X):
         """Predict using the trained network.
