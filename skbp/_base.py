@@ -207,8 +207,8 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
             or len(views) != 2 * (self.n_layers_ - 1)
             or any(v.base is not w for v in views)
         ):
-            n_base = int(self._layout.int_off[-1] + self._layout.sizes[-1])
-            self._w = self._layout.pack(self.coefs_, self.intercepts_, w.dtype, w[n_base:])
+            rest = w[self._layout.n_base :]  # batch norm's parameters, kept as they are
+            self._w = self._layout.pack(self.coefs_, self.intercepts_, w.dtype, rest)
             self._bn_run = self._bn_run.copy()
             self._set_views()
         return self._w

@@ -38,6 +38,8 @@ class Layout:
         #: the vector is packed exactly as scikit-learn packs it
         self.bn_off = np.zeros(n_trans, dtype=np.int64)
         hidden = fan_out[:-1]
+        #: where the parameters after the biases (batch norm's) start
+        self.n_base = n_base
         if self.batch_norm and n_trans > 1:
             self.bn_off[:-1] = n_base + np.concatenate([[0], np.cumsum(2 * hidden)[:-1]])
             n_base += int(2 * hidden.sum())
@@ -89,11 +91,6 @@ class Layout:
             out.append(v)
         return tuple(out)
 
-    @property
-    def n_layers(self):
-        """Number of layers, input and output included (``n_layers_``)."""
-        return len(self.sizes)
-
     def unpack(self, w):
         """Return ``coefs_`` and ``intercepts_`` as views into ``w``."""
         coefs, intercepts = [], []
@@ -140,9 +137,8 @@ class Layout:
             c0, b0 = int(self.coef_off[i]), int(self.int_off[i])
             w[c0 : c0 + fi * fo] = c.ravel()
             w[b0 : b0 + fo] = b
-        n_base = int(self.int_off[-1] + self.sizes[-1])
         if rest is not None:
-            w[n_base:] = rest
+            w[self.n_base :] = rest
         else:  # batch norm starts as the identity: scale 1, shift 0
             for i in range(len(self.sizes) - 2 if self.batch_norm else 0):
                 fo, b0 = int(self.sizes[i + 1]), int(self.bn_off[i])
