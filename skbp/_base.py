@@ -15,10 +15,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._data import Problem
+from ._data import Problem, readonly
 from ._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from ._layout import Layout
-from ._training import fit_lbfgs, fit_stochastic, network_output
+from ._matmul import SMALL_WORK
+from ._threads import thread_context
+from ._training import fit_lbfgs, fit_stochastic, network_output, small_output
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 
@@ -124,6 +126,7 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         "residual": ["boolean"],
         "l1_ratio": [Interval(numbers.Real, 0, 1, closed="both")],
         "max_grad_norm": [None, Interval(numbers.Real, 0, None, closed="neither")],
+        "n_jobs": [None, numbers.Integral],
     }
 
     @abstractmethod
@@ -132,7 +135,7 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,
         verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
         validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun,
-        decay_rate, dropout, batch_norm, residual, l1_ratio, max_grad_norm,
+        decay_rate, dropout, batch_norm, residual, l1_ratio, max_grad_norm, n_jobs,
     ):  # fmt: skip
         self.activation = activation
         self.solver = solver
@@ -164,6 +167,7 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         self.residual = residual
         self.l1_ratio = l1_ratio
         self.max_grad_norm = max_grad_norm
+        self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -275,6 +279,8 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         self._validate_params()
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         dtype = X.dtype if first_pass else self._w.dtype
@@ -327,8 +333,9 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
                     self.best_loss_ = np.inf
         layout = self._layout
         layout.codes[: len(hidden)] = [ACTIVATION_CODES[a] for a in activations]
-        self._drop_p = np.zeros(len(layer_units) - 1)
-        self._drop_p[: len(hidden)] = dropout
+        drop_p = np.zeros(len(layer_units) - 1)
+        drop_p[: len(hidden)] = dropout
+        self._drop_p = readonly(drop_p)
         if layout.set_residual(self.residual) == 0 and self.residual:
             warnings.warn(
                 f"residual=True has no effect: no two consecutive hidden layers of "
@@ -338,10 +345,11 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         self._out_code = OUTPUT_CODES[self.out_activation_]
 
         problem = Problem(X, dtype, Y, sample_weight)
-        if self.solver in _STOCHASTIC_SOLVERS:
-            fit_stochastic(self, problem, incremental, y)
-        else:
-            fit_lbfgs(self, problem)
+        with thread_context(self.n_jobs):
+            if self.solver in _STOCHASTIC_SOLVERS:
+                fit_stochastic(self, problem, incremental, y)
+            else:
+                fit_lbfgs(self, problem)
         self.gradient_norms_ = np.array(self._gradient_norms).reshape(-1, len(layer_units) - 1)
         return self
 
@@ -382,14 +390,45 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
     def _forward_pass_fast(self, X, check_input=True):
         """Output-layer activations for X (validated unless ``check_input=False``)."""
         if check_input:
-            X = validate_data(
-                self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
-                dtype=(np.float64, np.float32), order="C",
-            )  # fmt: skip
-        return network_output(self, Problem(X, self._w.dtype))
+            if self._plain_input(X):
+                # validate_data would accept X as it is: skip its ~100 us
+                if X.shape[0] <= 16 and X.shape[0] * self._layout.max_coef <= SMALL_WORK:
+                    # a few rows: every product in skbp's own loops, on this
+                    # thread (no BLAS, no thread set-up)
+                    return small_output(self, X)
+                X = np.ascontiguousarray(X)
+            else:
+                X = validate_data(
+                    self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
+                    dtype=(np.float64, np.float32), order="C",
+                )  # fmt: skip
+        problem = Problem(X, self._w.dtype)
+        if problem.n_rows * self._layout.max_coef <= SMALL_WORK:
+            # every product runs in skbp's own loops, on this thread: no BLAS or
+            # Numba threads to set up (a single-row prediction)
+            return network_output(self, problem)
+        with thread_context(getattr(self, "n_jobs", None)):
+            return network_output(self, problem)
+
+    def _plain_input(self, X):
+        """Whether ``X`` is a finite float ndarray of the fitted width (the fast path).
+
+        Anything else (lists, DataFrames, sparse, other dtypes, wrong width,
+        NaN/inf) goes through ``validate_data`` and its errors and warnings.
+        """
+        return (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and X.dtype.char in "fd"
+            and X.shape[0] > 0
+            and X.shape[1] == self.n_features_in_
+            and not hasattr(self, "feature_names_in_")
+            and bool(np.isfinite(X).all())
+        )
 
     def _check_fitted(self):
-        check_is_fitted(self, "_w")
+        if "_w" not in self.__dict__:  # check_is_fitted's test, without its overhead
+            check_is_fitted(self, "_w")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -23,6 +23,17 @@ def readonly(a, dtype=None):
     return v
 
 
+_EMPTY = {}
+
+
+def _empty(dtype):
+    """A shared read-only size-0 array of ``dtype`` (for the unused inputs)."""
+    e = _EMPTY.get(dtype)
+    if e is None:
+        e = _EMPTY[dtype] = readonly(np.empty(0), dtype)
+    return e
+
+
 class Problem:
     """Training or prediction data in kernel-ready form.
 
@@ -47,12 +58,11 @@ class Problem:
             self.Xptr = readonly(X.indptr, np.int64)
         else:
             self.Xd = readonly(X, dtype)
-            self.Xdat = readonly(np.empty(0), dtype)
-            self.Xind = readonly(np.empty(0), np.int64)
-            self.Xptr = readonly(np.empty(0), np.int64)
+            self.Xdat = _empty(self.dtype)
+            self.Xind = self.Xptr = _empty(np.dtype(np.int64))
         self.X = X
         if Y is None:  # prediction: no targets, and no weights are read
-            self.sw = readonly(np.empty(0), dtype)
+            self.sw = _empty(self.dtype)
         else:
             self.Y = readonly(Y, dtype)
             if sample_weight is None:

@@ -11,17 +11,9 @@ import numpy as np
 from numba import njit
 
 from ._jit import JIT_OPTIONS
-from ._kernels import (
-    _view,
-    backward,
-    clip_grad_norm,
-    finish_gradient,
-    forward,
-    layer_grad_norms,
-    loss_and_delta,
-    splitmix64,
-)
-from ._optim import SOLVER_SGD, adam_step, sgd_step
+from ._kernels import _view, backward, forward, loss_and_delta, splitmix64
+from ._optim import SOLVER_SGD
+from ._update import finish_blocks, param_blocks, step_blocks
 
 # Status codes returned by run_epoch.
 EPOCH_OK, EPOCH_DIVERGED = 0, 1
@@ -72,6 +64,8 @@ def run_epoch(
     for l in range(sizes.shape[0] - 1):
         width += sizes[l + 1]
     B_max = acts.shape[0] // width
+    blocks = param_blocks(sizes, coef_off, w.shape[0])
+    part = np.empty((blocks.shape[0], 4))
     acc = 0.0
     n_updates = 0
     start = 0
@@ -102,8 +96,9 @@ def run_epoch(
         data_loss = loss_and_delta(P, Y, sw, rows, out_code, D)
         backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, off)
         # diagnostics on the data gradient alone: the penalty would mask a vanishing one
-        layer_grad_norms(grad, sizes, coef_off, 1.0 / sw_sum, gnorm)
-        batch_loss = data_loss / sw_sum + finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum)
+        penalty, clip = finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
+                                      max_grad_norm)  # fmt: skip
+        batch_loss = data_loss / sw_sum + penalty
         if first:
             out[1] = batch_loss
         if not np.isfinite(batch_loss):
@@ -111,12 +106,10 @@ def run_epoch(
             out[2] = n_updates
             return EPOCH_DIVERGED
         acc += batch_loss * B
-        clip_grad_norm(grad, max_grad_norm)
-        if solver == SOLVER_SGD:
-            sgd_step(w, grad, opt_m, lr, momentum, nesterov)
-        else:
+        if solver != SOLVER_SGD:
             opt_t[0] += 1
-            adam_step(w, grad, opt_m, opt_v, opt_t[0], lr, beta_1, beta_2, epsilon)
+        step_blocks(blocks, w, grad, clip, solver, opt_m, opt_v, opt_t[0], lr, momentum,
+                    nesterov, beta_1, beta_2, epsilon)  # fmt: skip
         n_updates += 1
     out[0] = acc
     out[2] = n_updates

@@ -142,7 +142,18 @@ default='constant'
 
     max_grad_norm : float or None, default=None
         Clip the global norm of the gradient of every update to at most this
-        value (against exploding gradients).  Stochastic solvers only."""
+        value (against exploding gradients).  Stochastic solvers only.
+
+    n_jobs : int or None, default=None
+        Number of CPU threads for fitting and predicting.  ``None`` means every
+        core Numba may use, unless an outer joblib context limits it (inside a
+        ``GridSearchCV(n_jobs=4)`` worker each fit gets its share of the cores;
+        ``joblib.parallel_config(n_jobs=k)`` makes it ``k``); ``-1`` all cores,
+        ``-2`` all but one, ``k`` ``k`` threads.  The thread count is set for
+        the call and restored afterwards.  The fitted weights are the same,
+        bit for bit, for every value: large matrix products are split into a
+        number of blocks fixed by their shape, never by the thread count.  Use
+        ``n_jobs=1`` when running several fits at once in threads."""
 
 _COMMON_ATTRIBUTES = """
     loss_ : float
@@ -277,7 +288,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
         nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
         beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
         decay_rate=0.95, dropout=0.0, batch_norm=False, residual=False, l1_ratio=0.0,
-        max_grad_norm=None, class_weight=None,
+        max_grad_norm=None, class_weight=None, n_jobs=None,
     ):  # fmt: skip
         self.class_weight = class_weight
         super().__init__(
@@ -291,6 +302,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             decay_rate=decay_rate, dropout=dropout, batch_norm=batch_norm,
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
+            n_jobs=n_jobs,
         )  # fmt: skip
 
     def _validate_input(self, X, y, incremental, reset):
@@ -367,9 +379,15 @@ class BPClassifier(ClassifierMixin, BaseBP):
         return "logistic"
 
     def _labels_from_output(self, P):
+        lb = self._label_binarizer
+        if lb.y_type_ == "multiclass" and not lb.sparse_output:
+            return lb.classes_.take(P.argmax(axis=1), mode="clip")
+        if lb.y_type_ == "binary" and not lb.sparse_output and lb.neg_label == 0:
+            # LabelBinarizer's threshold for binary outputs: (pos + neg) / 2
+            return lb.classes_[(P.ravel() > lb.pos_label / 2.0).astype(int)]
         if self.n_outputs_ == 1:
             P = P.ravel()
-        return self._label_binarizer.inverse_transform(P)
+        return lb.inverse_transform(P)
 
     _score_metric = staticmethod(accuracy_score)
 
@@ -444,8 +462,10 @@ class BPClassifier(ClassifierMixin, BaseBP):
             eps = np.finfo(y_pred.dtype).eps
             np.clip(y_pred, eps, 1 - eps, out=y_pred)
         if self.n_outputs_ == 1:
-            y_pred = y_pred.ravel()
-            return np.vstack([1 - y_pred, y_pred]).T
+            proba = np.empty((y_pred.shape[0], 2), dtype=y_pred.dtype)
+            proba[:, 1] = y_pred[:, 0]
+            np.subtract(1, y_pred[:, 0], out=proba[:, 0])
+            return proba
         return y_pred
 
     def predict_log_proba(self, X):
@@ -522,7 +542,7 @@ class BPRegressor(RegressorMixin, BaseBP):
         nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
         beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
         decay_rate=0.95, dropout=0.0, batch_norm=False, residual=False, l1_ratio=0.0,
-        max_grad_norm=None,
+        max_grad_norm=None, n_jobs=None,
     ):  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -535,6 +555,7 @@ class BPRegressor(RegressorMixin, BaseBP):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             decay_rate=decay_rate, dropout=dropout, batch_norm=batch_norm,
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
+            n_jobs=n_jobs,
         )  # fmt: skip
 
     def _validate_input(self, X, y, incremental, reset):

@@ -35,9 +35,10 @@ A hidden layer computes ``z = h W + b``, then (``batch_norm``) ``y = gamma *
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ._jit import JIT_OPTIONS
+from ._matmul import matmul
 
 # Hidden activations.
 ACT_IDENTITY, ACT_LOGISTIC, ACT_TANH, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU = 0, 1, 2, 3, 4, 5
@@ -195,7 +196,7 @@ def _output_activation(Z, code):
 
 
 @njit(**JIT_OPTIONS)
-def _first_layer(Xs, sparse, rows, X0, W, Z):
+def _first_layer(Xs, sparse, rows, X0, W, Z, tune):
     """``Z = X[rows] @ W`` for a dense or CSR input; dense rows are gathered into X0."""
     Xd, Xdat, Xind, Xptr = Xs
     B = rows.shape[0]
@@ -217,7 +218,7 @@ def _first_layer(Xs, sparse, rows, X0, W, Z):
             r = rows[i]
             for j in range(n_in):
                 A[i, j] = Xd[r, j]
-        np.dot(A, W, Z)
+        matmul(A, B < 0, W, B < 0, Z, B < 0, tune)
 
 
 @njit(**JIT_OPTIONS)
@@ -316,12 +317,13 @@ def forward(
     ``sample_mask`` draws new dropout masks from ``rng`` (otherwise the masks in
     the buffer are used, e.g. to check gradients with a fixed mask).
     """
-    sizes, coef_off, int_off, act_off, bn_off, codes, res = net
+    sizes, coef_off, int_off, act_off, bn_off, codes, res, tune = net
     X0, acts, deltas, fa, masks, bnz, bnstat, dz, gtmp = bufs
     B = rows.shape[0]
     n_trans = sizes.shape[0] - 1
     width = acts.shape[0] // B_max if B_max > 0 else 0
     use_fa = fa.shape[0] > 0
+    no = B < 0  # False, as a run-time value (see the module docstring)
     for l in range(n_trans):
         fi = sizes[l]
         fo = sizes[l + 1]
@@ -330,9 +332,9 @@ def forward(
         off = B_max * act_off[l]
         Z = _view(acts, off, B, fo)
         if l == 0:
-            _first_layer(Xs, sparse, rows, X0, W, Z)
+            _first_layer(Xs, sparse, rows, X0, W, Z, tune)
         else:
-            np.dot(_view(acts, B_max * act_off[l - 1], B, fi), W, Z)
+            matmul(_view(acts, B_max * act_off[l - 1], B, fi), no, W, no, Z, no, tune)
         for i in range(B):
             for j in range(fo):
                 Z[i, j] += b[j]
@@ -416,7 +418,7 @@ def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumu
     exit ``grad`` holds ``sum_i dloss_i/dw`` (weighted, without the penalty and
     without dividing by the weight sum), or has it added when ``accumulate``.
     """
-    sizes, coef_off, int_off, act_off, bn_off, codes, res = net
+    sizes, coef_off, int_off, act_off, bn_off, codes, res, tune = net
     Xd, Xdat, Xind, Xptr = Xs
     X0, acts, deltas, fa, masks, bnz, bnstat, dz, gtmp = bufs
     B = rows.shape[0]
@@ -466,16 +468,11 @@ def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumu
                 A = _view(X0, 0, B, fi)
             else:
                 A = _view(acts, B_max * act_off[l - 1], B, fi)
-            if accumulate:
-                T = _view(gtmp, 0, fi, fo)
-                np.dot(A.T, D, T)
-                gW += T
-            else:
-                np.dot(A.T, D, gW)
+            matmul(A, B >= 0, D, B < 0, gW, accumulate, tune)
         if l > 0:
             W = _view(w, coef_off[l], fi, fo)
             Gprev = _view(deltas, B_max * act_off[l - 1], B, fi)
-            np.dot(D, W.T, Gprev)
+            matmul(D, B < 0, W, B >= 0, Gprev, B < 0, tune)
             if res[l]:
                 # h_{l+1} = a + h_l: the gradient reaching h_{l+1} also flows
                 # straight into h_l.
@@ -596,4 +593,34 @@ def predict(Xs, sparse, n_rows, sw, w, net, drop_p, bn, out_code, chunk, bufs, b
         forward(Xs, sparse, rows, sw, w, net, drop_p, bn, off, off, 0.0, rng,
                 out_code, chunk, bufs, bn_run)  # fmt: skip
         P = _view(acts, chunk * act_off[last], stop - start, n_out)
+        out[start:stop, :] = P
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def predict_chunks(Xs, sparse, n_rows, sw, w, net, drop_p, bn, out_code, chunk, bufs, bn_run, out):
+    """:func:`predict` with the ``chunk``-row chunks spread over threads.
+
+    Each chunk runs the same serial forward pass on work buffers of its own
+    (shaped like ``bufs``), so the output is the same, bit for bit, as
+    :func:`predict`'s for any number of threads.
+    """
+    sizes = net[0]
+    act_off = net[3]
+    n_out = sizes[sizes.shape[0] - 1]
+    last = act_off.shape[0] - 1
+    off = chunk < 0  # False (run-time flag: see the module docstring)
+    n_chunks = (n_rows + chunk - 1) // chunk
+    for c in prange(n_chunks):
+        start = c * chunk
+        stop = min(start + chunk, n_rows)
+        rows = np.arange(start, stop)
+        rng = np.zeros(1, dtype=np.uint64)
+        own = (
+            np.empty_like(bufs[0]), np.empty_like(bufs[1]), np.empty_like(bufs[2]),
+            np.empty_like(bufs[3]), np.empty_like(bufs[4]), np.empty_like(bufs[5]),
+            np.empty_like(bufs[6]), np.empty_like(bufs[7]), np.empty_like(bufs[8]),
+        )  # fmt: skip
+        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, off, off, 0.0, rng,
+                out_code, chunk, own, bn_run)  # fmt: skip
+        P = _view(own[1], chunk * act_off[last], stop - start, n_out)
         out[start:stop, :] = P

@@ -10,6 +10,8 @@ table below, so the depth of a network never creates a new compiled version.
 
 import numpy as np
 
+from ._matmul import tune_array
+
 
 class Layout:
     """Offsets of every layer's parameters and activations.
@@ -77,19 +79,30 @@ class Layout:
             {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
         )
 
-    def net(self):
+    def net(self, split=True):
         """The network description tuple the kernels take, as read-only views.
 
-        ``(sizes, coef_off, int_off, act_off, bn_off, codes, res)``; always
-        read-only (also after unpickling), so kernels see one array type.
+        ``(sizes, coef_off, int_off, act_off, bn_off, codes, res, tune)``;
+        always read-only (also after unpickling), so kernels see one array type.
+        ``tune`` says when a matrix product is split over threads
+        (``skbp._matmul``; never with ``split=False``); it is read from that
+        module at every call, not stored.
         """
-        out = []
-        for a in (self.sizes, self.coef_off, self.int_off, self.act_off, self.bn_off,
-                  self.codes, self.res):  # fmt: skip
-            v = a.view()
-            v.flags.writeable = False
-            out.append(v)
-        return tuple(out)
+        views = self.__dict__.get("_views")
+        if views is None:  # made once; views share memory with the arrays
+            views = []
+            for a in (self.sizes, self.coef_off, self.int_off, self.act_off, self.bn_off,
+                      self.codes, self.res):  # fmt: skip
+                v = a.view()
+                v.flags.writeable = False
+                views.append(v)
+            self._views = views = tuple(views)
+        return views + (tune_array(split),)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_views", None)
+        return state
 
     def unpack(self, w):
         """Return ``coefs_`` and ``intercepts_`` as views into ``w``."""

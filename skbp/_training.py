@@ -7,16 +7,19 @@ loops over mini-batches.
 """
 
 import math
+import threading
 import warnings
+import weakref
 
 import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
-from ._data import Problem, Workspace, readonly
+from ._data import Problem, Workspace, _empty, readonly
 from ._epoch import EPOCH_OK, run_epoch
-from ._kernels import full_loss_grad, layer_grad_norms, predict
+from ._kernels import full_loss_grad, layer_grad_norms, predict, predict_chunks
 from ._optim import OptimizerState
+from ._threads import parallel_available
 from .exceptions import DivergenceWarning, GradientWarning
 
 #: rows per chunk for prediction and the full-batch (L-BFGS) gradient
@@ -31,8 +34,11 @@ ACTIVE_GRAD_NORM = 1e-4
 EXPLODING_GRAD_NORM = 1e4
 
 
-def _net(est):
-    return est._layout.net(), readonly(est._drop_p), est._layout.batch_norm
+def _net(est, split=True):
+    drop_p = est._drop_p
+    if drop_p.flags.writeable:  # e.g. after unpickling
+        drop_p = readonly(drop_p)
+    return est._layout.net(split), drop_p, est._layout.batch_norm
 
 
 def _workspace(est, rows, sparse, train):
@@ -42,6 +48,48 @@ def _workspace(est, rows, sparse, train):
     return Workspace(layout, rows, est._w.dtype, sparse, dropout, keep)
 
 
+_local = threading.local()
+
+
+def _predict_workspace(est, rows, sparse):
+    """A prediction workspace, reused for small inputs (per thread and network).
+
+    Allocating the nine buffers is a good part of a single-row prediction; a
+    thread-local cache keyed weakly by the layout keeps concurrent predictions
+    from sharing buffers and lets them go with the model.
+    """
+    if rows > 16:
+        return _workspace(est, rows, sparse, train=False)
+    cache = getattr(_local, "ws", None)
+    if cache is None:
+        cache = _local.ws = weakref.WeakKeyDictionary()
+    key = (rows, sparse, est._w.dtype.char)
+    per_layout = cache.setdefault(est._layout, {})
+    ws = per_layout.get(key)
+    if ws is None:
+        ws = per_layout[key] = _workspace(est, rows, sparse, train=False)
+    return ws
+
+
+def small_output(est, X):
+    """:func:`network_output` for a few dense rows, with the least Python around it.
+
+    ``X`` is a validated 2-D float ndarray (see ``BaseBP._plain_input``).
+    """
+    w = est._packed_params()
+    Xd = readonly(X, w.dtype)
+    n = X.shape[0]
+    out = np.empty((n, int(est._layout.sizes[-1])), dtype=w.dtype)
+    e = _empty(w.dtype)
+    ei = _empty(np.dtype(np.int64))
+    net, drop_p, bn = _net(est, split=False)
+    predict(
+        (Xd, e, ei, ei), False, n, e, w, net, drop_p, bn, est._out_code, n,
+        _predict_workspace(est, n, False).bufs, est._bn_run, out,
+    )  # fmt: skip
+    return out
+
+
 def network_output(est, problem):
     """Output-layer activations for every row of ``problem``, in the model dtype.
 
@@ -49,10 +97,11 @@ def network_output(est, problem):
     """
     w = est._packed_params()
     chunk = max(1, min(CHUNK_ROWS, problem.n_rows))
-    ws = _workspace(est, chunk, problem.sparse, train=False)
+    ws = _predict_workspace(est, chunk, problem.sparse)
     out = np.empty((problem.n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
-    net, drop_p, bn = _net(est)
-    predict(
+    net, drop_p, bn = _net(est, split=False)
+    run = predict if problem.n_rows <= chunk or not parallel_available() else predict_chunks
+    run(
         problem.xs(), problem.sparse, problem.n_rows, problem.sw, w, net, drop_p, bn,
         est._out_code, chunk, ws.bufs, est._bn_run, out,
     )  # fmt: skip

@@ -8,11 +8,11 @@ import scipy.sparse as sp
 from numba.core.registry import CPUDispatcher
 from sklearn.datasets import make_classification
 
-from skbp import BPClassifier, BPRegressor, _epoch, _kernels, _optim
+from skbp import BPClassifier, BPRegressor, _epoch, _kernels, _matmul, _optim, _update
 
 
 def _dispatchers():
-    for module in (_kernels, _optim, _epoch):
+    for module in (_kernels, _optim, _epoch, _matmul, _update):
         for name in dir(module):
             obj = getattr(module, name)
             if isinstance(obj, CPUDispatcher):
@@ -40,6 +40,7 @@ def test_options_do_not_multiply_compiled_versions():
                     ).predict(Xin)
     seen = dict(_dispatchers())
     assert "skbp._epoch.run_epoch" in seen and "skbp._kernels.full_loss_grad" in seen
+    assert "skbp._matmul.matmul" in seen and "skbp._update.step_blocks" in seen
     for name, disp in seen.items():
         assert len(disp.signatures) <= 2, (name, [[str(t) for t in s] for s in disp.signatures])
 

@@ -1,0 +1,208 @@
+"""Matrix products of the training core, serial or split over column blocks.
+
+Every product of a training step -- ``Z = H W`` (forward), ``dW = H^T D``
+(weight gradient) and ``G = D W^T`` (gradient sent to the layer below) -- goes
+through :func:`matmul`.  A product large enough to share (at least
+``tune[0]`` multiply-adds) is split into a fixed number of column blocks of its
+result; each block is one single-threaded BLAS ``gemm`` call that addresses
+its columns in place (leading dimensions, no copies), and the blocks run under
+``prange`` on Numba's threads.
+
+Why this is reproducible for any thread count:
+
+* every element of the result is computed by exactly one BLAS call, over the
+  whole inner dimension, in BLAS's own order -- there is no reduction across
+  threads at all;
+* the number of blocks depends on the shape of the product and the machine's
+  core count (``os.cpu_count()``, at most 16) only -- never on ``n_jobs`` or on
+  a joblib worker's thread limit -- so 1, 2 or 16 threads make the very same
+  BLAS calls and only the assignment of blocks to threads changes;
+* BLAS itself runs on one thread during skbp's fits and predictions
+  (``skbp._threads``), so no BLAS-internal split can depend on the machine's
+  core count either.
+
+Neither BLAS's own threads nor a split chosen by the thread count would do:
+measured with the bundled OpenBLAS, ``128 x 784 @ 784 x 256`` in float32 gives
+different bits on 1 and 2 BLAS threads, and splitting a product into 2, 3 or
+4 column blocks changes the bits of some shapes.  Hence a split fixed by the
+shape.
+
+Why column blocks of the result and not row blocks of the mini-batch:
+measured on the 2-core machine, splitting ``128 x 784 @ 784 x 256`` into row
+blocks costs 30-60% of BLAS's speed on one thread (every call re-packs the
+whole weight matrix), column blocks much less, and they leave nothing to
+reduce.  Concurrent BLAS calls from ``prange`` threads only run side by side
+when BLAS is limited to one thread; otherwise OpenBLAS's spinning threads and
+Numba's fight (measured: 20x slower).
+
+Prediction parallelises over row chunks instead and passes a ``tune`` that
+never splits, so the two kinds of parallelism never nest.
+"""
+
+import os
+
+import numpy as np
+from numba import njit, prange, types
+
+from ._jit import JIT_OPTIONS
+from ._threads import parallel_available
+
+#: a product is split when it has at least this many multiply-adds ...
+PAR_MIN_WORK = 1 << 20
+#: ... into blocks of at least this many result columns ...
+PAR_BLOCK_COLS = 16
+#: products of at most this many multiply-adds skip BLAS (one-row updates, predictions)
+SMALL_WORK = 4096
+#: ... and at most this many blocks (None: the machine's core count, 2 to 16)
+PAR_MAX_BLOCKS = None
+
+
+_CPU_COUNT = os.cpu_count() or 2
+_TUNE_CACHE = {}
+
+
+def _max_blocks():
+    if PAR_MAX_BLOCKS is not None:
+        return int(PAR_MAX_BLOCKS)
+    return int(min(16, max(2, _CPU_COUNT)))
+
+
+def tune_array(split=True):
+    """The splitting parameters as the kernels take them (read at every call).
+
+    ``split=False`` never splits (prediction parallelises over row chunks);
+    neither does a Numba without a thread-safe threading layer.
+    """
+    split = split and parallel_available()
+    key = (PAR_MIN_WORK if split else 2**62, PAR_BLOCK_COLS, _max_blocks(), SMALL_WORK)
+    t = _TUNE_CACHE.get(key)
+    if t is None:
+        t = np.array(key, np.int64)
+        t.flags.writeable = False
+        _TUNE_CACHE[key] = t
+    return t
+
+
+@njit(**JIT_OPTIONS)
+def n_col_blocks(M, K, N, tune):
+    """Number of column blocks for an ``(M, K) @ (K, N)`` product: 1 = one BLAS call.
+
+    A function of the shape only, so that the result does not depend on the
+    number of threads.
+    """
+    if M * K * N < tune[0]:
+        return 1
+    nb = N // tune[1]
+    if nb < 2:
+        return 1
+    return min(nb, tune[2])
+
+
+# BLAS's gemm through Numba's own helper (the one its ``np.dot`` calls), so that
+# a block of columns can be addressed in place with a leading dimension instead
+# of being copied out first (copying the weights cost ~20% of a product).
+# Called by name, so compiled code that uses it can be cached.
+_xxgemm = types.ExternalFunction(
+    "numba_xxgemm",
+    types.intc(
+        types.char, types.char, types.char, types.intp, types.intp, types.intp,
+        types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,
+        types.voidptr, types.voidptr, types.intp,
+    ),
+)  # fmt: skip
+_N, _T = 78, 84  # ord("N"), ord("T")
+
+
+@njit(**JIT_OPTIONS)
+def _gemm(trans_x, trans_y, M, N, K, alpha, X, ldx, Y, ldy, beta, C, ldc):
+    """Row-major ``C = alpha op(X) op(Y) + beta C`` (``C`` is ``M x N``).
+
+    ``X``, ``Y``, ``C`` are 1-D views starting at the first element of each
+    operand, ``ld*`` their row strides in elements; ``alpha``/``beta`` are
+    1-element arrays.  BLAS is column-major, so this asks it for
+    ``C^T = op(Y)^T op(X)^T``.
+    """
+    kind = 115 if C.itemsize == 4 else 100  # "s" or "d"
+    _xxgemm(
+        kind, _T if trans_y else _N, _T if trans_x else _N, N, M, K, alpha.ctypes,
+        Y.ctypes, ldy, X.ctypes, ldx, beta.ctypes, C.ctypes, ldc,
+    )  # fmt: skip
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb):
+    """``C = op(X) op(Y) + beta C`` as ``nb`` column blocks of ``C``, in parallel.
+
+    Block ``b`` is columns ``[b N / nb, (b + 1) N / nb)``: one BLAS call that
+    reads those columns of ``op(Y)`` (rows of ``Y`` when transposed) in place.
+    """
+    M, N = C.shape
+    K = X.shape[0] if trans_x else X.shape[1]
+    ldx, ldy = X.shape[1], Y.shape[1]
+    xf = X.ravel()
+    for b in prange(nb):
+        j0 = b * N // nb
+        j1 = (b + 1) * N // nb
+        yb = Y[j0] if trans_y else Y[0, j0:]
+        _gemm(trans_x, trans_y, M, j1 - j0, K, scal[0:1], xf, ldx, yb, ldy, scal[1:2],
+              C[0, j0:], N)  # fmt: skip
+
+
+@njit(**JIT_OPTIONS)
+def _small_matmul(X, trans_x, Y, trans_y, C, accumulate):
+    """Loops for small products (a few rows), where a BLAS call costs more than it does.
+
+    A fixed order of summation of the code's own, so the result does not depend
+    on BLAS or its threads either.
+    """
+    M, N = C.shape
+    if not accumulate:
+        C[:, :] = 0.0
+    if trans_y:  # C[i, j] += X[i, :] . Y[j, :]
+        K = X.shape[1]
+        for i in range(M):
+            for j in range(N):
+                s = 0.0
+                for k in range(K):
+                    s += X[i, k] * Y[j, k]
+                C[i, j] += s
+    elif trans_x:  # C[i, :] += X[k, i] * Y[k, :]
+        for k in range(X.shape[0]):
+            for i in range(M):
+                x = X[k, i]
+                if x != 0:
+                    for j in range(N):
+                        C[i, j] += x * Y[k, j]
+    else:  # C[i, :] += X[i, k] * Y[k, :]
+        for i in range(M):
+            for k in range(X.shape[1]):
+                x = X[i, k]
+                if x != 0:
+                    for j in range(N):
+                        C[i, j] += x * Y[k, j]
+
+
+@njit(**JIT_OPTIONS)
+def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
+    """``C = op(X) @ op(Y)`` (``C += ...`` when ``accumulate``), all C-contiguous 2-D.
+
+    ``op`` transposes where ``trans_x``/``trans_y`` is set.  A product of at
+    least ``tune[0]`` multiply-adds is split into column blocks run in parallel;
+    one of at most ``tune[3]`` runs in plain loops (no BLAS call).
+    """
+    M, N = C.shape
+    K = X.shape[0] if trans_x else X.shape[1]
+    if M == 0 or N == 0:
+        return
+    if K == 0 or M * K * N <= tune[3]:
+        _small_matmul(X, trans_x, Y, trans_y, C, accumulate)
+        return
+    scal = np.ones(2, dtype=C.dtype)
+    if not accumulate:
+        scal[1] = 0.0
+    nb = n_col_blocks(M, K, N, tune)
+    if nb > 1:
+        _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb)
+    else:
+        _gemm(trans_x, trans_y, M, N, K, scal[0:1], X.ravel(), X.shape[1], Y.ravel(),
+              Y.shape[1], scal[1:2], C.ravel(), N)  # fmt: skip

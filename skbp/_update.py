@@ -1,0 +1,227 @@
+"""The per-update work on the flat parameter vector, in fixed blocks.
+
+After the backward pass a mini-batch update touches every parameter a few
+times: the per-layer gradient norms (diagnostics), the penalty and the
+division by the weight sum, the norm for gradient clipping, and the optimizer
+step.  For a large network (W2: 235k parameters) this is a good part of an
+update, so it runs in two sweeps over fixed blocks of the vector:
+
+1. :func:`finish_blocks` -- per block: the squared norm of the data gradient
+   (per layer, blocks never straddle two weight matrices), the penalty's
+   ``sum w^2`` and ``sum |w|``, then the gradient is finished in place
+   (penalty added, divided by the weight sum) and its squared norm taken;
+2. :func:`step_blocks` -- the optimizer step, with the clipping scale folded
+   in.
+
+Partial sums are kept per block and added in block order afterwards, so the
+result does not depend on how blocks are shared among threads.  The blocks
+run under ``prange`` when the vector has at least :data:`PAR_MIN_PARAMS`
+entries and serially otherwise -- a choice made by the size alone, so both
+give the same bits for a given network whatever the thread count.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ._jit import JIT_OPTIONS
+from ._optim import SOLVER_SGD
+
+#: entries per block of the parameter vector
+BLOCK = 4096
+#: vectors at least this long are updated in parallel
+PAR_MIN_PARAMS = 1 << 16
+#: columns of the per-block partial sums
+_GRAD_SQ, _PEN_SQ, _PEN_ABS, _FIN_SQ = 0, 1, 2, 3
+
+
+@njit(**JIT_OPTIONS)
+def param_blocks(sizes, coef_off, n_params):
+    """``(n_blocks, 3)`` table of ``start, stop, layer`` (``-1`` past the weights).
+
+    Each weight matrix is cut into blocks of :data:`BLOCK` entries; the rest of
+    the vector (biases, batch norm) follows in blocks of its own.
+    """
+    n_trans = sizes.shape[0] - 1
+    n = 0
+    for l in range(n_trans):
+        n += (sizes[l] * sizes[l + 1] + BLOCK - 1) // BLOCK
+    n_coef = coef_off[n_trans - 1] + sizes[n_trans - 1] * sizes[n_trans]
+    n += (n_params - n_coef + BLOCK - 1) // BLOCK
+    out = np.empty((n, 3), dtype=np.int64)
+    b = 0
+    for l in range(n_trans):
+        start = coef_off[l]
+        stop = start + sizes[l] * sizes[l + 1]
+        for s in range(start, stop, BLOCK):
+            out[b, 0], out[b, 1], out[b, 2] = s, min(s + BLOCK, stop), l
+            b += 1
+    for s in range(n_coef, n_params, BLOCK):
+        out[b, 0], out[b, 1], out[b, 2] = s, min(s + BLOCK, n_params), -1
+        b += 1
+    return out
+
+
+@njit(**JIT_OPTIONS)
+def _finish_coef(w, grad, a1, a2, inv):
+    # one flat loop over 1-D slices, so that LLVM vectorises it
+    g2 = 0.0
+    sq = 0.0
+    ab = 0.0
+    f2 = 0.0
+    for k in range(w.shape[0]):
+        v = w[k]
+        g = grad[k]
+        g2 += g * g
+        sq += v * v
+        ab += abs(v)
+        sgn = 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
+        g = (g + a2 * v + a1 * sgn) * inv
+        grad[k] = g
+        f2 += g * g
+    return g2, sq, ab, f2
+
+
+@njit(**JIT_OPTIONS)
+def _finish_rest(grad, inv):
+    f2 = 0.0
+    for k in range(grad.shape[0]):
+        g = grad[k] * inv
+        grad[k] = g
+        f2 += g * g
+    return f2
+
+
+@njit(**JIT_OPTIONS)
+def _finish_one(b, blocks, w, grad, a1, a2, inv, part):
+    s, e, layer = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+    if layer >= 0:
+        g2, sq, ab, f2 = _finish_coef(w[s:e], grad[s:e], a1, a2, inv)
+    else:
+        g2, sq, ab = 0.0, 0.0, 0.0
+        f2 = _finish_rest(grad[s:e], inv)
+    part[b, _GRAD_SQ] = g2
+    part[b, _PEN_SQ] = sq
+    part[b, _PEN_ABS] = ab
+    part[b, _FIN_SQ] = f2
+
+
+@njit(**JIT_OPTIONS)
+def _finish_serial(blocks, w, grad, a1, a2, inv, part):
+    for b in range(blocks.shape[0]):
+        _finish_one(b, blocks, w, grad, a1, a2, inv, part)
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _finish_parallel(blocks, w, grad, a1, a2, inv, part):
+    for b in prange(blocks.shape[0]):
+        # prange's index is unsigned: cast, or _finish_one compiles twice
+        _finish_one(np.int64(b), blocks, w, grad, a1, a2, inv, part)
+
+
+@njit(**JIT_OPTIONS)
+def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_grad_norm):
+    """Finish the gradient in place; return ``(penalty, clip_scale)``.
+
+    Adds ``1 / sw_sum`` times each layer's data-gradient norm to ``gnorm``.
+    The gradient becomes ``(g + alpha * ((1 - l1_ratio) w + l1_ratio sign(w))) /
+    sw_sum`` on the weights and ``g / sw_sum`` elsewhere, as
+    :func:`skbp._kernels.finish_gradient`.  ``clip_scale`` is the factor that
+    brings the finished gradient's norm down to ``max_grad_norm`` (1 when
+    clipping is off or not needed).
+    """
+    inv = 1.0 / sw_sum
+    a1 = alpha * l1_ratio
+    a2 = alpha * (1.0 - l1_ratio)
+    if w.shape[0] >= PAR_MIN_PARAMS:
+        _finish_parallel(blocks, w, grad, a1, a2, inv, part)
+    else:
+        _finish_serial(blocks, w, grad, a1, a2, inv, part)
+    sq = 0.0
+    ab = 0.0
+    f2 = 0.0
+    layer = -1
+    g2 = 0.0
+    for b in range(blocks.shape[0]):
+        if blocks[b, 2] != layer:
+            if layer >= 0:
+                gnorm[layer] += inv * np.sqrt(g2)
+            layer = blocks[b, 2]
+            g2 = 0.0
+        g2 += part[b, _GRAD_SQ]
+        sq += part[b, _PEN_SQ]
+        ab += part[b, _PEN_ABS]
+        f2 += part[b, _FIN_SQ]
+    if layer >= 0:
+        gnorm[layer] += inv * np.sqrt(g2)
+    scale = 1.0
+    if max_grad_norm > 0:
+        norm = np.sqrt(f2)
+        if norm > max_grad_norm:
+            scale = max_grad_norm / norm
+    return (0.5 * a2 * sq + a1 * ab) * inv, scale
+
+
+@njit(**JIT_OPTIONS)
+def _sgd(w, grad, vel, scale, lr, momentum, nesterov):
+    if nesterov:
+        for k in range(w.shape[0]):
+            g = grad[k] * scale
+            vk = momentum * vel[k] - lr * g
+            vel[k] = vk
+            w[k] += momentum * vk - lr * g
+    else:
+        for k in range(w.shape[0]):
+            vk = momentum * vel[k] - lr * (grad[k] * scale)
+            vel[k] = vk
+            w[k] += vk
+
+
+@njit(**JIT_OPTIONS)
+def _adam(w, grad, m, v, scale, lr_t, b1, b2, eps):
+    for k in range(w.shape[0]):
+        g = grad[k] * scale
+        mk = b1 * m[k] + (1.0 - b1) * g
+        vk = b2 * v[k] + (1.0 - b2) * g * g
+        m[k] = mk
+        v[k] = vk
+        w[k] -= lr_t * mk / (np.sqrt(vk) + eps)
+
+
+@njit(**JIT_OPTIONS)
+def _step_one(b, blocks, w, grad, scale, solver, m, v, hp):
+    lr, momentum, nesterov, lr_t, b1, b2, eps = hp
+    s, e = blocks[b, 0], blocks[b, 1]
+    if solver == SOLVER_SGD:
+        _sgd(w[s:e], grad[s:e], m[s:e], scale, lr, momentum, nesterov)
+    else:
+        _adam(w[s:e], grad[s:e], m[s:e], v[s:e], scale, lr_t, b1, b2, eps)
+
+
+@njit(**JIT_OPTIONS)
+def _step_serial(blocks, w, grad, scale, solver, m, v, hp):
+    for b in range(blocks.shape[0]):
+        _step_one(b, blocks, w, grad, scale, solver, m, v, hp)
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _step_parallel(blocks, w, grad, scale, solver, m, v, hp):
+    for b in prange(blocks.shape[0]):
+        _step_one(np.int64(b), blocks, w, grad, scale, solver, m, v, hp)
+
+
+@njit(**JIT_OPTIONS)
+def step_blocks(
+    blocks, w, grad, scale, solver, m, v, t, lr, momentum, nesterov, beta_1, beta_2, epsilon
+):  # fmt: skip
+    """One optimizer step on ``scale * grad``: the rules of ``skbp._optim``.
+
+    ``t`` is Adam's step number after this update (1-based); unused for SGD.
+    """
+    lr_t = 0.0
+    if solver != SOLVER_SGD:
+        lr_t = lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
+    hp = (lr, momentum, nesterov, lr_t, beta_1, beta_2, epsilon)
+    if w.shape[0] >= PAR_MIN_PARAMS:
+        _step_parallel(blocks, w, grad, scale, solver, m, v, hp)
+    else:
+        _step_serial(blocks, w, grad, scale, solver, m, v, hp)

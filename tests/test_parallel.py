@@ -1,0 +1,368 @@
+"""The parallel core: same bits for every thread count, thread control, thread safety."""
+
+import threading
+import warnings
+from contextlib import contextmanager
+
+import joblib
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import make_classification
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils._param_validation import InvalidParameterError
+from threadpoolctl import threadpool_info
+
+import skbp._matmul as mm
+from skbp import BPClassifier, BPRegressor
+from skbp._kernels import finish_gradient, layer_grad_norms
+from skbp._optim import SOLVER_ADAM, SOLVER_SGD, adam_step, sgd_step
+from skbp._threads import effective_n_threads, max_threads, parallel_available, thread_context
+from skbp._update import (
+    _finish_parallel,
+    _finish_serial,
+    finish_blocks,
+    param_blocks,
+    step_blocks,
+)
+
+
+@contextmanager
+def _no_check():
+    """Convergence warnings are beside the point here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+needs_threads = pytest.mark.skipif(
+    not parallel_available(), reason="Numba has no thread-safe threading layer here"
+)
+
+
+def _tune(min_work, block_cols=4, max_blocks=5, small=0):
+    t = np.array([min_work, block_cols, max_blocks, small], dtype=np.int64)
+    t.flags.writeable = False
+    return t
+
+
+SPLIT, BLAS, LOOPS = _tune(1), _tune(2**62), _tune(2**62, small=2**62)
+
+
+def _operands(mode, M, K, N, dtype, rng):
+    X = rng.standard_normal((K, M) if mode == "TN" else (M, K)).astype(dtype)
+    Y = rng.standard_normal((N, K) if mode == "NT" else (K, N)).astype(dtype)
+    Xm = X.T if mode == "TN" else X
+    Ym = Y.T if mode == "NT" else Y
+    return X, Y, Xm.astype(np.float64) @ Ym.astype(np.float64)
+
+
+# ------------------------------------------------------------------- kernels
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
+@pytest.mark.parametrize("tune", [SPLIT, BLAS, LOOPS], ids=["split", "blas", "loops"])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_matmul_matches_numpy(dtype, mode, tune, accumulate):
+    rng = np.random.default_rng(0)
+    M, K, N = 7, 13, 23
+    X, Y, ref = _operands(mode, M, K, N, dtype, rng)
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    C = C0.copy()
+    mm.matmul(X, mode == "TN", Y, mode == "NT", C, accumulate, tune)
+    expected = ref + C0 if accumulate else ref
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(C, expected, rtol=rtol, atol=rtol * 10)
+    assert C.dtype == dtype
+
+
+def test_n_col_blocks_depends_on_the_shape_only():
+    tune = mm.tune_array()
+    assert mm.n_col_blocks(128, 784, 256, tune) > 1  # W2's first layer is split
+    assert mm.n_col_blocks(32, 64, 64, tune) == 1  # W1's layers are not
+    assert mm.n_col_blocks(128, 784, 10, tune) == 1  # too few columns to share
+    assert mm.n_col_blocks(10**4, 10**3, 10**3, tune) <= 16
+    assert mm.n_col_blocks(128, 784, 256, mm.tune_array(split=False)) == 1
+
+
+@needs_threads
+@pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
+def test_split_product_is_bit_identical_for_any_thread_count(mode):
+    rng = np.random.default_rng(1)
+    X, Y, _ = _operands(mode, 64, 300, 150, np.float32, rng)
+    results = []
+    for n in (1, 2, 3):
+        C = np.empty((64, 150), dtype=np.float32)
+        with thread_context(n):
+            mm.matmul(X, mode == "TN", Y, mode == "NT", C, False, _tune(1, 8, 7))
+        results.append(C)
+    for C in results[1:]:
+        np.testing.assert_array_equal(C, results[0])
+
+
+def _net_vectors(n_params, dtype, rng):
+    sizes = np.array([300, 256, 64, 3])
+    coef_off = np.array([0, 300 * 256, 300 * 256 + 256 * 64])
+    assert n_params >= 300 * 256 + 256 * 64 + 64 * 3
+    w = rng.standard_normal(n_params).astype(dtype)
+    g = rng.standard_normal(n_params).astype(dtype)
+    return sizes, coef_off, w, g
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finish_blocks_matches_the_plain_reference(dtype):
+    rng = np.random.default_rng(2)
+    n = 300 * 256 + 256 * 64 + 64 * 3 + 256 + 64 + 3
+    sizes, coef_off, w, g = _net_vectors(n, dtype, rng)
+    n_coef = int(coef_off[-1] + 64 * 3)
+    blocks = param_blocks(sizes, coef_off, n)
+    assert blocks[0, 0] == 0 and blocks[-1, 1] == n
+    assert np.all(blocks[1:, 0] == blocks[:-1, 1])  # contiguous cover
+    ref_g, ref_norms = g.copy(), np.zeros(3)
+    layer_grad_norms(ref_g, sizes, coef_off, 1 / 50.0, ref_norms)
+    ref_pen = finish_gradient(w, ref_g, n_coef, 0.3, 0.25, 50.0)
+    got_g, norms = g.copy(), np.zeros(3)
+    part = np.empty((blocks.shape[0], 4))
+    pen, clip = finish_blocks(blocks, w, got_g, 0.3, 0.25, 50.0, part, norms, 0.0)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got_g, ref_g, rtol=rtol)
+    np.testing.assert_allclose(norms, ref_norms, rtol=rtol)
+    assert pen == pytest.approx(ref_pen, rel=rtol)
+    assert clip == 1.0
+    # clipping: the scale brings the finished gradient's norm to max_grad_norm
+    _, clip = finish_blocks(blocks, w, g.copy(), 0.3, 0.25, 50.0, part, norms, 0.01)
+    assert clip == pytest.approx(0.01 / np.linalg.norm(ref_g.astype(np.float64)), rel=rtol)
+    # the serial and the parallel sweep give the same bits
+    a, b = g.copy(), g.copy()
+    pa, pb = np.empty_like(part), np.empty_like(part)
+    _finish_serial(blocks, w, a, 0.1, 0.2, 0.02, pa)
+    with thread_context(2):
+        _finish_parallel(blocks, w, b, 0.1, 0.2, 0.02, pb)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(pa, pb)
+
+
+@pytest.mark.parametrize("solver", [SOLVER_SGD, SOLVER_ADAM])
+@pytest.mark.parametrize("n", [1000, 70000])  # serial and parallel sweep
+def test_step_blocks_matches_the_optimizer_rules(solver, n):
+    rng = np.random.default_rng(3)
+    sizes = np.array([10, n // 10])
+    coef_off = np.array([0])
+    w0 = rng.standard_normal(n)
+    g = rng.standard_normal(n)
+    m0, v0 = rng.standard_normal(n), rng.random(n)
+    blocks = param_blocks(sizes, coef_off, n)
+    w, m, v = w0.copy(), m0.copy(), v0.copy()
+    step_blocks(blocks, w, g, 0.5, solver, m, v, 3, 0.01, 0.9, True, 0.9, 0.999, 1e-8)
+    wr, mr, vr = w0.copy(), m0.copy(), v0.copy()
+    if solver == SOLVER_SGD:
+        sgd_step(wr, 0.5 * g, mr, 0.01, 0.9, True)
+    else:
+        adam_step(wr, 0.5 * g, mr, vr, 3, 0.01, 0.9, 0.999, 1e-8)
+        np.testing.assert_allclose(v, vr, rtol=1e-13)
+    np.testing.assert_allclose(w, wr, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(m, mr, rtol=1e-13, atol=1e-15)
+
+
+# ----------------------------------------------------------------- estimators
+def _classification(n=300, d=40, dtype=np.float64):
+    X, y = make_classification(n, d, n_informative=min(10, d), n_redundant=0, n_classes=3,
+                               random_state=0)  # fmt: skip
+    return X.astype(dtype), y
+
+
+_CONFIGS = {
+    "adam-f32": (BPClassifier, dict(hidden_layer_sizes=(256, 64)), np.float32, False),
+    "sgd-f64-reg": (
+        BPRegressor,
+        dict(hidden_layer_sizes=(32, 32), solver="sgd"),
+        np.float64,
+        False,
+    ),
+    "lbfgs": (BPClassifier, dict(hidden_layer_sizes=(24,), solver="lbfgs"), np.float64, False),
+    "toolkit": (
+        BPClassifier,
+        dict(hidden_layer_sizes=(32, 32), batch_norm=True, dropout=0.2, residual=True),
+        np.float32,
+        False,
+    ),
+    "sparse": (BPClassifier, dict(hidden_layer_sizes=(32, 16)), np.float64, True),
+}
+
+
+@needs_threads
+@pytest.mark.parametrize("name", sorted(_CONFIGS))
+def test_same_weights_for_any_n_jobs(name, monkeypatch):
+    est_cls, params, dtype, sparse = _CONFIGS[name]
+    if name != "adam-f32":  # small networks: split every product that has columns to share
+        monkeypatch.setattr(mm, "PAR_MIN_WORK", 1)
+        monkeypatch.setattr(mm, "PAR_BLOCK_COLS", 4)
+    X, y = _classification(dtype=dtype, d=300 if name == "adam-f32" else 40)
+    if est_cls is BPRegressor:
+        y = X[:, :3] @ np.array([1.0, -2.0, 0.5])
+    if sparse:
+        X[np.abs(X) < 1] = 0
+        X = sp.csr_matrix(X)
+    tune = mm.tune_array()
+    width = params["hidden_layer_sizes"][0]
+    assert mm.n_col_blocks(100, X.shape[1], width, tune) > 1  # the test splits products
+    if name == "adam-f32":
+        assert X.shape[1] * width >= 1 << 16  # ... and runs the parallel update sweep
+    fits = []
+    for n_jobs in (1, 2, 3, None):
+        est = est_cls(max_iter=3, batch_size=100, random_state=0, n_jobs=n_jobs, **params)
+        with _no_check():
+            est.fit(X, y)
+        fits.append(est)
+    for est in fits[1:]:
+        np.testing.assert_array_equal(est._w, fits[0]._w)
+        assert est.loss_curve_ == fits[0].loss_curve_
+        np.testing.assert_array_equal(est.predict(X), fits[0].predict(X))
+
+
+@needs_threads
+def test_prediction_is_the_same_for_any_n_jobs_and_any_input_path():
+    X, y = _classification(n=1000, d=30)
+    clf = BPClassifier((64,), max_iter=5, random_state=0).fit(X, y)
+    outs = []
+    for n_jobs in (1, 2, 3):  # 1000 rows: four chunks, spread over threads
+        outs.append(clf.set_params(n_jobs=n_jobs).predict_proba(X))
+    for P in outs[1:]:
+        np.testing.assert_array_equal(P, outs[0])
+    # the single-row fast path (no validate_data) agrees with the validated path
+    for i in range(3):
+        fast = clf.predict_proba(X[i : i + 1])
+        slow = clf.predict_proba(X[i : i + 1].tolist())
+        np.testing.assert_allclose(fast, slow, rtol=1e-12)
+        np.testing.assert_allclose(fast, outs[0][i : i + 1], rtol=1e-12)
+        assert clf.predict(X[i : i + 1])[0] == clf.predict(X[i : i + 1].tolist())[0]
+
+
+def test_fast_prediction_path_still_rejects_bad_rows():
+    X, y = _classification(n=100, d=5)
+    clf = BPClassifier((8,), max_iter=5, random_state=0).fit(X, y)
+    bad = X[:1].copy()
+    bad[0, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict(bad)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(X[:1, :4])
+
+
+# ------------------------------------------------------------- thread control
+def _blas_threads():
+    return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info())
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2, -1, None])
+def test_thread_settings_are_restored_after_fit_and_predict(n_jobs):
+    X, y = _classification(n=200, d=20)
+    import scipy.linalg.cython_blas  # noqa: F401  (so that threadpoolctl sees SciPy's BLAS)
+
+    before = (numba.get_num_threads(), _blas_threads())
+    clf = BPClassifier((16,), max_iter=3, random_state=0, n_jobs=n_jobs)
+    with _no_check():
+        clf.fit(X, y)
+    clf.predict(X)
+    assert (numba.get_num_threads(), _blas_threads()) == before
+
+
+def test_blas_runs_on_one_thread_inside_a_call():
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    with thread_context(None):
+        inside = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert inside and set(inside) == {1}
+
+
+def test_effective_n_threads():
+    top = max_threads()
+    assert effective_n_threads(None) == top
+    assert effective_n_threads(-1) == top
+    assert effective_n_threads(1) == 1
+    assert effective_n_threads(10**6) == top
+    assert effective_n_threads(-(10**6)) == 1
+    with joblib.parallel_config(n_jobs=1):  # an outer joblib context limits None
+        assert effective_n_threads(None) == 1
+        assert effective_n_threads(2) == min(2, top)
+
+
+@pytest.mark.parametrize("bad, err", [(0, ValueError), ("2", InvalidParameterError)])
+def test_bad_n_jobs(bad, err):
+    X, y = _classification(n=50, d=4)
+    with pytest.raises(err, match="n_jobs"):
+        BPClassifier(n_jobs=bad).fit(X, y)
+
+
+def _threads_in_worker():
+    return effective_n_threads(None)
+
+
+def test_loky_workers_get_their_share_of_the_cores():
+    # joblib starts loky workers with NUMBA_NUM_THREADS = cores // n_workers
+    got = joblib.Parallel(n_jobs=2, backend="loky")(
+        joblib.delayed(_threads_in_worker)() for _ in range(2)
+    )
+    assert got == [max(1, joblib.cpu_count() // 2)] * 2
+
+
+# --------------------------------------------------------------- thread safety
+@needs_threads
+def test_concurrent_fits_in_threads_equal_sequential_fits(monkeypatch):
+    monkeypatch.setattr(mm, "PAR_MIN_WORK", 1)  # parallel kernels inside each fit
+    monkeypatch.setattr(mm, "PAR_BLOCK_COLS", 4)
+    X, y = _classification(n=300, d=30, dtype=np.float32)
+    configs = [
+        dict(hidden_layer_sizes=(32,), random_state=0),
+        dict(hidden_layer_sizes=(24, 16), random_state=1, solver="sgd"),
+        dict(hidden_layer_sizes=(16,), random_state=2, solver="lbfgs"),
+        dict(hidden_layer_sizes=(32, 32), random_state=3, batch_norm=True),
+    ]
+
+    def fit(params):
+        with _no_check():
+            return BPClassifier(max_iter=5, **params).fit(X, y)
+
+    sequential = [fit(p) for p in configs]
+    results = [None] * len(configs)
+    barrier = threading.Barrier(len(configs))
+
+    def work(i):
+        barrier.wait()
+        results[i] = fit(configs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(configs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seq, par in zip(sequential, results, strict=True):
+        np.testing.assert_array_equal(par._w, seq._w)
+    # concurrent predictions on one shared model
+    P = sequential[0].predict_proba(X)
+    outs = [None] * 4
+
+    def predict(i):
+        outs[i] = sequential[0].predict_proba(X)
+
+    threads = [threading.Thread(target=predict, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for out in outs:
+        np.testing.assert_array_equal(out, P)
+
+
+def test_process_grid_search_after_a_fit_in_the_parent():
+    X, y = _classification(n=200, d=10)
+    with _no_check():
+        BPClassifier((64,), max_iter=5, random_state=0).fit(X, y)  # threads used here
+        grid = {"hidden_layer_sizes": [(8,), (16,)], "learning_rate_init": [1e-3, 1e-2]}
+        est = BPClassifier(max_iter=20, random_state=0)
+        par = GridSearchCV(est, grid, cv=2, n_jobs=2).fit(X, y)
+        seq = GridSearchCV(est, grid, cv=2, n_jobs=1).fit(X, y)
+    assert par.best_params_ == seq.best_params_
+    np.testing.assert_array_equal(
+        par.cv_results_["mean_test_score"], seq.cv_results_["mean_test_score"]
+    )
