@@ -6,7 +6,7 @@ Each measurement runs a new Python process that imports skbp and fits once
 kernels are loaded from disk).  scikit-learn's MLP is timed the same way for
 reference.
 
-    python benchmarks/first_fit.py
+    python benchmarks/first_fit.py [--default-only]
 """
 
 import json
@@ -33,7 +33,27 @@ warnings.simplefilter("ignore")
 t1 = time.perf_counter()
 Est(solver=solver, max_iter=5, random_state=0).fit(X, y)
 t_fit = time.perf_counter() - t1
-print(json.dumps({"import": t_import, "fit": t_fit, "total": time.perf_counter() - t0}))
+total = time.perf_counter() - t0
+compile_s = {}
+if kind == "skbp":
+    # per-kernel compile (or cache-load) time; a kernel's time includes the
+    # kernels it calls that were compiled for it first
+    import skbp
+    from numba.core.registry import CPUDispatcher
+    seen = set()
+    for mod in ("_epoch", "_kernels", "_matmul", "_update", "_optim", "_threads"):
+        m = getattr(skbp, mod)
+        for name in dir(m):
+            d = getattr(m, name)
+            if isinstance(d, CPUDispatcher) and d.py_func.__module__ == m.__name__:
+                for sig in d.signatures:
+                    try:
+                        t = d.get_metadata(sig).get("timers", {})
+                    except Exception:  # loaded from the cache: no compile metadata
+                        t = {}
+                    key = f"{mod}.{name}"
+                    compile_s[key] = compile_s.get(key, 0.0) + t.get("compiler_lock", 0.0)
+print(json.dumps({"import": t_import, "fit": t_fit, "total": total, "compile": compile_s}))
 """
 
 
@@ -47,17 +67,32 @@ def run(kind, dtype, solver, cache_dir):
 
 
 def main():
+    configs = [("float64", "adam"), ("float32", "adam"), ("float64", "lbfgs")]
+    if "--default-only" in sys.argv:
+        configs = configs[:1]
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores")
     print(f"{'configuration':<34}{'cache':>6}{'import s':>10}{'fit s':>8}{'total s':>9}")
-    for dtype, solver in [("float64", "adam"), ("float32", "adam"), ("float64", "lbfgs")]:
+    cold_compile = {}
+    for dtype, solver in configs:
         with tempfile.TemporaryDirectory() as cache:
             for label in ("cold", "warm"):
                 r = run("skbp", dtype, solver, cache)
                 name = f"skbp BPClassifier {solver} {dtype}"
                 print(f"{name:<34}{label:>6}{r['import']:>10.2f}{r['fit']:>8.2f}{r['total']:>9.2f}")
+                if label == "cold":
+                    cold_compile[name] = r["compile"]
     r = run("sklearn", "float64", "adam", tempfile.gettempdir())
     name = "sklearn MLPClassifier adam float64"
     print(f"{name:<34}{'-':>6}{r['import']:>10.2f}{r['fit']:>8.2f}{r['total']:>9.2f}")
+    print()
+    print("Cold compile per kernel (s; a kernel's time includes the kernels it calls that")
+    print("were compiled for it first, so entry points such as run_epoch include forward,")
+    print("backward, matmul and the update sweep; kernels under 0.05 s are left out):")
+    for name, comp in cold_compile.items():
+        print(f"  {name}:")
+        for key, t in sorted(comp.items(), key=lambda kv: -kv[1]):
+            if t >= 0.05:
+                print(f"    {key:<34}{t:>7.2f}")
 
 
 if __name__ == "__main__":

@@ -230,7 +230,10 @@ _DIFFERENCES = """
       outputs (the quantity whose gradient is trained on); scikit-learn reports
       it averaged over outputs while training on the summed gradient.
     * The first layer of a sparse input is computed from its non-zeros, and
-      float32 input keeps float32 parameters, buffers and outputs."""
+      float32 input keeps float32 parameters, buffers and outputs.
+    * ``n_jobs`` (added) runs training and prediction on several threads; the
+      weights do not depend on it.  Inside fits and predictions BLAS runs on one
+      thread (skbp splits large products itself)."""
 
 
 class BPClassifier(ClassifierMixin, BaseBP):

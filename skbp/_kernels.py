@@ -78,12 +78,12 @@ def _expit(z):
     return e / (1.0 + e)
 
 
-@njit(inline="always", **JIT_OPTIONS)
+@njit(**JIT_OPTIONS)
 def _view(buf, start, n_rows, n_cols):
     """Row-major ``(n_rows, n_cols)`` view of ``buf`` starting at ``start``.
 
-    Inlined into its callers (no compiled version of its own), so literal
-    arguments such as ``start=0`` cannot multiply its compiled versions.
+    Callers pass run-time integers (``np.int64(0)``, not ``0``): a literal
+    argument would give it a compiled version per literal.
     """
     return buf[start : start + n_rows * n_cols].reshape(n_rows, n_cols)
 
@@ -213,7 +213,7 @@ def _first_layer(Xs, sparse, rows, X0, W, Z, tune):
                     Z[i, j] += v * W[c, j]
     else:
         n_in = Xd.shape[1]
-        A = _view(X0, 0, B, n_in)
+        A = _view(X0, np.int64(0), B, n_in)
         for i in range(B):
             r = rows[i]
             for j in range(n_in):
@@ -433,7 +433,7 @@ def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumu
             D = _view(deltas, off, B, fo)
         else:
             G = _view(deltas, off, B, fo)
-            D = _view(dz, 0, B, fo)
+            D = _view(dz, np.int64(0), B, fo)
             F = _view(fa, off, B, fo) if use_fa else _view(acts, off, B, fo)
             dropping = drop_p[l] > 0
             M = _view(masks, off, B, fo) if dropping else D
@@ -465,7 +465,7 @@ def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumu
                         gW[c, j] += v * D[i, j]
         else:
             if l == 0:
-                A = _view(X0, 0, B, fi)
+                A = _view(X0, np.int64(0), B, fi)
             else:
                 A = _view(acts, B_max * act_off[l - 1], B, fi)
             matmul(A, B >= 0, D, B < 0, gW, accumulate, tune)

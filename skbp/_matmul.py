@@ -148,38 +148,71 @@ def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb):
               C[0, j0:], N)  # fmt: skip
 
 
+#: below this many columns the loops of _small_matmul switch to a dot-product order
+_NARROW = 8
+
+
 @njit(**JIT_OPTIONS)
 def _small_matmul(X, trans_x, Y, trans_y, C, accumulate):
     """Loops for small products (a few rows), where a BLAS call costs more than it does.
 
-    A fixed order of summation of the code's own, so the result does not depend
-    on BLAS or its threads either.
+    The loop order keeps the innermost loop on contiguous memory for wide and
+    for narrow (1-column) operands alike.  A fixed order of summation of the
+    code's own: the result depends neither on BLAS nor on threads.
     """
     M, N = C.shape
-    if not accumulate:
-        C[:, :] = 0.0
-    if trans_y:  # C[i, j] += X[i, :] . Y[j, :]
+    if trans_y:  # C[i, j] = X[i, :] . Y[j, :]
         K = X.shape[1]
+        if K >= _NARROW:
+            for i in range(M):
+                for j in range(N):
+                    s = 0.0
+                    for k in range(K):
+                        s += X[i, k] * Y[j, k]
+                    C[i, j] = C[i, j] + s if accumulate else s
+        else:
+            if not accumulate:
+                C[:, :] = 0.0
+            for i in range(M):
+                for k in range(K):
+                    x = X[i, k]
+                    for j in range(N):
+                        C[i, j] += x * Y[j, k]
+        return
+    if trans_x:  # C[i, j] = X[:, i] . Y[:, j]
+        if not accumulate:
+            C[:, :] = 0.0
+        K = X.shape[0]
+        if N >= _NARROW:
+            for k in range(K):
+                for i in range(M):
+                    x = X[k, i]
+                    for j in range(N):
+                        C[i, j] += x * Y[k, j]
+        else:
+            for j in range(N):
+                for k in range(K):
+                    y = Y[k, j]
+                    for i in range(M):
+                        C[i, j] += X[k, i] * y
+        return
+    # C[i, j] = X[i, :] . Y[:, j]
+    K = X.shape[1]
+    if N >= _NARROW:
+        if not accumulate:
+            C[:, :] = 0.0
+        for i in range(M):
+            for k in range(K):
+                x = X[i, k]
+                for j in range(N):
+                    C[i, j] += x * Y[k, j]
+    else:
         for i in range(M):
             for j in range(N):
                 s = 0.0
                 for k in range(K):
-                    s += X[i, k] * Y[j, k]
-                C[i, j] += s
-    elif trans_x:  # C[i, :] += X[k, i] * Y[k, :]
-        for k in range(X.shape[0]):
-            for i in range(M):
-                x = X[k, i]
-                if x != 0:
-                    for j in range(N):
-                        C[i, j] += x * Y[k, j]
-    else:  # C[i, :] += X[i, k] * Y[k, :]
-        for i in range(M):
-            for k in range(X.shape[1]):
-                x = X[i, k]
-                if x != 0:
-                    for j in range(N):
-                        C[i, j] += x * Y[k, j]
+                    s += X[i, k] * Y[k, j]
+                C[i, j] = C[i, j] + s if accumulate else s
 
 
 @njit(**JIT_OPTIONS)
