@@ -40,7 +40,6 @@ if kind == "skbp":
     # kernels it calls that were compiled for it first
     import skbp
     from numba.core.registry import CPUDispatcher
-    seen = set()
     for mod in ("_epoch", "_kernels", "_matmul", "_update", "_optim", "_threads"):
         m = getattr(skbp, mod)
         for name in dir(m):
