@@ -50,7 +50,7 @@ from ._threads import parallel_available
 #: a product is split when it has at least this many multiply-adds ...
 PAR_MIN_WORK = 1 << 20
 #: ... into blocks of at least this many result columns ...
-PAR_BLOCK_COLS = 16
+PAR_BLOCK_COLS = 32
 #: products of at most this many multiply-adds skip BLAS (one-row updates, predictions)
 SMALL_WORK = 4096
 #: ... and at most this many blocks (None: the machine's core count, 2 to 16)
