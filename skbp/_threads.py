@@ -79,12 +79,17 @@ def _probe(out):
 def parallel_available():
     """Whether Numba's threading layer is thread-safe (``tbb`` or ``omp``).
 
-    Launching a tiny parallel kernel initialises the layer the first time.
+    Starting Numba's thread pool initialises the layer the first time.
     """
     global _layer_ok
     if _layer_ok is None:
         try:
-            _probe(np.zeros(2))
+            try:  # start the layer without compiling anything
+                from numba.np.ufunc.parallel import _launch_threads
+
+                _launch_threads()
+            except ImportError:  # a Numba without that internal: launch a tiny kernel
+                _probe(np.zeros(2))
             _layer_ok = numba.threading_layer() in ("tbb", "omp")
         except Exception:  # no layer could be loaded at all
             _layer_ok = False

@@ -32,6 +32,8 @@ BLOCK = 4096
 PAR_MIN_PARAMS = 1 << 16
 #: columns of the per-block partial sums
 _GRAD_SQ, _PEN_SQ, _PEN_ABS, _FIN_SQ = 0, 1, 2, 3
+#: the two sweeps of _sweep_parallel
+_FINISH, _STEP = 0, 1
 
 
 @njit(**JIT_OPTIONS)
@@ -106,19 +108,6 @@ def _finish_one(b, blocks, w, grad, a1, a2, inv, part):
 
 
 @njit(**JIT_OPTIONS)
-def _finish_serial(blocks, w, grad, a1, a2, inv, part):
-    for b in range(blocks.shape[0]):
-        _finish_one(b, blocks, w, grad, a1, a2, inv, part)
-
-
-@njit(parallel=True, **JIT_OPTIONS)
-def _finish_parallel(blocks, w, grad, a1, a2, inv, part):
-    for b in prange(blocks.shape[0]):
-        # prange's index is unsigned: cast, or _finish_one compiles twice
-        _finish_one(np.int64(b), blocks, w, grad, a1, a2, inv, part)
-
-
-@njit(**JIT_OPTIONS)
 def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_grad_norm):
     """Finish the gradient in place; return ``(penalty, clip_scale)``.
 
@@ -133,9 +122,14 @@ def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_gra
     a1 = alpha * l1_ratio
     a2 = alpha * (1.0 - l1_ratio)
     if w.shape[0] >= PAR_MIN_PARAMS:
-        _finish_parallel(blocks, w, grad, a1, a2, inv, part)
+        off = a1 < 0  # False, as a run-time value
+        hp = (0.0, 0.0, off, 0.0, 0.0, 0.0, 0.0)  # unused by _FINISH
+        # np.int64(...): run-time integers, not literals (one compiled version)
+        _sweep_parallel(np.int64(_FINISH), blocks, w, grad, a1, a2, inv, part, 1.0,
+                        np.int64(0), grad, grad, hp)  # fmt: skip
     else:
-        _finish_serial(blocks, w, grad, a1, a2, inv, part)
+        for b in range(blocks.shape[0]):
+            _finish_one(b, blocks, w, grad, a1, a2, inv, part)
     sq = 0.0
     ab = 0.0
     f2 = 0.0
@@ -197,16 +191,16 @@ def _step_one(b, blocks, w, grad, scale, solver, m, v, hp):
         _adam(w[s:e], grad[s:e], m[s:e], v[s:e], scale, lr_t, b1, b2, eps)
 
 
-@njit(**JIT_OPTIONS)
-def _step_serial(blocks, w, grad, scale, solver, m, v, hp):
-    for b in range(blocks.shape[0]):
-        _step_one(b, blocks, w, grad, scale, solver, m, v, hp)
-
-
 @njit(parallel=True, **JIT_OPTIONS)
-def _step_parallel(blocks, w, grad, scale, solver, m, v, hp):
+def _sweep_parallel(op, blocks, w, grad, a1, a2, inv, part, scale, solver, m, v, hp):
+    """The blocks of :func:`finish_blocks` (``op=_FINISH``) or :func:`step_blocks`
+    (``op=_STEP``) under ``prange``: one parallel kernel for both (compile time)."""
     for b in prange(blocks.shape[0]):
-        _step_one(np.int64(b), blocks, w, grad, scale, solver, m, v, hp)
+        bb = np.int64(b)  # prange's index is unsigned: cast, or the callees compile twice
+        if op == _FINISH:
+            _finish_one(bb, blocks, w, grad, a1, a2, inv, part)
+        else:
+            _step_one(bb, blocks, w, grad, scale, solver, m, v, hp)
 
 
 @njit(**JIT_OPTIONS)
@@ -222,6 +216,9 @@ def step_blocks(
         lr_t = lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
     hp = (lr, momentum, nesterov, lr_t, beta_1, beta_2, epsilon)
     if w.shape[0] >= PAR_MIN_PARAMS:
-        _step_parallel(blocks, w, grad, scale, solver, m, v, hp)
+        part = np.empty((0, 4))  # unused by _STEP
+        _sweep_parallel(np.int64(_STEP), blocks, w, grad, 0.0, 0.0, 0.0, part, scale,
+                        solver, m, v, hp)  # fmt: skip
     else:
-        _step_serial(blocks, w, grad, scale, solver, m, v, hp)
+        for b in range(blocks.shape[0]):
+            _step_one(b, blocks, w, grad, scale, solver, m, v, hp)

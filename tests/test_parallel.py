@@ -15,17 +15,12 @@ from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_info
 
 import skbp._matmul as mm
+import skbp._update as upd
 from skbp import BPClassifier, BPRegressor
 from skbp._kernels import finish_gradient, layer_grad_norms
 from skbp._optim import SOLVER_ADAM, SOLVER_SGD, adam_step, sgd_step
 from skbp._threads import effective_n_threads, max_threads, parallel_available, thread_context
-from skbp._update import (
-    _finish_parallel,
-    _finish_serial,
-    finish_blocks,
-    param_blocks,
-    step_blocks,
-)
+from skbp._update import finish_blocks, param_blocks, step_blocks
 
 
 @contextmanager
@@ -110,7 +105,7 @@ def _net_vectors(n_params, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_finish_blocks_matches_the_plain_reference(dtype):
+def test_finish_blocks_matches_the_plain_reference(dtype, monkeypatch):
     rng = np.random.default_rng(2)
     n = 300 * 256 + 256 * 64 + 64 * 3 + 256 + 64 + 3
     sizes, coef_off, w, g = _net_vectors(n, dtype, rng)
@@ -135,11 +130,16 @@ def test_finish_blocks_matches_the_plain_reference(dtype):
     # the serial and the parallel sweep give the same bits
     a, b = g.copy(), g.copy()
     pa, pb = np.empty_like(part), np.empty_like(part)
-    _finish_serial(blocks, w, a, 0.1, 0.2, 0.02, pa)
+    na, nb = np.zeros(3), np.zeros(3)
+    monkeypatch.setattr(upd, "PAR_MIN_PARAMS", 2**62)  # serial
+    ra = finish_blocks.py_func(blocks, w, a, 0.1, 0.2, 50.0, pa, na, 0.0)
+    monkeypatch.setattr(upd, "PAR_MIN_PARAMS", 1)  # parallel
     with thread_context(2):
-        _finish_parallel(blocks, w, b, 0.1, 0.2, 0.02, pb)
+        rb = finish_blocks.py_func(blocks, w, b, 0.1, 0.2, 50.0, pb, nb, 0.0)
+    assert ra == rb
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(pa, pb)
+    np.testing.assert_array_equal(na, nb)
 
 
 @pytest.mark.parametrize("solver", [SOLVER_SGD, SOLVER_ADAM])
