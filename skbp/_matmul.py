@@ -51,10 +51,10 @@ from ._threads import parallel_available
 PAR_MIN_WORK = 1 << 20
 #: ... into blocks of at least this many result columns ...
 PAR_BLOCK_COLS = 32
-#: products of at most this many multiply-adds skip BLAS (one-row updates, predictions)
-SMALL_WORK = 4096
 #: ... and at most this many blocks (None: the machine's core count, 2 to 16)
 PAR_MAX_BLOCKS = None
+#: products of at most this many multiply-adds skip BLAS (one-row updates, predictions)
+SMALL_WORK = 4096
 
 
 _CPU_COUNT = os.cpu_count() or 2
