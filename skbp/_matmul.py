@@ -3,10 +3,10 @@
 Every product of a training step -- ``Z = H W`` (forward), ``dW = H^T D``
 (weight gradient) and ``G = D W^T`` (gradient sent to the layer below) -- goes
 through :func:`matmul`.  A product large enough to share (at least
-``tune[0]`` multiply-adds) is split into a fixed number of column blocks of its
-result; each block is one single-threaded BLAS ``gemm`` call that addresses
-its columns in place (leading dimensions, no copies), and the blocks run under
-``prange`` on Numba's threads.
+``tune[0]`` multiply-adds) is split into a fixed number of column (or row)
+blocks of its result; each block is one single-threaded BLAS ``gemm`` call
+that addresses its part in place (leading dimensions, no copies), and the
+blocks run under ``prange`` on Numba's threads.
 
 Why this is reproducible for any thread count:
 
@@ -84,18 +84,32 @@ def tune_array(split=True):
 
 
 @njit(**JIT_OPTIONS)
-def n_col_blocks(M, K, N, tune):
-    """Number of column blocks for an ``(M, K) @ (K, N)`` product: 1 = one BLAS call.
+def n_blocks(M, K, N, tune):
+    """Number of blocks for an ``(M, K) @ (K, N)`` product: 1 = one BLAS call.
 
-    A function of the shape only, so that the result does not depend on the
-    number of threads.
+    The product is split along the longer side of its ``M x N`` result
+    (:func:`split_rows`), in blocks at least ``tune[1]`` wide.  A function of
+    the shape only, so that the result does not depend on the number of threads.
     """
     if M * K * N < tune[0]:
         return 1
-    nb = N // tune[1]
+    nb = max(M, N) // tune[1]
     if nb < 2:
         return 1
     return min(nb, tune[2])
+
+
+@njit(**JIT_OPTIONS)
+def split_rows(M, N):
+    """Whether an ``M x N`` result is split into row blocks (else column blocks).
+
+    Every block re-reads -- and BLAS re-packs -- the whole of the operand it
+    does not split: all of ``op(X)`` (``M x K``) for column blocks, all of
+    ``op(Y)`` (``K x N``) for row blocks.  Splitting the longer side re-packs
+    the smaller one: the weight gradient ``H^T D`` (784 x 256 from 128 rows)
+    goes by rows, the forward ``H W`` (128 x 256) by columns.
+    """
+    return M > N
 
 
 # BLAS's gemm through Numba's own helper (the one its ``np.dot`` calls), so that
@@ -130,22 +144,32 @@ def _gemm(trans_x, trans_y, M, N, K, alpha, X, ldx, Y, ldy, beta, C, ldc):
 
 
 @njit(parallel=True, **JIT_OPTIONS)
-def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb):
-    """``C = op(X) op(Y) + beta C`` as ``nb`` column blocks of ``C``, in parallel.
+def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, by_rows):
+    """``C = op(X) op(Y) + beta C`` as ``nb`` blocks of ``C``, in parallel.
 
-    Block ``b`` is columns ``[b N / nb, (b + 1) N / nb)``: one BLAS call that
-    reads those columns of ``op(Y)`` (rows of ``Y`` when transposed) in place.
+    Column blocks ``[b N / nb, (b + 1) N / nb)`` read those columns of
+    ``op(Y)`` in place (rows of ``Y`` when transposed) and all of ``op(X)``; row
+    blocks (``by_rows``) read rows of ``op(X)`` (columns of ``X`` when
+    transposed) and all of ``op(Y)``.  One BLAS call per block.
     """
     M, N = C.shape
     K = X.shape[0] if trans_x else X.shape[1]
     ldx, ldy = X.shape[1], Y.shape[1]
     xf = X.ravel()
+    yf = Y.ravel()
     for b in prange(nb):
-        j0 = b * N // nb
-        j1 = (b + 1) * N // nb
-        yb = Y[j0] if trans_y else Y[0, j0:]
-        _gemm(trans_x, trans_y, M, j1 - j0, K, scal[0:1], xf, ldx, yb, ldy, scal[1:2],
-              C[0, j0:], N)  # fmt: skip
+        if by_rows:
+            i0 = b * M // nb
+            i1 = (b + 1) * M // nb
+            xb = X[0, i0:] if trans_x else X[i0]
+            _gemm(trans_x, trans_y, i1 - i0, N, K, scal[0:1], xb, ldx, yf, ldy, scal[1:2],
+                  C[i0], N)  # fmt: skip
+        else:
+            j0 = b * N // nb
+            j1 = (b + 1) * N // nb
+            yb = Y[j0] if trans_y else Y[0, j0:]
+            _gemm(trans_x, trans_y, M, j1 - j0, K, scal[0:1], xf, ldx, yb, ldy, scal[1:2],
+                  C[0, j0:], N)  # fmt: skip
 
 
 #: below this many columns the loops of _small_matmul switch to a dot-product order
@@ -233,9 +257,9 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     scal = np.ones(2, dtype=C.dtype)
     if not accumulate:
         scal[1] = 0.0
-    nb = n_col_blocks(M, K, N, tune)
+    nb = n_blocks(M, K, N, tune)
     if nb > 1:
-        _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb)
+        _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, split_rows(M, N))
     else:
         _gemm(trans_x, trans_y, M, N, K, scal[0:1], X.ravel(), X.shape[1], Y.ravel(),
               Y.shape[1], scal[1:2], C.ravel(), N)  # fmt: skip

@@ -58,9 +58,10 @@ def _operands(mode, M, K, N, dtype, rng):
 @pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
 @pytest.mark.parametrize("tune", [SPLIT, BLAS, LOOPS], ids=["split", "blas", "loops"])
 @pytest.mark.parametrize("accumulate", [False, True])
-def test_matmul_matches_numpy(dtype, mode, tune, accumulate):
+@pytest.mark.parametrize("shape", [(7, 13, 23), (29, 13, 6)], ids=["wide", "tall"])
+def test_matmul_matches_numpy(dtype, mode, tune, accumulate, shape):
     rng = np.random.default_rng(0)
-    M, K, N = 7, 13, 23
+    M, K, N = shape
     X, Y, ref = _operands(mode, M, K, N, dtype, rng)
     C0 = rng.standard_normal((M, N)).astype(dtype)
     C = C0.copy()
@@ -71,23 +72,25 @@ def test_matmul_matches_numpy(dtype, mode, tune, accumulate):
     assert C.dtype == dtype
 
 
-def test_n_col_blocks_depends_on_the_shape_only():
+def test_n_blocks_depends_on_the_shape_only():
     tune = mm.tune_array()
-    assert mm.n_col_blocks(128, 784, 256, tune) > 1  # W2's first layer is split
-    assert mm.n_col_blocks(32, 64, 64, tune) == 1  # W1's layers are not
-    assert mm.n_col_blocks(128, 784, 10, tune) == 1  # too few columns to share
-    assert mm.n_col_blocks(10**4, 10**3, 10**3, tune) <= 16
-    assert mm.n_col_blocks(128, 784, 256, mm.tune_array(split=False)) == 1
+    assert mm.n_blocks(128, 784, 256, tune) > 1  # W2's first layer is split
+    assert mm.n_blocks(32, 64, 64, tune) == 1  # W1's layers are not
+    assert mm.n_blocks(16, 784, 10, tune) == 1  # too narrow to share
+    assert mm.n_blocks(784, 128, 256, tune) > 1 and mm.split_rows(784, 256)  # W2's dW
+    assert mm.n_blocks(10**4, 10**3, 10**3, tune) <= 16
+    assert mm.n_blocks(128, 784, 256, mm.tune_array(split=False)) == 1
 
 
 @needs_threads
 @pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
-def test_split_product_is_bit_identical_for_any_thread_count(mode):
+@pytest.mark.parametrize("M, N", [(64, 150), (150, 64)])
+def test_split_product_is_bit_identical_for_any_thread_count(mode, M, N):
     rng = np.random.default_rng(1)
-    X, Y, _ = _operands(mode, 64, 300, 150, np.float32, rng)
+    X, Y, _ = _operands(mode, M, 300, N, np.float32, rng)
     results = []
     for n in (1, 2, 3):
-        C = np.empty((64, 150), dtype=np.float32)
+        C = np.empty((M, N), dtype=np.float32)
         with thread_context(n):
             mm.matmul(X, mode == "TN", Y, mode == "NT", C, False, _tune(1, 8, 7))
         results.append(C)
@@ -205,7 +208,7 @@ def test_same_weights_for_any_n_jobs(name, monkeypatch):
         X = sp.csr_matrix(X)
     tune = mm.tune_array()
     width = params["hidden_layer_sizes"][0]
-    assert mm.n_col_blocks(100, X.shape[1], width, tune) > 1  # the test splits products
+    assert mm.n_blocks(100, X.shape[1], width, tune) > 1  # the test splits products
     if name == "adam-f32":
         assert X.shape[1] * width >= 1 << 16  # ... and runs the parallel update sweep
     fits = []
