@@ -518,21 +518,6 @@ def layer_grad_norms(grad, sizes, coef_off, scale, out):
 
 
 @njit(**JIT_OPTIONS)
-def clip_grad_norm(grad, max_norm):
-    """Scale ``grad`` to a global norm of at most ``max_norm`` (off when <= 0)."""
-    if max_norm <= 0:
-        return
-    s = 0.0
-    for k in range(grad.shape[0]):
-        s += grad[k] * grad[k]
-    norm = np.sqrt(s)
-    if norm > max_norm:
-        scale = max_norm / norm
-        for k in range(grad.shape[0]):
-            grad[k] *= scale
-
-
-@njit(**JIT_OPTIONS)
 def full_loss_grad(
     Xs, sparse, Y, sw, w, net, drop_p, bn, bn_momentum, n_coef, out_code, alpha,
     l1_ratio, chunk, bufs, bn_run, grad,
