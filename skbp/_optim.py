@@ -21,22 +21,24 @@ SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
 
 
 @njit(**JIT_OPTIONS)
-def sgd_step(w, grad, velocity, lr, momentum, nesterov):
+def sgd_step(w, grad, velocity, lr, momentum, nesterov, scale):
+    """One SGD/momentum/Nesterov update on ``scale * grad`` (``scale``: clipping)."""
     for k in range(w.shape[0]):
-        v = momentum * velocity[k] - lr * grad[k]
+        g = grad[k] * scale
+        v = momentum * velocity[k] - lr * g
         velocity[k] = v
         if nesterov:
-            w[k] += momentum * v - lr * grad[k]
+            w[k] += momentum * v - lr * g
         else:
             w[k] += v
 
 
 @njit(**JIT_OPTIONS)
-def adam_step(w, grad, m, v, t, lr, beta_1, beta_2, epsilon):
-    """One Adam update; ``t`` is the step number after this update (1-based)."""
+def adam_step(w, grad, m, v, t, lr, beta_1, beta_2, epsilon, scale):
+    """One Adam update on ``scale * grad``; ``t`` is the step number after it (1-based)."""
     lr_t = lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
     for k in range(w.shape[0]):
-        g = grad[k]
+        g = grad[k] * scale
         mk = beta_1 * m[k] + (1.0 - beta_1) * g
         vk = beta_2 * v[k] + (1.0 - beta_2) * g * g
         m[k] = mk

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import JIT_OPTIONS
-from ._optim import SOLVER_SGD
+from ._optim import SOLVER_SGD, adam_step, sgd_step
 
 #: entries per block of the parameter vector
 BLOCK = 4096
@@ -123,7 +123,7 @@ def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_gra
     a2 = alpha * (1.0 - l1_ratio)
     if w.shape[0] >= PAR_MIN_PARAMS:
         off = a1 < 0  # False, as a run-time value
-        hp = (0.0, 0.0, off, 0.0, 0.0, 0.0, 0.0)  # unused by _FINISH
+        hp = (0.0, 0.0, off, np.int64(0), 0.0, 0.0, 0.0)  # unused by _FINISH
         # np.int64(...): run-time integers, not literals (one compiled version)
         _sweep_parallel(np.int64(_FINISH), blocks, w, grad, a1, a2, inv, part, 1.0,
                         np.int64(0), grad, grad, hp)  # fmt: skip
@@ -156,39 +156,13 @@ def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_gra
 
 
 @njit(**JIT_OPTIONS)
-def _sgd(w, grad, vel, scale, lr, momentum, nesterov):
-    if nesterov:
-        for k in range(w.shape[0]):
-            g = grad[k] * scale
-            vk = momentum * vel[k] - lr * g
-            vel[k] = vk
-            w[k] += momentum * vk - lr * g
-    else:
-        for k in range(w.shape[0]):
-            vk = momentum * vel[k] - lr * (grad[k] * scale)
-            vel[k] = vk
-            w[k] += vk
-
-
-@njit(**JIT_OPTIONS)
-def _adam(w, grad, m, v, scale, lr_t, b1, b2, eps):
-    for k in range(w.shape[0]):
-        g = grad[k] * scale
-        mk = b1 * m[k] + (1.0 - b1) * g
-        vk = b2 * v[k] + (1.0 - b2) * g * g
-        m[k] = mk
-        v[k] = vk
-        w[k] -= lr_t * mk / (np.sqrt(vk) + eps)
-
-
-@njit(**JIT_OPTIONS)
 def _step_one(b, blocks, w, grad, scale, solver, m, v, hp):
-    lr, momentum, nesterov, lr_t, b1, b2, eps = hp
+    lr, momentum, nesterov, t, b1, b2, eps = hp
     s, e = blocks[b, 0], blocks[b, 1]
     if solver == SOLVER_SGD:
-        _sgd(w[s:e], grad[s:e], m[s:e], scale, lr, momentum, nesterov)
+        sgd_step(w[s:e], grad[s:e], m[s:e], lr, momentum, nesterov, scale)
     else:
-        _adam(w[s:e], grad[s:e], m[s:e], v[s:e], scale, lr_t, b1, b2, eps)
+        adam_step(w[s:e], grad[s:e], m[s:e], v[s:e], t, lr, b1, b2, eps, scale)
 
 
 @njit(parallel=True, **JIT_OPTIONS)
@@ -207,14 +181,11 @@ def _sweep_parallel(op, blocks, w, grad, a1, a2, inv, part, scale, solver, m, v,
 def step_blocks(
     blocks, w, grad, scale, solver, m, v, t, lr, momentum, nesterov, beta_1, beta_2, epsilon
 ):  # fmt: skip
-    """One optimizer step on ``scale * grad``: the rules of ``skbp._optim``.
+    """One optimizer step on ``scale * grad``: ``skbp._optim``'s rules, block by block.
 
     ``t`` is Adam's step number after this update (1-based); unused for SGD.
     """
-    lr_t = 0.0
-    if solver != SOLVER_SGD:
-        lr_t = lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
-    hp = (lr, momentum, nesterov, lr_t, beta_1, beta_2, epsilon)
+    hp = (lr, momentum, nesterov, t, beta_1, beta_2, epsilon)
     if w.shape[0] >= PAR_MIN_PARAMS:
         part = np.empty((0, 4))  # unused by _STEP
         _sweep_parallel(np.int64(_STEP), blocks, w, grad, 0.0, 0.0, 0.0, part, scale,

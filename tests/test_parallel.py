@@ -159,9 +159,9 @@ def test_step_blocks_matches_the_optimizer_rules(solver, n):
     step_blocks(blocks, w, g, 0.5, solver, m, v, 3, 0.01, 0.9, True, 0.9, 0.999, 1e-8)
     wr, mr, vr = w0.copy(), m0.copy(), v0.copy()
     if solver == SOLVER_SGD:
-        sgd_step(wr, 0.5 * g, mr, 0.01, 0.9, True)
+        sgd_step(wr, 0.5 * g, mr, 0.01, 0.9, True, 1.0)
     else:
-        adam_step(wr, 0.5 * g, mr, vr, 3, 0.01, 0.9, 0.999, 1e-8)
+        adam_step(wr, 0.5 * g, mr, vr, 3, 0.01, 0.9, 0.999, 1e-8, 1.0)
         np.testing.assert_allclose(v, vr, rtol=1e-13)
     np.testing.assert_allclose(w, wr, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(m, mr, rtol=1e-13, atol=1e-15)

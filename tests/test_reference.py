@@ -362,7 +362,7 @@ def test_one_adam_step_by_hand_kernel():
     w = np.array([0.5, -1.0, 2.0, 0.0])
     g = np.array([0.2, -0.4, 0.0, 1e-3])
     m, v = np.zeros(4), np.zeros(4)
-    adam_step(w, g, m, v, 1, 0.1, 0.9, 0.999, 1e-8)
+    adam_step(w, g, m, v, 1, 0.1, 0.9, 0.999, 1e-8, 1.0)
     np.testing.assert_allclose(m, [0.02, -0.04, 0.0, 1e-4], rtol=1e-14)
     np.testing.assert_allclose(v, [0.001 * 0.04, 0.001 * 0.16, 0.0, 0.001 * 1e-6], rtol=1e-12)
     np.testing.assert_allclose(w, _hand_adam_step(np.array([0.5, -1.0, 2.0, 0.0]), g), rtol=1e-14)
@@ -382,7 +382,9 @@ def test_adam_kernel_matches_sklearn_optimizer_over_steps():
     for t in range(1, 6):
         grads = [rng.normal(size=s) for s in shapes]
         sk.update_params(sk_params, grads)
-        adam_step(w, np.concatenate([g.ravel() for g in grads]), m, v, t, 0.01, 0.8, 0.99, 1e-7)
+        adam_step(
+            w, np.concatenate([g.ravel() for g in grads]), m, v, t, 0.01, 0.8, 0.99, 1e-7, 1.0
+        )
     np.testing.assert_allclose(w, np.concatenate([p.ravel() for p in sk_params]), rtol=1e-13)
 
 
@@ -402,7 +404,7 @@ def test_sgd_momentum_kernel_matches_hand_loop(nesterov):
     sk = SGDOptimizer(sk_params, learning_rate_init=lr, momentum=momentum, nesterov=nesterov)
     w, velocity = w0.copy(), np.zeros(6)
     for g in grads:
-        sgd_step(w, g, velocity, lr, momentum, nesterov)
+        sgd_step(w, g, velocity, lr, momentum, nesterov, 1.0)
         sk.update_params(sk_params, [g])
     np.testing.assert_allclose(w, w_ref, rtol=1e-14)
     np.testing.assert_allclose(velocity, vel, rtol=1e-14)
@@ -417,7 +419,7 @@ def test_sgd_kernel_first_steps_explicit():
         w, vel = np.zeros(1), np.zeros(1)
         got = []
         for g in (1.0, 2.0):
-            sgd_step(w, np.array([g]), vel, 0.1, 0.5, nesterov)
+            sgd_step(w, np.array([g]), vel, 0.1, 0.5, nesterov, 1.0)
             got.append(w[0])
         np.testing.assert_allclose(got, expected, rtol=1e-14)
 
