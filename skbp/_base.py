@@ -389,26 +389,21 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
     # ---------------------------------------------------------------- predict
     def _forward_pass_fast(self, X, check_input=True):
         """Output-layer activations for X (validated unless ``check_input=False``)."""
-        if check_input:
-            if self._plain_input(X):
-                # validate_data would accept X as it is: skip its ~100 us
-                if X.shape[0] <= 16 and X.shape[0] * self._layout.max_coef <= SMALL_WORK:
-                    # a few rows: every product in skbp's own loops, on this
-                    # thread (no BLAS, no thread set-up)
-                    return small_output(self, X)
-                X = np.ascontiguousarray(X)
-            else:
-                X = validate_data(
-                    self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
-                    dtype=(np.float64, np.float32), order="C",
-                )  # fmt: skip
-        problem = Problem(X, self._w.dtype)
-        if problem.n_rows * self._layout.max_coef <= SMALL_WORK:
+        if check_input and not self._plain_input(X):
+            # a plain finite float ndarray of the fitted width is accepted as it
+            # is, which skips validate_data's ~100 us
+            X = validate_data(
+                self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
+                dtype=(np.float64, np.float32), order="C",
+            )  # fmt: skip
+        if X.shape[0] * self._layout.max_coef <= SMALL_WORK:
             # every product runs in skbp's own loops, on this thread: no BLAS or
             # Numba threads to set up (a single-row prediction)
-            return network_output(self, problem)
+            if isinstance(X, np.ndarray):
+                return small_output(self, X)
+            return network_output(self, Problem(X, self._w.dtype))
         with thread_context(getattr(self, "n_jobs", None)):
-            return network_output(self, problem)
+            return network_output(self, Problem(X, self._w.dtype))
 
     def _plain_input(self, X):
         """Whether ``X`` is a finite float ndarray of the fitted width (the fast path).

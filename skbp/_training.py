@@ -72,22 +72,14 @@ def _predict_workspace(est, rows, sparse):
 
 
 def small_output(est, X):
-    """:func:`network_output` for a few dense rows, with the least Python around it.
+    """:func:`network_output` for a dense float ndarray, without building a ``Problem``.
 
-    ``X`` is a validated 2-D float ndarray (see ``BaseBP._plain_input``).
+    The single-row fast path (``BaseBP._forward_pass_fast``).
     """
-    w = est._packed_params()
-    Xd = readonly(X, w.dtype)
-    n = X.shape[0]
-    out = np.empty((n, int(est._layout.sizes[-1])), dtype=w.dtype)
-    e = _empty(w.dtype)
+    dtype = est._w.dtype
+    e = _empty(dtype)
     ei = _empty(np.dtype(np.int64))
-    net, drop_p, bn = _net(est, split=False)
-    predict(
-        (Xd, e, ei, ei), False, n, e, w, net, drop_p, bn, est._out_code, n,
-        _predict_workspace(est, n, False).bufs, est._bn_run, out,
-    )  # fmt: skip
-    return out
+    return _output(est, (readonly(X, dtype), e, ei, ei), False, X.shape[0], e)
 
 
 def network_output(est, problem):
@@ -95,16 +87,18 @@ def network_output(est, problem):
 
     Dropout is off and batch norm uses its running statistics.
     """
+    return _output(est, problem.xs(), problem.sparse, problem.n_rows, problem.sw)
+
+
+def _output(est, xs, sparse, n_rows, sw):
     w = est._packed_params()
-    chunk = max(1, min(CHUNK_ROWS, problem.n_rows))
-    ws = _predict_workspace(est, chunk, problem.sparse)
-    out = np.empty((problem.n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
+    chunk = min(CHUNK_ROWS, n_rows) if n_rows > 0 else 1
+    ws = _predict_workspace(est, chunk, sparse)
+    out = np.empty((n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
     net, drop_p, bn = _net(est, split=False)
-    run = predict if problem.n_rows <= chunk or not parallel_available() else predict_chunks
-    run(
-        problem.xs(), problem.sparse, problem.n_rows, problem.sw, w, net, drop_p, bn,
-        est._out_code, chunk, ws.bufs, est._bn_run, out,
-    )  # fmt: skip
+    run = predict_chunks if n_rows > chunk and parallel_available() else predict
+    run(xs, sparse, n_rows, sw, w, net, drop_p, bn, est._out_code, chunk, ws.bufs,
+        est._bn_run, out)  # fmt: skip
     return out
 
 
