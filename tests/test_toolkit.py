@@ -24,6 +24,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 
 from skbp import BPClassifier, BPRegressor
+from skbp._base import BaseBP
 from skbp._data import Problem, Workspace
 from skbp._kernels import ACTIVATION_CODES, BN_EPS, OUT_IDENTITY, OUT_SOFTMAX
 from skbp._layout import Layout
@@ -497,14 +498,7 @@ def test_bn_weight_two_equals_repeated_row(solver, kw, rtol):
     )
     a = BPRegressor(**params).fit(X, y, sample_weight=sw)
     b = BPRegressor(**params).fit(X_rep, y_rep)
-    for name in (
-        "coefs_",
-        "intercepts_",
-        "bn_scales_",
-        "bn_shifts_",
-        "bn_running_means_",
-        "bn_running_vars_",
-    ):
+    for name in BaseBP._VIEWS:  # every fitted parameter list
         for u, v in zip(getattr(a, name), getattr(b, name), strict=True):
             np.testing.assert_allclose(u, v, rtol=rtol, atol=rtol * 1e-2)
     # the weights are not ignored: unit weights train another network
@@ -867,14 +861,7 @@ def test_pickle_batch_norm_dropout_model(dump):
         est2 = joblib.load(buf)
     np.testing.assert_array_equal(est2.predict_proba(X), est.predict_proba(X))
     np.testing.assert_array_equal(est2.predict(X), est.predict(X))
-    for name in (
-        "coefs_",
-        "intercepts_",
-        "bn_scales_",
-        "bn_shifts_",
-        "bn_running_means_",
-        "bn_running_vars_",
-    ):
+    for name in BaseBP._VIEWS:  # every fitted parameter list
         a, b = getattr(est, name), getattr(est2, name)
         assert len(a) == len(b) > 0
         for u, v in zip(a, b, strict=True):
@@ -1160,14 +1147,7 @@ def test_early_stopping_without_shuffle_holds_out_the_last_rows():
 def test_float32_with_batch_norm_dropout_residual():
     X, y = load_iris(return_X_y=True)
     est = toolkit_classifier().fit(X.astype(np.float32), y)
-    for name in (
-        "coefs_",
-        "intercepts_",
-        "bn_scales_",
-        "bn_shifts_",
-        "bn_running_means_",
-        "bn_running_vars_",
-    ):
+    for name in BaseBP._VIEWS:  # every fitted parameter list
         assert all(a.dtype == np.float32 for a in getattr(est, name)), name
     assert est.predict_proba(X.astype(np.float32)).dtype == np.float32
     assert est.predict_proba(X).dtype == np.float32
