@@ -345,11 +345,11 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         self._out_code = OUTPUT_CODES[self.out_activation_]
 
         problem = Problem(X, dtype, Y, sample_weight)
-        with thread_context(self.n_jobs):
+        with thread_context(self.n_jobs) as gov:
             if self.solver in _STOCHASTIC_SOLVERS:
-                fit_stochastic(self, problem, incremental, y)
+                fit_stochastic(self, problem, incremental, y, gov)
             else:
-                fit_lbfgs(self, problem)
+                fit_lbfgs(self, problem, gov)
         self.gradient_norms_ = np.array(self._gradient_norms).reshape(-1, len(layer_units) - 1)
         return self
 
@@ -402,8 +402,8 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
             if isinstance(X, np.ndarray):
                 return small_output(self, X)
             return network_output(self, Problem(X, self._w.dtype))
-        with thread_context(getattr(self, "n_jobs", None)):
-            return network_output(self, Problem(X, self._w.dtype))
+        with thread_context(getattr(self, "n_jobs", None)) as gov:
+            return network_output(self, Problem(X, self._w.dtype), gov)
 
     def _plain_input(self, X):
         """Whether ``X`` is a finite float ndarray of the fitted width (the fast path).

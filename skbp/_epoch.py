@@ -39,22 +39,28 @@ def shuffle_inplace(idx, state):
 def run_epoch(
     Xs, sparse, Y, sw, idx, shuffle, rng, batch_size, w, net, drop_p, bn, n_coef,
     out_code, alpha, l1_ratio, max_grad_norm, solver, lr, momentum, nesterov, beta_1,
-    beta_2, epsilon, opt_m, opt_v, opt_t, bufs, bn_run, grad, gnorm, out,
+    beta_2, epsilon, opt_m, opt_v, opt_t, bufs, bn_run, grad, gnorm, out, row_start, row_stop,
 ):  # fmt: skip
-    """Train for one epoch over the rows ``idx``; return a status code.
+    """Train on the mini-batches of one epoch over ``idx`` that start in
+    ``[row_start, row_stop)``; return a status code.
 
-    ``out[0]`` receives the sum over mini-batches of ``batch_loss * batch_rows``
-    (scikit-learn's ``accumulated_loss``), ``out[1]`` the loss of the first
-    mini-batch before its update (the reference for divergence checks) and
-    ``out[2]`` the number of updates.  ``gnorm`` receives, per layer, the sum
-    over updates of the norm of the data loss's weight gradient (without the
-    penalty, before clipping).  The
-    epoch stops early with ``EPOCH_DIVERGED`` as soon as a mini-batch loss is
-    not finite; the caller then restores its last good parameters.
+    An epoch may run as one call (``0, len(idx)``) or as several calls over
+    consecutive row ranges (the steps of ``skbp._threads.ThreadGovernor``):
+    the rows are shuffled when ``row_start == 0``, and ``out`` accumulates over
+    the calls of an epoch (the caller zeroes it first), so both give the same
+    numbers.  ``out[0]`` receives the sum over mini-batches of ``batch_loss *
+    batch_rows`` (scikit-learn's ``accumulated_loss``), ``out[1]`` the loss of
+    the first mini-batch before its update (the reference for divergence
+    checks), ``out[2]`` the number of updates and ``out[3]`` the row where the
+    next call starts (``len(idx)`` at the end of the epoch).  ``gnorm``
+    receives, per layer, the sum over updates of the norm of the data loss's
+    weight gradient (without the penalty, before clipping).  The epoch stops
+    early with ``EPOCH_DIVERGED`` as soon as a mini-batch loss is not finite;
+    the caller then restores its last good parameters.
     """
     sizes, coef_off = net[0], net[1]
     act_off = net[3]
-    if shuffle:
+    if shuffle and row_start == 0:
         shuffle_inplace(idx, rng)
     n = idx.shape[0]
     n_out = sizes[sizes.shape[0] - 1]
@@ -66,14 +72,14 @@ def run_epoch(
     B_max = acts.shape[0] // width
     blocks = param_blocks(sizes, coef_off, w.shape[0])
     part = np.empty((blocks.shape[0], 4))
-    acc = 0.0
+    acc = out[0]  # continued, not restarted: the same sum for any split into calls
     n_updates = 0
-    start = 0
+    start = row_start
     # run-time flags, never literals (see skbp._kernels): train with fresh dropout
     # masks, and write (not accumulate) the gradient
     on = batch_size > 0
     off = batch_size < 0
-    while start < n:
+    while start < min(row_stop, n):
         stop = min(start + batch_size, n)
         if bn and n - stop == 1:
             # batch norm cannot normalise a one-row batch (its variance is 0):
@@ -103,7 +109,8 @@ def run_epoch(
             out[1] = batch_loss
         if not np.isfinite(batch_loss):
             out[0] = acc
-            out[2] = n_updates
+            out[2] += n_updates
+            out[3] = start
             return EPOCH_DIVERGED
         acc += batch_loss * B
         if solver != SOLVER_SGD:
@@ -112,5 +119,6 @@ def run_epoch(
                     nesterov, beta_1, beta_2, epsilon)  # fmt: skip
         n_updates += 1
     out[0] = acc
-    out[2] = n_updates
+    out[2] += n_updates
+    out[3] = start
     return EPOCH_OK

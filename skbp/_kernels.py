@@ -558,22 +558,22 @@ def full_loss_grad(
 
 
 @njit(**JIT_OPTIONS)
-def predict(Xs, sparse, n_rows, sw, w, net, drop_p, bn, out_code, chunk, bufs, bn_run, out):
-    """Network output for every row, ``chunk`` rows at a time, into ``out``.
+def predict(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chunk, bufs, bn_run, out):
+    """Network output for the rows ``[row0, row1)``, ``chunk`` rows at a time, into ``out``.
 
     Dropout is off and batch norm uses its running statistics: deterministic.
     ``sw`` is unused (size 0); it keeps ``forward``'s argument types those of training.
     """
     sizes = net[0]
     act_off = net[3]
-    rows_all = np.arange(n_rows)
+    rows_all = np.arange(row1)
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
     rng = np.zeros(1, dtype=np.uint64)
     acts = bufs[1]
     off = chunk < 0  # False (run-time flag: see the module docstring)
-    for start in range(0, n_rows, chunk):
-        stop = min(start + chunk, n_rows)
+    for start in range(row0, row1, chunk):
+        stop = min(start + chunk, row1)
         rows = rows_all[start:stop]
         forward(Xs, sparse, rows, sw, w, net, drop_p, bn, off, off, 0.0, rng,
                 out_code, chunk, bufs, bn_run)  # fmt: skip
@@ -582,7 +582,8 @@ def predict(Xs, sparse, n_rows, sw, w, net, drop_p, bn, out_code, chunk, bufs, b
 
 
 @njit(parallel=True, **JIT_OPTIONS)
-def predict_chunks(Xs, sparse, n_rows, sw, w, net, drop_p, bn, out_code, chunk, bufs, bn_run, out):
+def predict_chunks(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chunk, bufs, bn_run,
+                   out):  # fmt: skip
     """:func:`predict` with the ``chunk``-row chunks spread over threads.
 
     Each chunk runs the same serial forward pass on work buffers of its own
@@ -594,10 +595,10 @@ def predict_chunks(Xs, sparse, n_rows, sw, w, net, drop_p, bn, out_code, chunk, 
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
     off = chunk < 0  # False (run-time flag: see the module docstring)
-    n_chunks = (n_rows + chunk - 1) // chunk
+    n_chunks = (row1 - row0 + chunk - 1) // chunk
     for c in prange(n_chunks):
-        start = c * chunk
-        stop = min(start + chunk, n_rows)
+        start = row0 + c * chunk
+        stop = min(start + chunk, row1)
         rows = np.arange(start, stop)
         rng = np.zeros(1, dtype=np.uint64)
         own = (

@@ -1,31 +1,45 @@
-"""Threads: how many a fit or prediction uses, and keeping BLAS out of their way.
+"""Threads: how many a fit or prediction uses, and staying fast on a busy machine.
 
-* ``n_jobs`` has scikit-learn's meaning, resolved by :func:`effective_n_threads`
-  at every call: ``-1`` every thread Numba may use, ``-2`` all but one, ``k``
-  ``k`` threads (at most Numba's maximum), ``None`` every thread Numba may use
-  unless an outer joblib context says otherwise.  Inside a joblib/loky worker
-  (``GridSearchCV(n_jobs=4)``, ``cross_val_score(n_jobs=...)``) joblib starts the
-  worker with ``NUMBA_NUM_THREADS = cores // n_workers``, which is Numba's
-  maximum there, so nested parallelism does not oversubscribe the machine; a
-  ``joblib.parallel_config(n_jobs=k)`` context makes ``None`` mean ``k``.
-* :func:`thread_context` sets Numba's thread count for the duration of one
-  call and restores it afterwards.  Numba's setting is per Python thread, so
-  fits running side by side in threads do not see each other's count.  Nothing
-  is set at import.
+* ``n_jobs`` caps the threads of one call, with scikit-learn's values: ``-1``
+  every thread Numba may use, ``-2`` all but one, ``k`` at most ``k``.  The
+  default ``None`` means every thread Numba may use (inside a joblib worker:
+  the worker's share of the cores; in a ``joblib.parallel_config(n_jobs=k)``
+  context: ``k``).  It is an upper bound, not an order: see the governor.
+* Concurrent calls share the cores.  Every fit or prediction that runs compiled
+  code registers itself; ``k`` calls running at once in Python threads (a
+  ``GridSearchCV`` on joblib's threading backend, fits in a thread pool) get
+  ``cores // k`` threads each, so they never oversubscribe the machine.
+* The :class:`ThreadGovernor` picks, step by step, between the serial path and
+  the parallel one.  Training runs in steps of a few milliseconds (some
+  mini-batches, one L-BFGS evaluation, some thousand rows of a prediction);
+  since the weights are bit-identical for any thread count, each step may run
+  on any number of threads at no cost to reproducibility.  The governor runs
+  a step in parallel only while (a) the cores are free -- on Linux, what other
+  processes used of this process's CPUs over the last ~0.1 s (``/proc/stat``),
+  see :class:`LoadMonitor` -- and (b) parallel steps measured faster than serial
+  ones, re-probing the other option now and then.  A parallel region whose
+  worker thread has been descheduled by the operating system waits for it, so
+  on a busy machine a naive parallel path is 3-16x slower than the serial one
+  (``benchmarks/contention.py``); the governor falls back to the serial path
+  within a step or two and comes back when the cores are free again.
+* :func:`thread_context` sets Numba's thread count (a per-Python-thread
+  setting) for one call and restores it afterwards; nothing is set at import.
 * BLAS runs on one thread while any skbp call is running: skbp splits the large
   products itself (``skbp._matmul``), and OpenBLAS threads spinning next to
   Numba's make such a product up to 20x slower.  It also makes results
   independent of BLAS's thread count.  The limit is process-wide (BLAS has no
   per-thread setting); it is reference-counted, so the first of several
-  concurrent calls sets it and the last one restores the user's setting.
+  concurrent calls sets it, and the user's setting comes back
+  ``BLAS_RESTORE_DELAY`` (0.25 s) after the last one ends (see
+  :func:`_restore_loop` for why not at once).
 
 Threading layer: Numba picks TBB if installed, else GNU OpenMP, else its
 ``workqueue``; skbp leaves that choice to Numba and the user
 (``NUMBA_THREADING_LAYER``) but runs its parallel kernels only on a thread-safe
 layer (``tbb`` or ``omp``), because ``workqueue`` aborts the process when two
-threads launch parallel kernels at once (joblib's threading backend, or fits in
-Python threads).  On ``workqueue`` skbp does not split products and runs
-serially.
+threads launch parallel kernels at once.  On ``workqueue`` skbp runs serially.
+TBB (``pip install skbp[tbb]``) lets a parallel region finish without a
+descheduled worker (work stealing), so it loses least on a busy machine.
 GNU OpenMP is not safe across ``fork()``: use joblib's default ``loky``
 backend (fork + exec) or the ``spawn``/``forkserver`` start methods for
 process-based parallelism after a fit in the parent, or install ``tbb``.
@@ -33,6 +47,7 @@ process-based parallelism after a fit in the parent, or install ``tbb``.
 
 import os
 import threading
+import time
 from contextlib import contextmanager
 
 import numba
@@ -107,35 +122,289 @@ def _blas_controller():
     return _controller
 
 
+#: the user's BLAS thread count comes back this long after the last skbp call (seconds)
+BLAS_RESTORE_DELAY = 0.25
+_blas_idle_since = None
+_blas_wakeup = threading.Condition(_lock)
+_blas_restorer = None
+
+
 def _enter_blas_single():
-    global _blas_depth, _blas_limiter
+    global _blas_depth, _blas_limiter, _blas_idle_since
     with _lock:
-        if _blas_depth == 0:
+        if _blas_limiter is None:
             _blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
         _blas_depth += 1
+        _blas_idle_since = None
 
 
 def _exit_blas_single():
-    global _blas_depth, _blas_limiter
+    global _blas_depth, _blas_idle_since, _blas_restorer
     with _lock:
         _blas_depth -= 1
         if _blas_depth == 0:
+            _blas_idle_since = time.monotonic()
+            if _blas_restorer is None or not _blas_restorer.is_alive():
+                _blas_restorer = threading.Thread(
+                    target=_restore_loop, name="skbp-blas-restore", daemon=True
+                )
+                _blas_restorer.start()
+            _blas_wakeup.notify_all()
+
+
+def _restore_loop():
+    """Give BLAS back its thread count once no skbp call has run for a moment.
+
+    Restoring at the end of every call would be simplest, but lifting the limit
+    brings back OpenBLAS's worker threads, which spin for a while waiting for
+    work: two fits in Python threads then fight one spinning thread per call and
+    run slower than one after the other (measured: 1.1-1.5 s instead of 0.4 s
+    for 8 digits fits).  So the limit stays while calls follow each other
+    (a grid search) and goes ``BLAS_RESTORE_DELAY`` seconds after the last one.
+    """
+    global _blas_limiter
+    with _lock:
+        while True:
+            if _blas_depth == 0 and _blas_idle_since is not None:
+                left = _blas_idle_since + BLAS_RESTORE_DELAY - time.monotonic()
+                if left <= 0:
+                    if _blas_limiter is not None:
+                        _blas_limiter.restore_original_limits()
+                        _blas_limiter = None
+                    _blas_wakeup.wait()
+                else:
+                    _blas_wakeup.wait(left)
+            else:
+                _blas_wakeup.wait()
+
+
+def restore_blas_now():
+    """Restore BLAS's thread count now if no skbp call is running (tests, benchmarks)."""
+    global _blas_limiter
+    with _lock:
+        if _blas_depth == 0 and _blas_limiter is not None:
             _blas_limiter.restore_original_limits()
             _blas_limiter = None
 
 
+# ------------------------------------------------------------------ load monitor
+
+#: others' CPU use is averaged over at least this long a window (seconds) ...
+LOAD_WINDOW = 0.1
+#: ... and a reading older than this says nothing about now
+LOAD_STALE = 1.0
+
+
+class LoadMonitor:
+    """How many of this process's CPUs other processes are keeping busy (Linux).
+
+    Reads the busy and total time of the CPUs in this process's affinity mask
+    from ``/proc/stat`` and this process's own CPU time from
+    ``/proc/self/stat``; what the CPUs were busy with beyond this process is
+    other processes' load.  Samples are taken at most every ``LOAD_WINDOW / 4``
+    seconds and averaged over a window of at least ``LOAD_WINDOW``; the clock
+    behind them ticks every 10 ms, so the window is what makes the estimate
+    meaningful.  One monitor serves the whole process (thread-safe).
+    Elsewhere (no ``/proc``) :meth:`free_cores` returns ``None`` and the
+    governor relies on timing alone.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._samples = []  # (time, others' busy ticks, total ticks)
+        self._free = None
+        self._ok = os.path.exists("/proc/stat") and os.path.exists("/proc/self/stat")
+        try:
+            cpus = sorted(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = list(range(os.cpu_count() or 1))
+        self._cpus = {f"cpu{c}" for c in cpus}
+        self.n_cpus = len(cpus)
+
+    @property
+    def available(self):
+        """Whether this platform lets the monitor read the load (Linux)."""
+        return self._ok
+
+    def _read(self):
+        busy = total = 0
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if not line.startswith(b"cpu"):
+                    break
+                parts = line.split()
+                if parts[0].decode() not in self._cpus:
+                    continue
+                v = [int(x) for x in parts[1:9]]
+                # user nice system idle iowait irq softirq steal
+                total += sum(v)
+                busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        own = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        return busy - own, total
+
+    def free_cores(self, now=None):
+        """Cores of this process's CPUs not used by other processes, or ``None``.
+
+        ``None`` when unknown: no ``/proc``, or no window of ``LOAD_WINDOW``
+        seconds since the last reading that is not stale.
+        """
+        if not self._ok:
+            return None
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            s = self._samples
+            if s and now - s[-1][0] < LOAD_WINDOW / 4:
+                return self._free
+            try:
+                others, total = self._read()
+            except (OSError, ValueError, IndexError):
+                self._ok = False
+                return None
+            if s and now - s[-1][0] > LOAD_STALE:
+                s.clear()
+            s.append((now, others, total))
+            while len(s) > 2 and now - s[1][0] >= LOAD_WINDOW:
+                s.pop(0)
+            t0, others0, total0 = s[0]
+            if now - t0 < LOAD_WINDOW or total <= total0:
+                self._free = None
+            else:
+                used = self.n_cpus * max(0, others - others0) / (total - total0)
+                self._free = max(0.0, self.n_cpus - used)
+            return self._free
+
+
+MONITOR = LoadMonitor()
+
+
+# ---------------------------------------------------------- sharing the cores
+
+_active_calls = 0
+
+
+def _share(n_max):
+    """Threads one of the skbp calls running now may use: ``n_max // calls``."""
+    return max(1, n_max // max(1, _active_calls))
+
+
+# ------------------------------------------------------------------- governor
+
+#: parallel steps must be at least this much faster than serial ones to be used
+PARALLEL_GAIN = 0.9
+#: steps between two probes of the option not in use: from ... to ...
+PROBE_MIN, PROBE_MAX = 4, 64
+#: whether the governor adapts at all (``SKBP_ADAPTIVE_THREADS=0``: always the cap)
+ADAPTIVE = os.environ.get("SKBP_ADAPTIVE_THREADS", "1") != "0"
+
+
+class ThreadGovernor:
+    """Chooses the threads of each step of one call: serial, or up to ``n_max``.
+
+    Call :meth:`threads` before a step (it also sets Numba's thread count) and
+    :meth:`record` after it with the step's wall time and size (rows,
+    evaluations: any unit proportional to its work).  The rule:
+
+    1. the cap is ``n_max`` (from ``n_jobs``), shared among the skbp calls
+       running at once in this process, and lowered to the cores that other
+       processes leave free (:class:`LoadMonitor`; serial until it has a
+       reading); a cap of 1 is serial;
+    2. the first step runs serially, the next in parallel, and from then on the
+       faster of the two (by time per unit, parallel only when at least
+       ``1 - PARALLEL_GAIN`` faster), each a moving average of its steps;
+    3. every ``PROBE_MIN`` to ``PROBE_MAX`` steps one step tries the other
+       option (its figure is replaced, not averaged, since it may be stale),
+       so a change of load is noticed; the interval doubles each time the probe
+       confirms the choice and restarts when it does not.
+
+    Every step gives the same numbers on any number of threads, so none of
+    this changes a fitted model.  With ``ADAPTIVE`` off the cap is used as is.
+    """
+
+    def __init__(self, n_max):
+        self.n_max = int(n_max)
+        self.cost = {}  # threads -> seconds per unit (moving average)
+        self.interval = PROBE_MIN
+        self.wait = PROBE_MIN
+        self._probe = False
+        self.steps = {}  # threads -> number of steps run (diagnostics, tests)
+
+    def cap(self):
+        """Threads allowed now (before timing is taken into account)."""
+        n = _share(self.n_max)
+        if n > 1 and MONITOR.available:
+            free = MONITOR.free_cores()
+            # no reading yet (the first ~0.1 s of a process): stay serial until one says
+            # the cores are free, rather than risk a parallel step on a busy machine
+            n = 1 if free is None else min(n, max(1, int(free + 0.25)))
+        return n
+
+    def _choose(self):
+        if self.n_max <= 1:
+            return 1
+        if not ADAPTIVE:
+            return self.n_max
+        n = self.cap()
+        if n <= 1:
+            return 1
+        if 1 not in self.cost:
+            return 1
+        if n not in self.cost:
+            return n
+        best = n if self.cost[n] < PARALLEL_GAIN * self.cost[1] else 1
+        self.wait -= 1
+        if self.wait <= 0:
+            self._probe = True
+            self._probe_from = best
+            return 1 if best == n else n
+        return best
+
+    def threads(self):
+        """Threads for the next step; sets Numba's thread count to it."""
+        n = self._choose()
+        numba.set_num_threads(n)
+        return n
+
+    def record(self, n, seconds, units=1):
+        """The step just run on ``n`` threads took ``seconds`` for ``units`` of work."""
+        self.steps[n] = self.steps.get(n, 0) + 1
+        if units <= 0:
+            return
+        c = seconds / units
+        old = self.cost.get(n)
+        # a probe replaces what may be a long-stale figure; other steps are averaged
+        self.cost[n] = c if old is None or self._probe else 0.5 * (old + c)
+        if self._probe:
+            self._probe = False
+            par = max(k for k in self.cost)
+            best = par if self.cost[par] < PARALLEL_GAIN * self.cost.get(1, np.inf) else 1
+            if best == self._probe_from:
+                self.interval = min(PROBE_MAX, 2 * self.interval)
+            else:
+                self.interval = PROBE_MIN
+            self.wait = self.interval
+
+
 @contextmanager
 def thread_context(n_jobs):
-    """Run skbp's compiled code on ``n_jobs`` threads (and BLAS on one) inside.
+    """Run skbp's compiled code inside on up to ``n_jobs`` threads (BLAS on one).
 
-    Yields the number of threads used.
+    Yields the call's :class:`ThreadGovernor`; the call is counted among the
+    concurrent skbp calls that share the cores until it leaves.
     """
+    global _active_calls
     n = effective_n_threads(n_jobs) if parallel_available() else 1
     previous = numba.get_num_threads()
-    numba.set_num_threads(n)
+    with _lock:
+        _active_calls += 1
     _enter_blas_single()
     try:
-        yield n
+        gov = ThreadGovernor(n)
+        numba.set_num_threads(1)
+        yield gov
     finally:
         _exit_blas_single()
+        with _lock:
+            _active_calls -= 1
         numba.set_num_threads(previous)

@@ -8,6 +8,7 @@ loops over mini-batches.
 
 import math
 import threading
+import time
 import warnings
 import weakref
 
@@ -15,11 +16,12 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
+from . import _matmul, _update
 from ._data import Problem, Workspace, _empty, readonly
 from ._epoch import EPOCH_OK, run_epoch
 from ._kernels import full_loss_grad, layer_grad_norms, predict, predict_chunks
 from ._optim import OptimizerState
-from ._threads import parallel_available
+from ._threads import ThreadGovernor, parallel_available
 from .exceptions import DivergenceWarning, GradientWarning
 
 #: rows per chunk for prediction and the full-batch (L-BFGS) gradient
@@ -32,6 +34,68 @@ VANISHING_GRAD_NORM = 1e-6
 ACTIVE_GRAD_NORM = 1e-4
 #: a layer's mean weight-gradient norm above this is reported as exploding
 EXPLODING_GRAD_NORM = 1e4
+#: a governed step of training or prediction aims at this much wall time (seconds)
+STEP_SECONDS = 0.02
+
+
+def has_parallel_work(layout, batch_rows, sparse):
+    """Whether a step on ``batch_rows`` rows has a parallel region at all.
+
+    A product is split when it has at least ``PAR_MIN_WORK`` multiply-adds and
+    two blocks of ``PAR_BLOCK_COLS`` (``skbp._matmul.n_blocks``); the update
+    sweep runs in parallel from ``PAR_MIN_PARAMS`` parameters.  Without either
+    a step is serial whatever the thread count, and needs no governor.
+    """
+    if not parallel_available():
+        return False
+    if layout.n_params >= _update.PAR_MIN_PARAMS:
+        return True
+    sizes = [int(s) for s in layout.sizes]
+    for l in range(len(sizes) - 1):
+        if l == 0 and sparse:
+            continue  # the sparse first layer runs in skbp's own loops
+        if batch_rows * sizes[l] * sizes[l + 1] >= _matmul.PAR_MIN_WORK and (
+            max(batch_rows, sizes[l], sizes[l + 1]) // _matmul.PAR_BLOCK_COLS >= 2
+        ):
+            return True
+    return False
+
+
+class EpochStepper:
+    """Runs an epoch as governed steps of consecutive mini-batches.
+
+    Without parallel work the epoch is one compiled call on one thread.
+    Otherwise it runs in steps of about ``STEP_SECONDS``, each on the threads
+    the :class:`~skbp._threads.ThreadGovernor` picks; the step length adapts
+    to the measured time per row.  The numbers are those of one call.
+    """
+
+    def __init__(self, gov, parallel):
+        self.gov = gov
+        self.parallel = parallel and gov.n_max > 1
+        self.rows = 0  # rows per step (0: unknown yet)
+
+    def epoch(self, args, n_rows):
+        """``run_epoch(*args, row_start, row_stop)`` over all rows; its status."""
+        sums = args[-1]
+        sums[:] = 0.0
+        if not self.parallel:
+            return run_epoch(*args, 0, n_rows)
+        batch = args[7]
+        start, status = 0, EPOCH_OK
+        while start < n_rows and status == EPOCH_OK:
+            step = self.rows or batch  # first step: one mini-batch
+            n = self.gov.threads()
+            t0 = time.perf_counter()
+            status = run_epoch(*args, start, start + step)
+            dt = time.perf_counter() - t0
+            done = int(sums[3]) - start
+            self.gov.record(n, dt, done)
+            start = int(sums[3])
+            if done > 0 and dt > 0:
+                per_row = dt / done
+                self.rows = max(batch, int(STEP_SECONDS / per_row) // batch * batch)
+        return status
 
 
 def _net(est, split=True):
@@ -82,23 +146,37 @@ def small_output(est, X):
     return _output(est, (readonly(X, dtype), e, ei, ei), False, X.shape[0], e)
 
 
-def network_output(est, problem):
+def network_output(est, problem, gov=None):
     """Output-layer activations for every row of ``problem``, in the model dtype.
 
-    Dropout is off and batch norm uses its running statistics.
+    Dropout is off and batch norm uses its running statistics.  With a
+    :class:`~skbp._threads.ThreadGovernor` the rows run in governed steps of
+    whole chunks, each serial or spread over threads; without one, serially.
     """
-    return _output(est, problem.xs(), problem.sparse, problem.n_rows, problem.sw)
+    return _output(est, problem.xs(), problem.sparse, problem.n_rows, problem.sw, gov)
 
 
-def _output(est, xs, sparse, n_rows, sw):
+def _output(est, xs, sparse, n_rows, sw, gov=None):
     w = est._packed_params()
     chunk = min(CHUNK_ROWS, n_rows) if n_rows > 0 else 1
     ws = _predict_workspace(est, chunk, sparse)
     out = np.empty((n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
     net, drop_p, bn = _net(est, split=False)
-    run = predict_chunks if n_rows > chunk and parallel_available() else predict
-    run(xs, sparse, n_rows, sw, w, net, drop_p, bn, est._out_code, chunk, ws.bufs,
-        est._bn_run, out)  # fmt: skip
+    args = (w, net, drop_p, bn, est._out_code, chunk, ws.bufs, est._bn_run, out)
+    if gov is None or gov.n_max <= 1 or n_rows <= chunk or not parallel_available():
+        predict(xs, sparse, 0, n_rows, sw, *args)
+        return out
+    start, step = 0, chunk
+    while start < n_rows:
+        stop = min(n_rows, start + step)
+        n = gov.threads()
+        t0 = time.perf_counter()
+        (predict_chunks if n > 1 else predict)(xs, sparse, start, stop, sw, *args)
+        dt = time.perf_counter() - t0
+        gov.record(n, dt, stop - start)
+        if dt > 0:  # whole chunks, about STEP_SECONDS of work
+            step = max(chunk, int(STEP_SECONDS * (stop - start) / dt) // chunk * chunk)
+        start = stop
     return out
 
 
@@ -228,7 +306,7 @@ def check_gradients(est, norms, it):
     warnings.warn(msg, GradientWarning)
 
 
-def fit_stochastic(est, problem, incremental, y_raw):
+def fit_stochastic(est, problem, incremental, y_raw, gov):
     """Mini-batch training with SGD or Adam: the epoch loop.
 
     Mirrors scikit-learn's ``_fit_stochastic`` (same attributes, schedules and
@@ -267,7 +345,7 @@ def fit_stochastic(est, problem, incremental, y_raw):
         [est._random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)],
         dtype=np.uint64,
     )
-    sums = np.zeros(3, dtype=np.float64)
+    sums = np.zeros(4, dtype=np.float64)
     gnorm = np.zeros(layout.sizes.shape[0] - 1, dtype=np.float64)
     best_w, best_w_loss = w.copy(), np.inf
     best_run = est._bn_run.copy()
@@ -278,6 +356,8 @@ def fit_stochastic(est, problem, incremental, y_raw):
     max_grad_norm = 0.0 if est.max_grad_norm is None else float(est.max_grad_norm)
     est._gradient_warned = False
 
+    stepper = EpochStepper(gov, has_parallel_work(layout, ws.batch_rows, train.sparse))
+    est._predict_gov = ThreadGovernor(gov.n_max)
     try:
         est.n_iter_ = 0
         w_start, run_start = w.copy(), est._bn_run.copy()
@@ -285,13 +365,14 @@ def fit_stochastic(est, problem, incremental, y_raw):
             gnorm[:] = 0.0
             w_start[:] = w
             run_start[:] = est._bn_run
-            status = run_epoch(
+            args = (
                 train.xs(), train.sparse, train.Y, train.sw, idx, bool(est.shuffle), rng,
                 batch_size, w, net, drop_p, bn, layout.n_coef_params, est._out_code,
                 float(est.alpha), float(est.l1_ratio), max_grad_norm, opt.code,
                 opt.learning_rate, *hyper, opt.m, opt.v, opt.t, ws.bufs, est._bn_run,
                 ws.grad, gnorm, sums,
             )  # fmt: skip
+            status = stepper.epoch(args, n_samples)
             if est._loss_ref is None and np.isfinite(sums[1]):
                 est._loss_ref = float(sums[1])
             loss = sums[0] / n_samples
@@ -393,7 +474,7 @@ def _trigger_stopping(est, opt, msg):
 
 def _update_no_improvement_count(est, early_stopping, val, y_val):
     if early_stopping:
-        score = est._score_output(network_output(est, val), y_val, val.sw)
+        score = est._score_output(network_output(est, val, est._predict_gov), y_val, val.sw)
         est.validation_scores_.append(score)
         if est.verbose:
             print("Validation score: %f" % score)
@@ -414,7 +495,7 @@ def _update_no_improvement_count(est, early_stopping, val, y_val):
             est.best_loss_ = est.loss_curve_[-1]
 
 
-def fit_lbfgs(est, problem):
+def fit_lbfgs(est, problem, gov):
     """Full-batch training with scipy's L-BFGS-B on the compiled loss and gradient.
 
     With batch norm the statistics are those of the whole training set, and the
@@ -426,9 +507,14 @@ def fit_lbfgs(est, problem):
     est._gradient_warned = False
     norms = np.zeros(est.n_layers_ - 1)
 
+    parallel = has_parallel_work(est._layout, ws.batch_rows, problem.sparse)
+
     def loss_grad(x):
         w[:] = x
+        n = gov.threads() if parallel else 1
+        t0 = time.perf_counter()
         loss = full_loss(est, problem, ws)
+        gov.record(n, time.perf_counter() - t0)
         if np.isfinite(loss) and loss < best["loss"] and np.isfinite(w).all():
             best["loss"] = loss
             best["w"][:] = w

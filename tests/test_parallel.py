@@ -1,6 +1,8 @@
 """The parallel core: same bits for every thread count, thread control, thread safety."""
 
+import itertools
 import threading
+import time
 import warnings
 from contextlib import contextmanager
 
@@ -15,12 +17,28 @@ from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_info
 
 import skbp._matmul as mm
+import skbp._threads as thr
+import skbp._training as training
 import skbp._update as upd
 from skbp import BPClassifier, BPRegressor
 from skbp._kernels import finish_gradient, layer_grad_norms
 from skbp._optim import SOLVER_ADAM, SOLVER_SGD, adam_step, sgd_step
-from skbp._threads import effective_n_threads, max_threads, parallel_available, thread_context
+from skbp._threads import (
+    ThreadGovernor,
+    effective_n_threads,
+    max_threads,
+    parallel_available,
+    thread_context,
+)
 from skbp._update import finish_blocks, param_blocks, step_blocks
+
+
+@contextmanager
+def _on_threads(n_jobs):
+    """Kernels called inside run on exactly ``n_jobs`` threads (no governor)."""
+    with thread_context(n_jobs) as gov:
+        numba.set_num_threads(gov.n_max)
+        yield
 
 
 @contextmanager
@@ -91,7 +109,7 @@ def test_split_product_is_bit_identical_for_any_thread_count(mode, M, N):
     results = []
     for n in (1, 2, 3):
         C = np.empty((M, N), dtype=np.float32)
-        with thread_context(n):
+        with _on_threads(n):
             mm.matmul(X, mode == "TN", Y, mode == "NT", C, False, _tune(1, 8, 7))
         results.append(C)
     for C in results[1:]:
@@ -137,7 +155,7 @@ def test_finish_blocks_matches_the_plain_reference(dtype, monkeypatch):
     monkeypatch.setattr(upd, "PAR_MIN_PARAMS", 2**62)  # serial
     ra = finish_blocks.py_func(blocks, w, a, 0.1, 0.2, 50.0, pa, na, 0.0)
     monkeypatch.setattr(upd, "PAR_MIN_PARAMS", 1)  # parallel
-    with thread_context(2):
+    with _on_threads(2):
         rb = finish_blocks.py_func(blocks, w, b, 0.1, 0.2, 50.0, pb, nb, 0.0)
     assert ra == rb
     np.testing.assert_array_equal(a, b)
@@ -196,6 +214,7 @@ _CONFIGS = {
 @needs_threads
 @pytest.mark.parametrize("name", sorted(_CONFIGS))
 def test_same_weights_for_any_n_jobs(name, monkeypatch):
+    monkeypatch.setattr(thr, "ADAPTIVE", False)  # every step on the n_jobs threads
     est_cls, params, dtype, sparse = _CONFIGS[name]
     if name != "adam-f32":  # small networks: split every product that has columns to share
         monkeypatch.setattr(mm, "PAR_MIN_WORK", 1)
@@ -267,7 +286,27 @@ def test_thread_settings_are_restored_after_fit_and_predict(n_jobs):
     with _no_check():
         clf.fit(X, y)
     clf.predict(X)
-    assert (numba.get_num_threads(), _blas_threads()) == before
+    assert numba.get_num_threads() == before[0]  # at once
+    # BLAS's thread count comes back BLAS_RESTORE_DELAY after the last call
+    deadline = time.monotonic() + 10 * thr.BLAS_RESTORE_DELAY + 5
+    while _blas_threads() != before[1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _blas_threads() == before[1]
+
+
+def test_blas_limit_stays_between_calls_that_follow_each_other(monkeypatch):
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    monkeypatch.setattr(thr, "BLAS_RESTORE_DELAY", 3600.0)
+    thr.restore_blas_now()
+    outside = _blas_threads()
+    X, y = _classification(n=100, d=5)
+    with _no_check():
+        BPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    limited = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert set(limited) == {1}  # not lifted between calls ...
+    thr.restore_blas_now()
+    assert _blas_threads() == outside  # ... until asked (or the delay has passed)
 
 
 def test_blas_runs_on_one_thread_inside_a_call():
@@ -369,3 +408,147 @@ def test_process_grid_search_after_a_fit_in_the_parent():
     np.testing.assert_array_equal(
         par.cv_results_["mean_test_score"], seq.cv_results_["mean_test_score"]
     )
+
+
+# ------------------------------------------------------------ the governor
+@needs_threads
+@pytest.mark.parametrize("name", ["adam-f32", "sgd-f64-reg", "lbfgs", "toolkit", "sparse"])
+def test_steps_on_changing_thread_counts_give_the_same_model(name, monkeypatch):
+    """Each governed step (mini-batches, an L-BFGS evaluation, prediction rows) may
+    run on another number of threads: the model and its predictions keep their bits."""
+    est_cls, params, dtype, sparse = _CONFIGS[name]
+    monkeypatch.setattr(mm, "PAR_MIN_WORK", 1)
+    monkeypatch.setattr(mm, "PAR_BLOCK_COLS", 4)
+    monkeypatch.setattr(upd, "PAR_MIN_PARAMS", 1)
+    X, y = _classification(n=600, dtype=dtype, d=40)
+    if est_cls is BPRegressor:
+        y = X[:, :3] @ np.array([1.0, -2.0, 0.5])
+    if sparse:
+        X[np.abs(X) < 1] = 0
+        X = sp.csr_matrix(X)
+
+    def fit(n_jobs):
+        est = est_cls(max_iter=3, batch_size=50, random_state=0, n_jobs=n_jobs, **params)
+        with _no_check():
+            return est.fit(X, y)
+
+    ref = fit(1)
+    P_ref = ref.predict(X)
+    monkeypatch.setattr(training, "STEP_SECONDS", 1e-9)  # one mini-batch / chunk per step
+    cycle = itertools.cycle([1, 2, 1, 3, 2])
+    used = []
+
+    def choose(self):
+        n = min(next(cycle), self.n_max)
+        used.append(n)
+        return n
+
+    monkeypatch.setattr(ThreadGovernor, "_choose", choose)
+    est = fit(None)
+    np.testing.assert_array_equal(est._w, ref._w)
+    assert est.loss_curve_ == ref.loss_curve_
+    np.testing.assert_array_equal(est.predict(X), P_ref)
+    assert len(used) > 5 and {1, 2} <= set(used)  # many steps, serial and parallel
+
+
+def _governor(monkeypatch, free=2.0, n_max=2):
+    monkeypatch.setattr(thr, "ADAPTIVE", True)
+    monkeypatch.setattr(thr.MONITOR, "free_cores", lambda now=None: free)
+    monkeypatch.setattr(thr.MONITOR, "_ok", True)
+    return ThreadGovernor(n_max)
+
+
+def _run(gov, seconds_per_unit, steps):
+    """Feed the governor ``steps`` steps whose cost depends on the thread count."""
+    chosen = []
+    for _ in range(steps):
+        n = gov._choose()
+        chosen.append(n)
+        gov.record(n, seconds_per_unit[n] * 100, 100)
+    return chosen
+
+
+def test_governor_keeps_parallel_steps_that_pay(monkeypatch):
+    gov = _governor(monkeypatch)
+    chosen = _run(gov, {1: 1.0, 2: 0.55}, 200)
+    assert chosen[:2] == [1, 2]  # serial first, then a parallel step to compare
+    assert chosen[2:].count(2) > 0.9 * 198
+    assert 1 in chosen[10:]  # ... and still probes the serial path now and then
+
+
+def test_governor_falls_back_to_serial_when_parallel_steps_are_slower(monkeypatch):
+    gov = _governor(monkeypatch)
+    chosen = _run(gov, {1: 1.0, 2: 8.0}, 300)  # a descheduled worker: 8x slower
+    probes = chosen[2:].count(2)
+    assert 1 <= probes <= 10  # probes thin out (intervals double up to PROBE_MAX)
+    # the cost of the slow probes, against running everything serially
+    cost = sum(8.0 if n == 2 else 1.0 for n in chosen) / len(chosen)
+    assert cost < 1.3
+
+
+def test_governor_comes_back_to_parallel_when_the_load_goes(monkeypatch):
+    gov = _governor(monkeypatch)
+    _run(gov, {1: 1.0, 2: 8.0}, 100)
+    chosen = _run(gov, {1: 1.0, 2: 0.55}, 200)
+    assert chosen[-50:].count(2) > 40
+
+
+def test_governor_is_serial_while_other_processes_use_the_cores(monkeypatch):
+    gov = _governor(monkeypatch, free=1.0)
+    assert set(_run(gov, {1: 1.0, 2: 0.5}, 50)) == {1}
+    gov = _governor(monkeypatch, free=None)  # no reading yet: serial until there is one
+    assert set(_run(gov, {1: 1.0, 2: 0.5}, 20)) == {1}
+    gov = _governor(monkeypatch, free=3.9, n_max=8)  # a free core or two: that many
+    assert max(_run(gov, {1: 1.0, 2: 0.5, 3: 0.4, 4: 0.3}, 20)) == 4
+
+
+def test_concurrent_calls_share_the_cores(monkeypatch):
+    gov = _governor(monkeypatch, free=16.0, n_max=16)
+    monkeypatch.setattr(thr, "_active_calls", 1)
+    assert gov.cap() == 16
+    monkeypatch.setattr(thr, "_active_calls", 4)
+    assert gov.cap() == 4
+    monkeypatch.setattr(thr, "_active_calls", 32)
+    assert gov.cap() == 1
+
+
+def test_calls_are_counted_while_they_run():
+    assert thr._active_calls == 0
+    with thread_context(None):
+        with thread_context(None):
+            assert thr._active_calls == 2
+        assert thr._active_calls == 1
+    assert thr._active_calls == 0
+
+
+def test_governor_respects_the_cap_and_the_switch(monkeypatch):
+    gov = _governor(monkeypatch, n_max=1)
+    assert set(_run(gov, {1: 1.0}, 10)) == {1}
+    monkeypatch.setattr(thr, "ADAPTIVE", False)
+    gov = ThreadGovernor(2)
+    assert set(_run(gov, {1: 1.0, 2: 9.0}, 10)) == {2}
+
+
+@pytest.mark.skipif(not thr.MONITOR.available, reason="needs /proc (Linux)")
+def test_load_monitor_sees_another_process():
+    import subprocess
+    import sys
+
+    monitor = thr.LoadMonitor()
+    code = "import time\nend = time.monotonic() + 20\nwhile time.monotonic() < end: pass\n"
+    busy = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        seen = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            free = monitor.free_cores()
+            if free is not None:
+                seen.append(free)
+                if free <= monitor.n_cpus - 0.6:
+                    break
+            time.sleep(0.03)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert seen and min(seen) <= monitor.n_cpus - 0.6
+    assert all(0.0 <= f <= monitor.n_cpus for f in seen)
