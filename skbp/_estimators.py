@@ -145,15 +145,17 @@ default='constant'
         value (against exploding gradients).  Stochastic solvers only.
 
     n_jobs : int or None, default=None
-        Number of CPU threads for fitting and predicting.  ``None`` means every
-        core Numba may use, unless an outer joblib context limits it (inside a
-        ``GridSearchCV(n_jobs=4)`` worker each fit gets its share of the cores;
-        ``joblib.parallel_config(n_jobs=k)`` makes it ``k``); ``-1`` all cores,
-        ``-2`` all but one, ``k`` ``k`` threads.  The thread count is set for
-        the call and restored afterwards.  The fitted weights are the same,
-        bit for bit, for every value: large matrix products are split into a
-        number of blocks fixed by their shape, never by the thread count.  Use
-        ``n_jobs=1`` when running several fits at once in threads."""
+        The most CPU threads one fit or prediction may use.  ``None`` means
+        every core Numba may use, unless an outer joblib context limits it
+        (inside a ``GridSearchCV(n_jobs=4)`` worker each fit gets its share of
+        the cores; ``joblib.parallel_config(n_jobs=k)`` makes it ``k``); ``-1``
+        all cores, ``-2`` all but one, ``k`` at most ``k``.  Unlike
+        scikit-learn's ``None`` (one job) this default uses the cores, and is
+        safe to: training and prediction run in steps of ~20 ms, and each step
+        runs serially unless the cores are free of other processes' work and
+        parallel steps measure faster; concurrent calls in threads share the
+        cores.  The fitted weights are the same, bit for bit, for every value
+        and every step's thread count.  See ``docs/threads.md``."""
 
 _COMMON_ATTRIBUTES = """
     loss_ : float
@@ -231,9 +233,10 @@ _DIFFERENCES = """
       it averaged over outputs while training on the summed gradient.
     * The first layer of a sparse input is computed from its non-zeros, and
       float32 input keeps float32 parameters, buffers and outputs.
-    * ``n_jobs`` (added) runs training and prediction on several threads; the
-      weights do not depend on it.  Inside fits and predictions BLAS runs on one
-      thread (skbp splits large products itself)."""
+    * ``n_jobs`` (added) caps the threads of training and prediction, which
+      adapt to the machine's load; the weights do not depend on it.  Inside
+      fits and predictions BLAS runs on one thread (skbp splits large products
+      itself)."""
 
 
 class BPClassifier(ClassifierMixin, BaseBP):
