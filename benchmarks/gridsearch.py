@@ -24,7 +24,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 import warnings
 
 import numpy as np
