@@ -566,7 +566,7 @@ def predict(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chunk, buf
     """
     sizes = net[0]
     act_off = net[3]
-    rows_all = np.arange(row1)
+    rows_all = np.arange(row0, row1)
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
     rng = np.zeros(1, dtype=np.uint64)
@@ -574,7 +574,7 @@ def predict(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chunk, buf
     off = chunk < 0  # False (run-time flag: see the module docstring)
     for start in range(row0, row1, chunk):
         stop = min(start + chunk, row1)
-        rows = rows_all[start:stop]
+        rows = rows_all[start - row0 : stop - row0]
         forward(Xs, sparse, rows, sw, w, net, drop_p, bn, off, off, 0.0, rng,
                 out_code, chunk, bufs, bn_run)  # fmt: skip
         P = _view(acts, chunk * act_off[last], stop - start, n_out)

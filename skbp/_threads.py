@@ -57,7 +57,8 @@ from numba import njit, prange
 from ._jit import JIT_OPTIONS
 
 _lock = threading.Lock()
-_blas_depth = 0
+#: skbp calls running now (they share the cores; BLAS is limited while any runs)
+_active_calls = 0
 _blas_limiter = None
 _controller = None
 _layer_ok = None
@@ -129,20 +130,22 @@ _blas_wakeup = threading.Condition(_lock)
 _blas_restorer = None
 
 
-def _enter_blas_single():
-    global _blas_depth, _blas_limiter, _blas_idle_since
+def _enter_call():
+    """Count a call in, and hold BLAS to one thread (if not held already)."""
+    global _active_calls, _blas_limiter, _blas_idle_since
     with _lock:
         if _blas_limiter is None:
             _blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
-        _blas_depth += 1
+        _active_calls += 1
         _blas_idle_since = None
 
 
-def _exit_blas_single():
-    global _blas_depth, _blas_idle_since, _blas_restorer
+def _exit_call():
+    """Count a call out; the last one out starts the clock of the BLAS restore."""
+    global _active_calls, _blas_idle_since, _blas_restorer
     with _lock:
-        _blas_depth -= 1
-        if _blas_depth == 0:
+        _active_calls -= 1
+        if _active_calls == 0:
             _blas_idle_since = time.monotonic()
             if _blas_restorer is None or not _blas_restorer.is_alive():
                 _blas_restorer = threading.Thread(
@@ -162,29 +165,28 @@ def _restore_loop():
     for 8 digits fits).  So the limit stays while calls follow each other
     (a grid search) and goes ``BLAS_RESTORE_DELAY`` seconds after the last one.
     """
-    global _blas_limiter
     with _lock:
         while True:
-            if _blas_depth == 0 and _blas_idle_since is not None:
+            left = None  # nothing to restore: sleep until a call ends
+            if _active_calls == 0 and _blas_limiter is not None:
                 left = _blas_idle_since + BLAS_RESTORE_DELAY - time.monotonic()
                 if left <= 0:
-                    if _blas_limiter is not None:
-                        _blas_limiter.restore_original_limits()
-                        _blas_limiter = None
-                    _blas_wakeup.wait()
-                else:
-                    _blas_wakeup.wait(left)
-            else:
-                _blas_wakeup.wait()
+                    _restore_blas_locked()
+                    left = None
+            _blas_wakeup.wait(left)
+
+
+def _restore_blas_locked():
+    global _blas_limiter
+    if _active_calls == 0 and _blas_limiter is not None:
+        _blas_limiter.restore_original_limits()
+        _blas_limiter = None
 
 
 def restore_blas_now():
     """Restore BLAS's thread count now if no skbp call is running (tests, benchmarks)."""
-    global _blas_limiter
     with _lock:
-        if _blas_depth == 0 and _blas_limiter is not None:
-            _blas_limiter.restore_original_limits()
-            _blas_limiter = None
+        _restore_blas_locked()
 
 
 # ------------------------------------------------------------------ load monitor
@@ -218,7 +220,7 @@ class LoadMonitor:
             cpus = sorted(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             cpus = list(range(os.cpu_count() or 1))
-        self._cpus = {f"cpu{c}" for c in cpus}
+        self._cpus = {f"cpu{c}".encode() for c in cpus}
         self.n_cpus = len(cpus)
 
     @property
@@ -233,7 +235,7 @@ class LoadMonitor:
                 if not line.startswith(b"cpu"):
                     break
                 parts = line.split()
-                if parts[0].decode() not in self._cpus:
+                if parts[0] not in self._cpus:
                     continue
                 v = [int(x) for x in parts[1:9]]
                 # user nice system idle iowait irq softirq steal
@@ -281,8 +283,6 @@ MONITOR = LoadMonitor()
 
 # ---------------------------------------------------------- sharing the cores
 
-_active_calls = 0
-
 
 def _share(n_max):
     """Threads one of the skbp calls running now may use: ``n_max // calls``."""
@@ -328,7 +328,7 @@ class ThreadGovernor:
         self.interval = PROBE_MIN
         self.wait = PROBE_MIN
         self._probe = False
-        self.steps = {}  # threads -> number of steps run (diagnostics, tests)
+        self._probe_from = 1  # the choice a probe is measured against
 
     def cap(self):
         """Threads allowed now (before timing is taken into account)."""
@@ -352,13 +352,17 @@ class ThreadGovernor:
             return 1
         if n not in self.cost:
             return n
-        best = n if self.cost[n] < PARALLEL_GAIN * self.cost[1] else 1
+        best = self._best(n)
         self.wait -= 1
         if self.wait <= 0:
             self._probe = True
             self._probe_from = best
             return 1 if best == n else n
         return best
+
+    def _best(self, n):
+        """``n`` if parallel steps on ``n`` threads measured enough faster, else 1."""
+        return n if self.cost[n] < PARALLEL_GAIN * self.cost.get(1, np.inf) else 1
 
     def threads(self):
         """Threads for the next step; sets Numba's thread count to it."""
@@ -368,7 +372,6 @@ class ThreadGovernor:
 
     def record(self, n, seconds, units=1):
         """The step just run on ``n`` threads took ``seconds`` for ``units`` of work."""
-        self.steps[n] = self.steps.get(n, 0) + 1
         if units <= 0:
             return
         c = seconds / units
@@ -377,9 +380,7 @@ class ThreadGovernor:
         self.cost[n] = c if old is None or self._probe else 0.5 * (old + c)
         if self._probe:
             self._probe = False
-            par = max(k for k in self.cost)
-            best = par if self.cost[par] < PARALLEL_GAIN * self.cost.get(1, np.inf) else 1
-            if best == self._probe_from:
+            if self._best(max(self.cost)) == self._probe_from:
                 self.interval = min(PROBE_MAX, 2 * self.interval)
             else:
                 self.interval = PROBE_MIN
@@ -393,18 +394,12 @@ def thread_context(n_jobs):
     Yields the call's :class:`ThreadGovernor`; the call is counted among the
     concurrent skbp calls that share the cores until it leaves.
     """
-    global _active_calls
     n = effective_n_threads(n_jobs) if parallel_available() else 1
     previous = numba.get_num_threads()
-    with _lock:
-        _active_calls += 1
-    _enter_blas_single()
+    _enter_call()
     try:
-        gov = ThreadGovernor(n)
         numba.set_num_threads(1)
-        yield gov
+        yield ThreadGovernor(n)
     finally:
-        _exit_blas_single()
-        with _lock:
-            _active_calls -= 1
+        _exit_call()
         numba.set_num_threads(previous)

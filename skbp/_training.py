@@ -41,61 +41,81 @@ STEP_SECONDS = 0.02
 def has_parallel_work(layout, batch_rows, sparse):
     """Whether a step on ``batch_rows`` rows has a parallel region at all.
 
-    A product is split when it has at least ``PAR_MIN_WORK`` multiply-adds and
-    two blocks of ``PAR_BLOCK_COLS`` (``skbp._matmul.n_blocks``); the update
-    sweep runs in parallel from ``PAR_MIN_PARAMS`` parameters.  Without either
-    a step is serial whatever the thread count, and needs no governor.
+    The update sweep runs in parallel from ``PAR_MIN_PARAMS`` parameters, and a
+    product is split by ``skbp._matmul.n_blocks`` (run here as plain Python:
+    the same rule, no compiled specialisation): the forward ``H W``, the weight
+    gradient ``H^T D`` and the back-propagated ``D W^T`` of each layer.  Without
+    either a step is serial whatever the thread count, and needs no governor.
     """
     if not parallel_available():
         return False
     if layout.n_params >= _update.PAR_MIN_PARAMS:
         return True
+    tune = _matmul.tune_array()
+    n_blocks = _matmul.n_blocks.py_func
     sizes = [int(s) for s in layout.sizes]
+    B = int(batch_rows)
     for l in range(len(sizes) - 1):
         if l == 0 and sparse:
             continue  # the sparse first layer runs in skbp's own loops
-        if batch_rows * sizes[l] * sizes[l + 1] >= _matmul.PAR_MIN_WORK and (
-            max(batch_rows, sizes[l], sizes[l + 1]) // _matmul.PAR_BLOCK_COLS >= 2
-        ):
+        a, b = sizes[l], sizes[l + 1]
+        if max(n_blocks(B, a, b, tune), n_blocks(a, B, b, tune), n_blocks(B, b, a, tune)) > 1:
             return True
     return False
 
 
-class EpochStepper:
-    """Runs an epoch as governed steps of consecutive mini-batches.
+class GovernedSteps:
+    """Runs consecutive row ranges as steps of about ``STEP_SECONDS`` each.
 
-    Without parallel work the epoch is one compiled call on one thread.
-    Otherwise it runs in steps of about ``STEP_SECONDS``, each on the threads
-    the :class:`~skbp._threads.ThreadGovernor` picks; the step length adapts
-    to the measured time per row.  The numbers are those of one call.
+    Each step runs on the threads the :class:`~skbp._threads.ThreadGovernor`
+    picks and is timed for it; the step length (a multiple of ``quantum`` rows:
+    mini-batches, prediction chunks) follows the measured time per row and is
+    kept from one :meth:`run` to the next (epoch after epoch).
     """
 
-    def __init__(self, gov, parallel):
+    def __init__(self, gov, quantum):
         self.gov = gov
-        self.parallel = parallel and gov.n_max > 1
-        self.rows = 0  # rows per step (0: unknown yet)
+        self.quantum = int(quantum)
+        self.rows = self.quantum  # the first step: one quantum
 
-    def epoch(self, args, n_rows):
-        """``run_epoch(*args, row_start, row_stop)`` over all rows; its status."""
-        sums = args[-1]
-        sums[:] = 0.0
-        if not self.parallel:
-            return run_epoch(*args, 0, n_rows)
-        batch = args[7]
-        start, status = 0, EPOCH_OK
-        while start < n_rows and status == EPOCH_OK:
-            step = self.rows or batch  # first step: one mini-batch
+    def run(self, n_rows, step):
+        """Call ``step(n_threads, start, stop)`` over ``[0, n_rows)``.
+
+        ``step`` returns the row where the next step starts (it may run past
+        ``stop`` or stop the loop by returning ``n_rows``).
+        """
+        start = 0
+        while start < n_rows:
             n = self.gov.threads()
             t0 = time.perf_counter()
-            status = run_epoch(*args, start, start + step)
+            end = step(n, start, min(n_rows, start + self.rows))
             dt = time.perf_counter() - t0
-            done = int(sums[3]) - start
-            self.gov.record(n, dt, done)
-            start = int(sums[3])
-            if done > 0 and dt > 0:
-                per_row = dt / done
-                self.rows = max(batch, int(STEP_SECONDS / per_row) // batch * batch)
-        return status
+            self.gov.record(n, dt, end - start)
+            if end > start and dt > 0:
+                q = self.quantum
+                self.rows = max(q, int(STEP_SECONDS * (end - start) / dt) // q * q)
+            start = end
+
+
+def run_epoch_steps(steps, args, n_rows):
+    """:func:`~skbp._epoch.run_epoch` over all rows of an epoch; its status.
+
+    ``steps`` is a :class:`GovernedSteps` in mini-batches, or ``None`` for one
+    compiled call on the thread count already set (no parallel work).  The
+    numbers are those of one call either way.
+    """
+    sums = args[-1]
+    sums[:] = 0.0
+    if steps is None:
+        return run_epoch(*args, 0, n_rows)
+    status = [EPOCH_OK]
+
+    def step(n, start, stop):
+        status[0] = run_epoch(*args, start, stop)
+        return int(sums[3]) if status[0] == EPOCH_OK else n_rows
+
+    steps.run(n_rows, step)
+    return status[0]
 
 
 def _net(est, split=True):
@@ -166,17 +186,12 @@ def _output(est, xs, sparse, n_rows, sw, gov=None):
     if gov is None or gov.n_max <= 1 or n_rows <= chunk or not parallel_available():
         predict(xs, sparse, 0, n_rows, sw, *args)
         return out
-    start, step = 0, chunk
-    while start < n_rows:
-        stop = min(n_rows, start + step)
-        n = gov.threads()
-        t0 = time.perf_counter()
+
+    def step(n, start, stop):
         (predict_chunks if n > 1 else predict)(xs, sparse, start, stop, sw, *args)
-        dt = time.perf_counter() - t0
-        gov.record(n, dt, stop - start)
-        if dt > 0:  # whole chunks, about STEP_SECONDS of work
-            step = max(chunk, int(STEP_SECONDS * (stop - start) / dt) // chunk * chunk)
-        start = stop
+        return stop
+
+    GovernedSteps(gov, chunk).run(n_rows, step)
     return out
 
 
@@ -356,8 +371,9 @@ def fit_stochastic(est, problem, incremental, y_raw, gov):
     max_grad_norm = 0.0 if est.max_grad_norm is None else float(est.max_grad_norm)
     est._gradient_warned = False
 
-    stepper = EpochStepper(gov, has_parallel_work(layout, ws.batch_rows, train.sparse))
-    est._predict_gov = ThreadGovernor(gov.n_max)
+    parallel = gov.n_max > 1 and has_parallel_work(layout, ws.batch_rows, train.sparse)
+    steps = GovernedSteps(gov, batch_size) if parallel else None
+    val_gov = ThreadGovernor(gov.n_max)  # its own timings: prediction steps are cheaper
     try:
         est.n_iter_ = 0
         w_start, run_start = w.copy(), est._bn_run.copy()
@@ -372,7 +388,7 @@ def fit_stochastic(est, problem, incremental, y_raw, gov):
                 opt.learning_rate, *hyper, opt.m, opt.v, opt.t, ws.bufs, est._bn_run,
                 ws.grad, gnorm, sums,
             )  # fmt: skip
-            status = stepper.epoch(args, n_samples)
+            status = run_epoch_steps(steps, args, n_samples)
             if est._loss_ref is None and np.isfinite(sums[1]):
                 est._loss_ref = float(sums[1])
             loss = sums[0] / n_samples
@@ -401,7 +417,7 @@ def fit_stochastic(est, problem, incremental, y_raw, gov):
                 )
             check_gradients(est, norms, est.n_iter_)
 
-            _update_no_improvement_count(est, early_stopping, val, y_val)
+            _update_no_improvement_count(est, early_stopping, val, y_val, val_gov)
             _end_of_epoch_schedule(est, opt)
 
             if est._no_improvement_count > est.n_iter_no_change:
@@ -472,9 +488,9 @@ def _trigger_stopping(est, opt, msg):
     return False
 
 
-def _update_no_improvement_count(est, early_stopping, val, y_val):
+def _update_no_improvement_count(est, early_stopping, val, y_val, gov):
     if early_stopping:
-        score = est._score_output(network_output(est, val, est._predict_gov), y_val, val.sw)
+        score = est._score_output(network_output(est, val, gov), y_val, val.sw)
         est.validation_scores_.append(score)
         if est.verbose:
             print("Validation score: %f" % score)
