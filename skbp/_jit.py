@@ -19,6 +19,11 @@ Python scalars and integer option codes, so each kernel has at most two
 compiled versions (float32 and float64).
 """
 
+from numba import types
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 JIT_OPTIONS = {
@@ -27,3 +32,56 @@ JIT_OPTIONS = {
     "error_model": "numpy",
     "fastmath": FASTMATH,
 }
+
+
+@intrinsic
+def view_2d(typingctx, buf, start, n_rows, n_cols):
+    """Row-major ``(n_rows, n_cols)`` view of the 1-D C-contiguous ``buf`` from ``start``.
+
+    Builds the array structure directly: ``buf[a:b].reshape(n, m)`` costs about
+    45 ns in Numba (a slice, a reshape normaliser and a no-copy-reshape attempt),
+    this about 2 ns -- it matters at ~20 views per mini-batch update of a small
+    network.  No bounds check: callers check the range (``skbp._kernels._view``).
+    The view shares ``buf``'s memory owner, so it keeps ``buf`` alive.
+    """
+    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C"):
+        return None
+    retty = buf.copy(ndim=2, layout="C")
+    sig = retty(buf, start, n_rows, n_cols)
+
+    def codegen(context, builder, sig, args):
+        bufty, start_ty, n_ty, m_ty = sig.args
+        ary = make_array(bufty)(context, builder, args[0])
+        start = context.cast(builder, args[1], start_ty, types.intp)
+        n = context.cast(builder, args[2], n_ty, types.intp)
+        m = context.cast(builder, args[3], m_ty, types.intp)
+        itemsize = ary.itemsize
+        out = make_array(retty)(context, builder)
+        populate_array(
+            out, data=builder.gep(ary.data, [start]), shape=[n, m],
+            strides=[builder.mul(m, itemsize), itemsize], itemsize=itemsize,
+            meminfo=ary.meminfo, parent=ary.parent,
+        )  # fmt: skip
+        return impl_ret_borrowed(context, builder, retty, out._getvalue())
+
+    return sig, codegen
+
+
+@intrinsic
+def flat_view(typingctx, arr):
+    """The 1-D view of a C-contiguous 2-D array (``arr.ravel()`` without its ~45 ns)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 2 and arr.layout == "C"):
+        return None
+    retty = arr.copy(ndim=1, layout="C")
+    sig = retty(arr)
+
+    def codegen(context, builder, sig, args):
+        ary = make_array(sig.args[0])(context, builder, args[0])
+        out = make_array(retty)(context, builder)
+        populate_array(
+            out, data=ary.data, shape=[ary.nitems], strides=[ary.itemsize],
+            itemsize=ary.itemsize, meminfo=ary.meminfo, parent=ary.parent,
+        )  # fmt: skip
+        return impl_ret_borrowed(context, builder, retty, out._getvalue())
+
+    return sig, codegen

@@ -44,7 +44,7 @@ import os
 import numpy as np
 from numba import njit, prange, types
 
-from ._jit import JIT_OPTIONS
+from ._jit import JIT_OPTIONS, flat_view
 from ._threads import parallel_available
 
 #: a product is split when it has at least this many multiply-adds ...
@@ -155,8 +155,8 @@ def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, by_rows):
     M, N = C.shape
     K = X.shape[0] if trans_x else X.shape[1]
     ldx, ldy = X.shape[1], Y.shape[1]
-    xf = X.ravel()
-    yf = Y.ravel()
+    xf = flat_view(X)
+    yf = flat_view(Y)
     for b in prange(nb):
         if by_rows:
             i0 = b * M // nb
@@ -170,6 +170,14 @@ def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, by_rows):
             yb = Y[j0] if trans_y else Y[0, j0:]
             _gemm(trans_x, trans_y, M, j1 - j0, K, scal[0:1], xf, ldx, yb, ldy, scal[1:2],
                   C[0, j0:], N)  # fmt: skip
+
+
+@njit(**JIT_OPTIONS)
+def _zero(C):
+    """``C[:, :] = 0`` as plain loops (cheaper than Numba's slice assignment)."""
+    for i in range(C.shape[0]):
+        for j in range(C.shape[1]):
+            C[i, j] = 0.0
 
 
 #: below this many columns the loops of _small_matmul switch to a dot-product order
@@ -196,7 +204,7 @@ def _small_matmul(X, trans_x, Y, trans_y, C, accumulate):
                     C[i, j] = C[i, j] + s if accumulate else s
         else:
             if not accumulate:
-                C[:, :] = 0.0
+                _zero(C)
             for i in range(M):
                 for k in range(K):
                     x = X[i, k]
@@ -205,7 +213,7 @@ def _small_matmul(X, trans_x, Y, trans_y, C, accumulate):
         return
     if trans_x:  # C[i, j] = X[:, i] . Y[:, j]
         if not accumulate:
-            C[:, :] = 0.0
+            _zero(C)
         K = X.shape[0]
         if N >= _NARROW:
             for k in range(K):
@@ -224,7 +232,7 @@ def _small_matmul(X, trans_x, Y, trans_y, C, accumulate):
     K = X.shape[1]
     if N >= _NARROW:
         if not accumulate:
-            C[:, :] = 0.0
+            _zero(C)
         for i in range(M):
             for k in range(K):
                 x = X[i, k]
@@ -261,5 +269,5 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     if nb > 1:
         _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, split_rows(M, N))
     else:
-        _gemm(trans_x, trans_y, M, N, K, scal[0:1], X.ravel(), X.shape[1], Y.ravel(),
-              Y.shape[1], scal[1:2], C.ravel(), N)  # fmt: skip
+        _gemm(trans_x, trans_y, M, N, K, scal[0:1], flat_view(X), X.shape[1], flat_view(Y),
+              Y.shape[1], scal[1:2], flat_view(C), N)  # fmt: skip
