@@ -13,7 +13,7 @@ from numba import njit
 from ._jit import JIT_OPTIONS
 from ._kernels import _view, backward, forward, loss_and_delta, splitmix64
 from ._optim import SOLVER_SGD
-from ._update import finish_blocks, param_blocks, step_blocks
+from ._update import param_blocks, update_blocks
 
 # Status codes returned by run_epoch.
 EPOCH_OK, EPOCH_DIVERGED = 0, 1
@@ -100,24 +100,32 @@ def run_epoch(
         P = _view(acts, B_max * act_off[last], B, n_out)
         D = _view(deltas, B_max * act_off[last], B, n_out)
         data_loss = loss_and_delta(P, Y, sw, rows, out_code, D)
+        if not np.isfinite(data_loss):
+            if first:
+                out[1] = data_loss
+            out[0] = acc
+            out[2] += n_updates
+            out[3] = start
+            return EPOCH_DIVERGED
         backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, off)
+        if solver != SOLVER_SGD:
+            opt_t[0] += 1
         # diagnostics on the data gradient alone: the penalty would mask a vanishing one
-        penalty, clip = finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
-                                      max_grad_norm)  # fmt: skip
+        penalty = update_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
+                                max_grad_norm, solver, opt_m, opt_v, opt_t[0], lr, momentum,
+                                nesterov, beta_1, beta_2, epsilon)  # fmt: skip
         batch_loss = data_loss / sw_sum + penalty
         if first:
             out[1] = batch_loss
+        n_updates += 1
         if not np.isfinite(batch_loss):
+            # a non-finite penalty: the parameters were already non-finite (the
+            # caller restores its last good ones)
             out[0] = acc
             out[2] += n_updates
             out[3] = start
             return EPOCH_DIVERGED
         acc += batch_loss * B
-        if solver != SOLVER_SGD:
-            opt_t[0] += 1
-        step_blocks(blocks, w, grad, clip, solver, opt_m, opt_v, opt_t[0], lr, momentum,
-                    nesterov, beta_1, beta_2, epsilon)  # fmt: skip
-        n_updates += 1
     out[0] = acc
     out[2] += n_updates
     out[3] = start

@@ -13,7 +13,8 @@ update, so it runs in two sweeps over fixed blocks of the vector:
 2. :func:`step_blocks` -- the optimizer step, with the clipping scale folded
    in.
 
-Partial sums are kept per block and added in block order afterwards, so the
+Without gradient clipping the two run block by block in a single sweep
+(:func:`update_blocks`).  Partial sums are kept per block and added in block order afterwards, so the
 result does not depend on how blocks are shared among threads.  The blocks
 run under ``prange`` when the vector has at least :data:`PAR_MIN_PARAMS`
 entries and serially otherwise -- a choice made by the size alone, so both
@@ -32,8 +33,8 @@ BLOCK = 4096
 PAR_MIN_PARAMS = 1 << 16
 #: columns of the per-block partial sums
 _GRAD_SQ, _PEN_SQ, _PEN_ABS, _FIN_SQ = 0, 1, 2, 3
-#: the two sweeps of _sweep_parallel
-_FINISH, _STEP = 0, 1
+#: the sweeps of _sweep_parallel: finish, step, or both block by block
+_FINISH, _STEP, _BOTH = 0, 1, 2
 
 
 @njit(**JIT_OPTIONS)
@@ -138,6 +139,12 @@ def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_gra
     else:
         for b in range(blocks.shape[0]):
             _finish_one(b, blocks, w, grad, a1, a2, inv, part)
+    return _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm)
+
+
+@njit(**JIT_OPTIONS)
+def _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm):
+    """Add the per-block partial sums in block order: ``(penalty, clip_scale)``."""
     sq = 0.0
     ab = 0.0
     f2 = 0.0
@@ -164,6 +171,39 @@ def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_gra
 
 
 @njit(**JIT_OPTIONS)
+def update_blocks(
+    blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_grad_norm, solver, m, v, t,
+    lr, momentum, nesterov, beta_1, beta_2, epsilon,
+):  # fmt: skip
+    """:func:`finish_blocks` then :func:`step_blocks`; return the penalty.
+
+    Without clipping (``max_grad_norm <= 0``) the step needs no norm of the
+    whole gradient, so each block is finished and stepped in turn, in one sweep
+    (one parallel region, each block still in cache): the same numbers as two
+    sweeps, since each entry's step only reads that entry.  The penalty is then
+    summed from ``w`` before its update, as in two sweeps.
+    """
+    if max_grad_norm > 0:
+        penalty, clip = finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
+                                      max_grad_norm)  # fmt: skip
+        step_blocks(blocks, w, grad, clip, solver, m, v, t, lr, momentum, nesterov, beta_1,
+                    beta_2, epsilon)  # fmt: skip
+        return penalty
+    inv = 1.0 / sw_sum
+    a1 = alpha * l1_ratio
+    a2 = alpha * (1.0 - l1_ratio)
+    hp = (lr, momentum, nesterov, t, beta_1, beta_2, epsilon)
+    if w.shape[0] >= PAR_MIN_PARAMS:
+        _sweep_parallel(np.int64(_BOTH), blocks, w, grad, a1, a2, inv, part, 1.0, solver, m,
+                        v, hp)  # fmt: skip
+    else:
+        for b in range(blocks.shape[0]):
+            _finish_one(b, blocks, w, grad, a1, a2, inv, part)
+            _step_one(b, blocks, w, grad, 1.0, solver, m, v, hp)
+    return _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm)[0]
+
+
+@njit(**JIT_OPTIONS)
 def _step_one(b, blocks, w, grad, scale, solver, m, v, hp):
     lr, momentum, nesterov, t, b1, b2, eps = hp
     s, e = blocks[b, 0], blocks[b, 1]
@@ -175,13 +215,14 @@ def _step_one(b, blocks, w, grad, scale, solver, m, v, hp):
 
 @njit(parallel=True, **JIT_OPTIONS)
 def _sweep_parallel(op, blocks, w, grad, a1, a2, inv, part, scale, solver, m, v, hp):
-    """The blocks of :func:`finish_blocks` (``op=_FINISH``) or :func:`step_blocks`
-    (``op=_STEP``) under ``prange``: one parallel kernel for both (compile time)."""
+    """The blocks of :func:`finish_blocks` (``op=_FINISH``), :func:`step_blocks`
+    (``op=_STEP``) or both in turn (``op=_BOTH``) under ``prange``: one parallel
+    kernel for all three (compile time)."""
     for b in prange(blocks.shape[0]):
         bb = np.int64(b)  # prange's index is unsigned: cast, or the callees compile twice
-        if op == _FINISH:
+        if op != _STEP:
             _finish_one(bb, blocks, w, grad, a1, a2, inv, part)
-        else:
+        if op != _FINISH:
             _step_one(bb, blocks, w, grad, scale, solver, m, v, hp)
 
 

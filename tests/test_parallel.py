@@ -30,7 +30,7 @@ from skbp._threads import (
     parallel_available,
     thread_context,
 )
-from skbp._update import finish_blocks, param_blocks, step_blocks
+from skbp._update import finish_blocks, param_blocks, step_blocks, update_blocks
 
 
 @contextmanager
@@ -183,6 +183,37 @@ def test_step_blocks_matches_the_optimizer_rules(solver, n):
         np.testing.assert_allclose(v, vr, rtol=1e-13)
     np.testing.assert_allclose(w, wr, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(m, mr, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("solver", [SOLVER_SGD, SOLVER_ADAM])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_one_sweep_update_equals_finish_then_step(dtype, solver, parallel, monkeypatch):
+    """update_blocks without clipping (finish and step block by block, one sweep)
+    gives the bits of finish_blocks followed by step_blocks; with clipping it is them."""
+    rng = np.random.default_rng(4)
+    n = 300 * 256 + 256 * 64 + 64 * 3 + 256 + 64 + 3
+    sizes, coef_off, w0, g = _net_vectors(n, dtype, rng)
+    m0 = rng.standard_normal(n).astype(dtype)
+    v0 = rng.random(n).astype(dtype)
+    blocks = param_blocks(sizes, coef_off, n)
+    monkeypatch.setattr(upd, "PAR_MIN_PARAMS", 1 if parallel else 2**62)
+    for max_norm in (0.0, 0.01):
+        w, m, v, gg = w0.copy(), m0.copy(), v0.copy(), g.copy()
+        part, norms = np.empty((blocks.shape[0], 4)), np.zeros(3)
+        with _on_threads(2):
+            pen = update_blocks.py_func(blocks, w, gg, 0.3, 0.25, 50.0, part, norms, max_norm,
+                                        solver, m, v, 3, 0.01, 0.9, True, 0.9, 0.999, 1e-8)  # fmt: skip
+        wr, mr, vr, gr = w0.copy(), m0.copy(), v0.copy(), g.copy()
+        pr, nr = np.empty_like(part), np.zeros(3)
+        ref_pen, clip = finish_blocks.py_func(blocks, wr, gr, 0.3, 0.25, 50.0, pr, nr, max_norm)
+        step_blocks.py_func(blocks, wr, gr, clip, solver, mr, vr, 3, 0.01, 0.9, True, 0.9,
+                            0.999, 1e-8)  # fmt: skip
+        assert (clip < 1.0) == (max_norm > 0)
+        assert pen == ref_pen
+        for got, ref in ((w, wr), (m, mr), (v, vr), (gg, gr), (norms, nr)):
+            np.testing.assert_array_equal(got, ref)
+        assert not np.array_equal(w, w0)
 
 
 # ----------------------------------------------------------------- estimators
