@@ -202,8 +202,10 @@ def test_one_sweep_update_equals_finish_then_step(dtype, solver, parallel, monke
         w, m, v, gg = w0.copy(), m0.copy(), v0.copy(), g.copy()
         part, norms = np.empty((blocks.shape[0], 4)), np.zeros(3)
         with _on_threads(2):
-            pen = update_blocks.py_func(blocks, w, gg, 0.3, 0.25, 50.0, part, norms, max_norm,
-                                        solver, m, v, 3, 0.01, 0.9, True, 0.9, 0.999, 1e-8)  # fmt: skip
+            pen = update_blocks.py_func(
+                blocks, w, gg, 0.3, 0.25, 50.0, part, norms, max_norm, solver, m, v, 3, 0.01,
+                0.9, True, 0.9, 0.999, 1e-8,
+            )  # fmt: skip
         wr, mr, vr, gr = w0.copy(), m0.copy(), v0.copy(), g.copy()
         pr, nr = np.empty_like(part), np.zeros(3)
         ref_pen, clip = finish_blocks.py_func(blocks, wr, gr, 0.3, 0.25, 50.0, pr, nr, max_norm)
