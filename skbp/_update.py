@@ -15,9 +15,9 @@ update, so it runs in two sweeps over fixed blocks of the vector:
 
 Without gradient clipping the two run block by block in a single sweep
 (:func:`update_blocks`).  Partial sums are kept per block and added in block
-order afterwards, so the result does not depend on how blocks are shared among threads.  The blocks
-run under ``prange`` when the vector has at least :data:`PAR_MIN_PARAMS`
-entries and serially otherwise -- a choice made by the size alone, so both
+order afterwards, so the result does not depend on how blocks are shared
+among threads.  The blocks run under ``prange`` when the vector has at least
+:data:`PAR_MIN_PARAMS` entries and serially otherwise -- a choice made by the size alone, so both
 give the same bits for a given network whatever the thread count.
 """
 
