@@ -367,7 +367,7 @@ class ThreadGovernor:
     def threads(self):
         """Threads for the next step; sets Numba's thread count to it."""
         n = self._choose()
-        numba.set_num_threads(n)
+        _set_numba_threads(n)
         return n
 
     def record(self, n, seconds, units=1):
@@ -387,6 +387,22 @@ class ThreadGovernor:
             self.wait = self.interval
 
 
+_tls = threading.local()
+
+
+def _set_numba_threads(n, force=False):
+    """Set Numba's thread count (per Python thread) when it changes.
+
+    ``numba.set_num_threads`` costs ~30 us, a step of a small fit ~3 ms.  What
+    was set last is remembered per Python thread; :func:`thread_context` sets
+    it unconditionally on entry and exit (user code may change it in between),
+    and inside a call only skbp changes it.
+    """
+    if force or getattr(_tls, "n", None) != n:
+        numba.set_num_threads(n)
+        _tls.n = n
+
+
 @contextmanager
 def thread_context(n_jobs):
     """Run skbp's compiled code inside on up to ``n_jobs`` threads (BLAS on one).
@@ -398,8 +414,8 @@ def thread_context(n_jobs):
     previous = numba.get_num_threads()
     _enter_call()
     try:
-        numba.set_num_threads(1)
+        _set_numba_threads(1, force=True)
         yield ThreadGovernor(n)
     finally:
         _exit_call()
-        numba.set_num_threads(previous)
+        _set_numba_threads(previous, force=True)

@@ -295,8 +295,13 @@ def _layer_name(est, layer):
 
 def check_gradients(est, norms, it):
     """Warn once per fit when a layer's gradient vanishes or explodes."""
-    if est._gradient_warned or not np.all(np.isfinite(norms)):
+    if est._gradient_warned:
         return
+    lo, hi = float(norms.min()), float(norms.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return
+    if lo >= VANISHING_GRAD_NORM and hi <= EXPLODING_GRAD_NORM:
+        return  # nothing to say (every epoch of a healthy fit): no more array work
     vanishing = np.flatnonzero(norms < VANISHING_GRAD_NORM)
     if vanishing.size and norms.max() > ACTIVE_GRAD_NORM:
         layer = int(vanishing[0])

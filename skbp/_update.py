@@ -179,8 +179,11 @@ def update_blocks(
 
     Without clipping (``max_grad_norm <= 0``) the step needs no norm of the
     whole gradient, so each block is finished and stepped in turn, in one sweep
-    (one parallel region, each block still in cache): the same numbers as two
-    sweeps, since each entry's step only reads that entry.  The penalty is then
+    (one parallel region, each block still in cache): the same arithmetic as
+    two sweeps, since each entry's step only reads that entry (the compiler may
+    contract multiply-adds differently, a last-bit difference).  Serial or
+    parallel is chosen by the size alone, so a network gets the same bits on
+    any number of threads.  The penalty is then
     summed from ``w`` before its update, as in two sweeps.
     """
     if max_grad_norm > 0:
