@@ -8,9 +8,8 @@ stopping, diagnostics, printing.
 """
 
 import numpy as np
-from numba import njit
 
-from ._jit import JIT_OPTIONS
+from ._jit import jit
 from ._kernels import _view, backward, forward, loss_and_delta, splitmix64
 from ._optim import SOLVER_SGD
 from ._update import param_blocks, update_blocks
@@ -21,7 +20,7 @@ EPOCH_OK, EPOCH_DIVERGED = 0, 1
 BN_MOMENTUM = 0.1
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def shuffle_inplace(idx, state):
     """Fisher-Yates shuffle of ``idx`` driven by a splitmix64 ``state``.
 
@@ -35,7 +34,7 @@ def shuffle_inplace(idx, state):
         idx[j] = tmp
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def run_epoch(
     Xs, sparse, Y, sw, idx, shuffle, rng, batch_size, w, net, drop_p, bn, n_coef,
     out_code, alpha, l1_ratio, max_grad_norm, solver, lr, momentum, nesterov, beta_1,

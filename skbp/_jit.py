@@ -3,8 +3,11 @@
 Every kernel is decorated at module level with :data:`JIT_OPTIONS`, so that
 
 * ``nogil=True`` lets several fits run side by side in Python threads;
-* ``cache=True`` writes the machine code next to the sources, so only the very
-  first fit on a machine pays the compile time (see ``benchmarks/RESULTS.md``);
+* the machine code is cached on disk (next to the sources, or wherever Numba
+  would cache it), so only the very first fit on a machine pays the compile
+  time (see ``benchmarks/RESULTS.md``); :func:`jit` gives every kernel
+  ``skbp._cache.SafeFunctionCache`` instead of ``cache=True``: a read-only
+  install, a damaged cache file or a partial upgrade cannot break it;
 * ``error_model="numpy"`` makes a division by zero give ``inf``/``nan`` instead
   of raising, which removes an exception check from every inner loop; the
   training loop detects non-finite values itself;
@@ -19,7 +22,7 @@ Python scalars and integer option codes, so each kernel has at most two
 compiled versions (float32 and float64).
 """
 
-from numba import types
+from numba import njit, types
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
@@ -28,10 +31,19 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 JIT_OPTIONS = {
     "nogil": True,
-    "cache": True,
     "error_model": "numpy",
     "fastmath": FASTMATH,
 }
+
+
+def jit(**options):
+    """``numba.njit`` with :data:`JIT_OPTIONS` (plus ``options``) and skbp's safe cache."""
+    from ._cache import install
+
+    def decorate(func):
+        return install(njit(**JIT_OPTIONS, **options)(func))
+
+    return decorate
 
 
 @intrinsic

@@ -35,9 +35,9 @@ A hidden layer computes ``z = h W + b``, then (``batch_norm``) ``y = gamma *
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._jit import JIT_OPTIONS, view_2d
+from ._jit import jit, view_2d
 from ._matmul import _zero, matmul
 
 # Hidden activations.
@@ -70,7 +70,7 @@ OUTPUT_CODES = {
 }
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _expit(z):
     if z >= 0:
         return 1.0 / (1.0 + np.exp(-z))
@@ -78,7 +78,7 @@ def _expit(z):
     return e / (1.0 + e)
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _view(buf, start, n_rows, n_cols):
     """Row-major ``(n_rows, n_cols)`` view of ``buf`` starting at ``start``.
 
@@ -91,7 +91,7 @@ def _view(buf, start, n_rows, n_cols):
     return view_2d(buf, start, n_rows, n_cols)
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _copy2d(src, dst):
     """``dst[:, :] = src`` as plain loops (Numba's slice assignment: measured 7x slower)."""
     for i in range(src.shape[0]):
@@ -99,14 +99,14 @@ def _copy2d(src, dst):
             dst[i, j] = src[i, j]
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _fill(a, value):
     """``a[:] = value`` for a 1-D array, as a plain loop."""
     for k in range(a.shape[0]):
         a[k] = value
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def splitmix64(state):
     """Next 64-bit output of the splitmix64 generator; advances ``state[0]``."""
     z = state[0] + np.uint64(0x9E3779B97F4A7C15)
@@ -116,13 +116,13 @@ def splitmix64(state):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _uniform(state):
     """Uniform float64 in [0, 1) from the top 53 bits of splitmix64."""
     return np.float64(splitmix64(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _activate(Z, code):
     """``Z = f(Z)`` in place for the hidden activation ``code``."""
     n, m = Z.shape
@@ -151,7 +151,7 @@ def _activate(Z, code):
                     Z[i, j] = np.expm1(Z[i, j])
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _activation_grad(G, F, M, use_mask, code, D):
     """``D = G * mask * f'(y)``, with ``f'`` written in terms of ``F = f(y)``."""
     n, m = G.shape
@@ -186,7 +186,7 @@ def _activation_grad(G, F, M, use_mask, code, D):
                     D[i, j] *= F[i, j] + 1.0
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _output_activation(Z, code):
     """``P = g(Z)`` in place for the output activation ``code``."""
     n, m = Z.shape
@@ -213,7 +213,7 @@ def _output_activation(Z, code):
                 Z[i, j] = np.exp(Z[i, j])
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _first_layer(Xs, sparse, rows, X0, W, Z, tune):
     """``Z = X[rows] @ W`` for a dense or CSR input; dense rows are gathered into X0."""
     Xd, Xdat, Xind, Xptr = Xs
@@ -239,7 +239,7 @@ def _first_layer(Xs, sparse, rows, X0, W, Z, tune):
         matmul(A, B < 0, W, B < 0, Z, B < 0, tune)
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _batch_norm(Z, gamma, beta, train, momentum, sw, rows, Zhat, mean, invstd, run_mean, run_var):
     """Normalise the columns of ``Z`` in place, ``Z = gamma * zhat + beta``.
 
@@ -290,7 +290,7 @@ def _batch_norm(Z, gamma, beta, train, momentum, sw, rows, Zhat, mean, invstd, r
                 Z[i, j] = gamma[j] * zh + beta[j]
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _batch_norm_grad(D, Zhat, gamma, invstd, sw, rows, ggamma, gbeta, accumulate):
     """Backward of (weighted) batch norm in place: ``D`` goes from dL/dy to dL/dz.
 
@@ -324,7 +324,7 @@ def _batch_norm_grad(D, Zhat, gamma, invstd, sw, rows, ggamma, gbeta, accumulate
             D[i, j] = invstd[j] * (g - c * s1[j] - c * Zhat[i, j] * s2[j])
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def forward(
     Xs, sparse, rows, sw, w, net, drop_p, bn, train, sample_mask, bn_momentum, rng,
     out_code, B_max, bufs, bn_run,
@@ -390,7 +390,7 @@ def forward(
                     Z[i, j] += H[i, j]
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def loss_and_delta(P, Y, sw, rows, out_code, D):
     """Weighted data loss ``sum_i sw_i * loss_i`` and ``D = (P - Y[rows]) * sw``.
 
@@ -428,7 +428,7 @@ def loss_and_delta(P, Y, sw, rows, out_code, D):
     return total
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumulate):
     """Backpropagate the output delta; write (or add) the unscaled data gradient.
 
@@ -500,7 +500,7 @@ def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumu
                         Gprev[i, j] += Gres[i, j]
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum):
     """Add the penalty's gradient and divide by the weight sum; return the penalty.
 
@@ -525,7 +525,7 @@ def finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum):
     return (0.5 * a2 * sq + a1 * ab) * inv
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def layer_grad_norms(grad, sizes, coef_off, scale, out):
     """Add ``scale`` times the Euclidean norm of each layer's weight gradient to ``out``."""
     for l in range(sizes.shape[0] - 1):
@@ -535,7 +535,7 @@ def layer_grad_norms(grad, sizes, coef_off, scale, out):
         out[l] += scale * np.sqrt(s)
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def full_loss_grad(
     Xs, sparse, Y, sw, w, net, drop_p, bn, bn_momentum, n_coef, out_code, alpha,
     l1_ratio, chunk, bufs, bn_run, grad,
@@ -575,7 +575,7 @@ def full_loss_grad(
     return total / sw_sum + penalty
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def predict(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chunk, bufs, bn_run, out):
     """Network output for the rows ``[row0, row1)``, ``chunk`` rows at a time, into ``out``.
 
@@ -599,7 +599,7 @@ def predict(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chunk, buf
         out[start:stop, :] = P
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@jit(parallel=True)
 def predict_chunks(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chunk, bufs, bn_run,
                    out):  # fmt: skip
     """:func:`predict` with the ``chunk``-row chunks spread over threads.

@@ -42,9 +42,9 @@ never splits, so the two kinds of parallelism never nest.
 import os
 
 import numpy as np
-from numba import njit, prange, types
+from numba import prange, types
 
-from ._jit import JIT_OPTIONS, flat_view
+from ._jit import flat_view, jit
 from ._threads import parallel_available
 
 #: a product is split when it has at least this many multiply-adds ...
@@ -83,7 +83,7 @@ def tune_array(split=True):
     return t
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def n_blocks(M, K, N, tune):
     """Number of blocks for an ``(M, K) @ (K, N)`` product: 1 = one BLAS call.
 
@@ -99,7 +99,7 @@ def n_blocks(M, K, N, tune):
     return min(nb, tune[2])
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def split_rows(M, N):
     """Whether an ``M x N`` result is split into row blocks (else column blocks).
 
@@ -127,7 +127,7 @@ _xxgemm = types.ExternalFunction(
 _N, _T = 78, 84  # ord("N"), ord("T")
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _gemm(trans_x, trans_y, M, N, K, alpha, X, ldx, Y, ldy, beta, C, ldc):
     """Row-major ``C = alpha op(X) op(Y) + beta C`` (``C`` is ``M x N``).
 
@@ -143,7 +143,7 @@ def _gemm(trans_x, trans_y, M, N, K, alpha, X, ldx, Y, ldy, beta, C, ldc):
     )  # fmt: skip
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@jit(parallel=True)
 def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, by_rows):
     """``C = op(X) op(Y) + beta C`` as ``nb`` blocks of ``C``, in parallel.
 
@@ -172,7 +172,7 @@ def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, by_rows):
                   C[0, j0:], N)  # fmt: skip
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _zero(C):
     """``C[:, :] = 0`` as plain loops (cheaper than Numba's slice assignment)."""
     for i in range(C.shape[0]):
@@ -184,7 +184,7 @@ def _zero(C):
 _NARROW = 8
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _small_matmul(X, trans_x, Y, trans_y, C, accumulate):
     """Loops for small products (a few rows), where a BLAS call costs more than it does.
 
@@ -247,7 +247,7 @@ def _small_matmul(X, trans_x, Y, trans_y, C, accumulate):
                 C[i, j] = C[i, j] + s if accumulate else s
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     """``C = op(X) @ op(Y)`` (``C += ...`` when ``accumulate``), all C-contiguous 2-D.
 

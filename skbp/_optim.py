@@ -12,15 +12,14 @@ estimator owns, so ``partial_fit`` continues exactly where the last call stopped
 """
 
 import numpy as np
-from numba import njit
 
-from ._jit import JIT_OPTIONS
+from ._jit import jit
 
 SOLVER_SGD, SOLVER_ADAM = 0, 1
 SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def sgd_step(w, grad, velocity, lr, momentum, nesterov, scale):
     """One SGD/momentum/Nesterov update on ``scale * grad`` (``scale``: clipping).
 
@@ -39,7 +38,7 @@ def sgd_step(w, grad, velocity, lr, momentum, nesterov, scale):
             w[k] += v
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def adam_step(w, grad, m, v, t, lr, beta_1, beta_2, epsilon, scale):
     """One Adam update on ``scale * grad``; ``t`` is the step number after it (1-based).
 

@@ -52,9 +52,9 @@ from contextlib import contextmanager
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._jit import JIT_OPTIONS
+from ._jit import jit
 
 _lock = threading.Lock()
 #: skbp calls running now (they share the cores; BLAS is limited while any runs)
@@ -86,7 +86,7 @@ def effective_n_threads(n_jobs):
     return max(1, min(limit, n_jobs))
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@jit(parallel=True)
 def _probe(out):
     for i in prange(out.shape[0]):
         out[i] = i

@@ -22,9 +22,9 @@ give the same bits for a given network whatever the thread count.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._jit import JIT_OPTIONS
+from ._jit import jit
 from ._optim import SOLVER_SGD, adam_step, sgd_step
 
 #: entries per block of the parameter vector
@@ -37,7 +37,7 @@ _GRAD_SQ, _PEN_SQ, _PEN_ABS, _FIN_SQ = 0, 1, 2, 3
 _FINISH, _STEP, _BOTH = 0, 1, 2
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def param_blocks(sizes, coef_off, n_params):
     """``(n_blocks, 3)`` table of ``start, stop, layer`` (``-1`` past the weights).
 
@@ -64,7 +64,7 @@ def param_blocks(sizes, coef_off, n_params):
     return out
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _finish_coef(w, grad, a1, a2, inv):
     # one flat loop over 1-D slices, so that LLVM vectorises it
     g2 = 0.0
@@ -92,7 +92,7 @@ def _finish_coef(w, grad, a1, a2, inv):
     return g2, sq, ab, f2
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _finish_rest(grad, inv):
     f2 = 0.0
     for k in range(grad.shape[0]):
@@ -102,7 +102,7 @@ def _finish_rest(grad, inv):
     return f2
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _finish_one(b, blocks, w, grad, a1, a2, inv, part):
     s, e, layer = blocks[b, 0], blocks[b, 1], blocks[b, 2]
     if layer >= 0:
@@ -116,7 +116,7 @@ def _finish_one(b, blocks, w, grad, a1, a2, inv, part):
     part[b, _FIN_SQ] = f2
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_grad_norm):
     """Finish the gradient in place; return ``(penalty, clip_scale)``.
 
@@ -142,7 +142,7 @@ def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_gra
     return _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm)
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm):
     """Add the per-block partial sums in block order: ``(penalty, clip_scale)``."""
     sq = 0.0
@@ -170,7 +170,7 @@ def _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm):
     return (0.5 * a2 * sq + a1 * ab) * inv, scale
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def update_blocks(
     blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_grad_norm, solver, m, v, t,
     lr, momentum, nesterov, beta_1, beta_2, epsilon,
@@ -206,7 +206,7 @@ def update_blocks(
     return _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm)[0]
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def _step_one(b, blocks, w, grad, scale, solver, m, v, hp):
     lr, momentum, nesterov, t, b1, b2, eps = hp
     s, e = blocks[b, 0], blocks[b, 1]
@@ -216,7 +216,7 @@ def _step_one(b, blocks, w, grad, scale, solver, m, v, hp):
         adam_step(w[s:e], grad[s:e], m[s:e], v[s:e], t, lr, b1, b2, eps, scale)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@jit(parallel=True)
 def _sweep_parallel(op, blocks, w, grad, a1, a2, inv, part, scale, solver, m, v, hp):
     """The blocks of :func:`finish_blocks` (``op=_FINISH``), :func:`step_blocks`
     (``op=_STEP``) or both in turn (``op=_BOTH``) under ``prange``: one parallel
@@ -229,7 +229,7 @@ def _sweep_parallel(op, blocks, w, grad, a1, a2, inv, part, scale, solver, m, v,
             _step_one(bb, blocks, w, grad, scale, solver, m, v, hp)
 
 
-@njit(**JIT_OPTIONS)
+@jit()
 def step_blocks(
     blocks, w, grad, scale, solver, m, v, t, lr, momentum, nesterov, beta_1, beta_2, epsilon
 ):  # fmt: skip

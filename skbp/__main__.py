@@ -1,0 +1,52 @@
+"""``python -m skbp``: what this installation has; ``python -m skbp compile``: compile ahead.
+
+python -m skbp                     # version, cache folder, threading layer, cores
+python -m skbp compile             # compile every kernel, float64 and float32
+python -m skbp compile --dtype float32
+"""
+
+import argparse
+import os
+import sys
+
+
+def _info():
+    import numba
+    import sklearn
+
+    import skbp
+
+    from ._cache import cache_folder
+    from ._threads import parallel_available
+
+    layer = numba.threading_layer() if parallel_available() else "none (serial)"
+    print(
+        f"skbp {skbp.__version__} (scikit-learn {sklearn.__version__}, numba {numba.__version__})"
+    )
+    print(f"kernel cache: {cache_folder() or 'none (kernels are compiled in memory)'}")
+    print(f"threading layer: {layer}; cores: {os.cpu_count()}")
+    print("`python -m skbp compile` compiles every kernel ahead of time.")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m skbp", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command")
+    c = sub.add_parser("compile", help="compile (or load) every kernel into the on-disk cache")
+    c.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
+    sub.add_parser("info", help="what this installation has (the default)")
+    args = p.parse_args(argv)
+    if args.command == "compile":
+        import logging
+
+        from ._compile import compile_all
+
+        logging.getLogger("skbp").setLevel(logging.ERROR)  # this command reports itself
+        dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
+        compile_all(dtypes)
+    else:
+        _info()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The on-disk cache of compiled kernels, made safe to rely on.
+
+Numba's own ``cache=True`` has three ways to hurt a user, all measured:
+
+* with no writable place for the cache (a read-only package directory and
+  home, as in many containers) decorating a function raises ``RuntimeError:
+  cannot cache function ...: no locator available``, so ``import skbp`` fails;
+* a truncated or damaged cache file makes every later call fail
+  (``UnpicklingError``, ``EOFError``, an LLVM parsing error) until someone
+  deletes ``__pycache__`` by hand, and damaged machine code can crash the
+  process;
+* a cached function is invalidated only when *its own* source file changes,
+  while its machine code contains the callees it inlined from other files: an
+  upgrade that changes ``_kernels.py`` but not ``_epoch.py`` would run the old
+  kernels inside the new ``run_epoch``.
+
+:class:`SafeFunctionCache` replaces Numba's ``FunctionCache`` on every skbp
+kernel (:func:`install`):
+
+* the cache lives where Numba would put it (``NUMBA_CACHE_DIR`` if set, the
+  package's ``__pycache__``, Numba's user-wide cache directory), else in a
+  per-user folder under the temporary directory, else nowhere: kernels are
+  then compiled in memory in each process, with a message saying so;
+* every data file carries a SHA-256 of its contents, checked before anything
+  is unpickled or loaded; a file that fails the check, or any error while
+  reading or rebuilding an entry, is a cache miss: the kernel is compiled and
+  the entry written anew (files are replaced atomically, so two processes
+  filling a cold cache at once leave it valid);
+* the source stamp is a hash of all of skbp's sources, so any change to the
+  package invalidates every kernel.
+
+The first compilation in a process is announced once on the ``skbp`` logger
+(a warning-level record, shown by default; silence it with
+``logging.getLogger("skbp").setLevel(logging.ERROR)``).
+"""
+
+import hashlib
+import logging
+import os
+import pickle
+import tempfile
+import threading
+
+from numba.core import caching
+
+logger = logging.getLogger("skbp")
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: prefix of a data file written by skbp: a tag, then the SHA-256 of the rest
+_MAGIC = b"skbp-nbc-sha256\n"
+_DIGEST = hashlib.sha256().digest_size
+
+
+def package_stamp(folder=_PACKAGE_DIR):
+    """Hash of every source file of the package (the stamp of every kernel)."""
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            h.update(name.encode())
+            with open(os.path.join(folder, name), "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+PACKAGE_STAMP = package_stamp()
+
+
+def temp_cache_dir():
+    """The per-user fallback folder under the temporary directory."""
+    try:
+        user = str(os.getuid())
+    except AttributeError:  # Windows
+        user = os.environ.get("USERNAME", "user")
+    return os.path.join(tempfile.gettempdir(), f"skbp-numba-cache-{user}")
+
+
+class _TempDirLocator(caching.UserProvidedCacheLocator):
+    """Numba's user-provided-directory locator, pointed at :func:`temp_cache_dir`."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        self._cache_path = os.path.join(temp_cache_dir(), self.get_suitable_cache_subpath(py_file))
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        # skip UserProvidedCacheLocator's "only when NUMBA_CACHE_DIR is set"
+        return caching._SourceFileBackedLocatorMixin.from_function.__func__(cls, py_func, py_file)
+
+
+class _Impl(caching.CompileResultCacheImpl):
+    _locator_classes = [*caching.CompileResultCacheImpl._locator_classes, _TempDirLocator]
+
+
+class _CheckedCacheFile(caching.IndexDataCacheFile):
+    """Index and data files where damage reads as a miss, never as an error."""
+
+    def _load_index(self):
+        try:
+            return super()._load_index()
+        except Exception:  # truncated or damaged index: start afresh
+            return {}
+
+    def _save_data(self, name, data):
+        data = self._dump(data)
+        with self._open_for_write(self._data_path(name)) as f:
+            f.write(_MAGIC + hashlib.sha256(data).digest() + data)
+
+    def _load_data(self, name):
+        with open(self._data_path(name), "rb") as f:
+            raw = f.read()
+        head = len(_MAGIC) + _DIGEST
+        if (
+            len(raw) <= head
+            or not raw.startswith(_MAGIC)
+            or hashlib.sha256(raw[head:]).digest() != raw[len(_MAGIC) : head]
+        ):
+            raise _Damaged(self._data_path(name))
+        return pickle.loads(raw[head:])
+
+
+class _Damaged(Exception):
+    """A cache file that fails its checksum (or was not written by skbp)."""
+
+
+_announced = threading.Event()
+#: kernels loaded from the cache and compiled in this process (``python -m skbp compile``)
+STATS = {"loaded": 0, "compiled": 0}
+
+
+def _announce_compile(name, where):
+    if _announced.is_set():
+        return
+    _announced.set()
+    where = f"cached in {where}" if where else "NOT cached: no writable cache folder"
+    logger.warning(
+        "skbp: compiling its kernels for this configuration (%s first); this happens "
+        "once per machine and takes a few seconds per kernel family (%s; "
+        "`python -m skbp compile` does it ahead of time).",
+        name,
+        where,
+    )
+
+
+class SafeFunctionCache(caching.FunctionCache):
+    """Numba's ``FunctionCache`` with the protections of this module.
+
+    When no cache folder is writable at all, the cache is disabled and
+    kernels are compiled in memory.
+    """
+
+    _impl_class = _Impl
+
+    def __init__(self, py_func):
+        self._name = repr(py_func)
+        self._py_func = py_func
+        self._func_name = f"{py_func.__module__}.{py_func.__qualname__}"
+        try:
+            self._impl = self._impl_class(py_func)
+        except RuntimeError:  # no locator: not even the temporary directory
+            self._impl = None
+            self._cache_path = None
+            self._cache_file = None
+            self.disable()
+            return
+        self._cache_path = self._impl.locator.get_cache_path()
+        self._cache_file = _CheckedCacheFile(
+            cache_path=self._cache_path,
+            filename_base=self._impl.filename_base,
+            source_stamp=PACKAGE_STAMP,
+        )
+        self.enable()
+
+    def load_overload(self, sig, target_context):
+        data = None
+        if self._enabled:
+            try:
+                data = super().load_overload(sig, target_context)
+            except Exception:  # damaged entry, stale format, failed rebuild: a miss
+                data = None
+        if data is None:
+            STATS["compiled"] += 1
+            _announce_compile(self._func_name, self._cache_path)
+        else:
+            STATS["loaded"] += 1
+        return data
+
+    def save_overload(self, sig, data):
+        if not self._enabled:
+            return
+        try:
+            super().save_overload(sig, data)
+        except OSError:  # the folder went read-only or full: keep the compiled code
+            pass
+
+    def flush(self):
+        if self._cache_file is not None:
+            self._cache_file.flush()
+
+
+def install(dispatcher):
+    """Give a Numba dispatcher (compiled without ``cache=True``) the safe cache."""
+    dispatcher._cache = SafeFunctionCache(dispatcher.py_func)
+    return dispatcher
+
+
+def cache_folder():
+    """Where skbp's kernels are cached in this process (``None``: not cached)."""
+    from . import _kernels
+
+    return _kernels.predict._cache._cache_path

@@ -1,0 +1,99 @@
+"""Compiling every kernel ahead of time: ``python -m skbp compile``.
+
+For container images and CI set-ups: one command fills the on-disk cache for
+both dtypes and every kernel family (training epochs, the full-batch loss and
+gradient for L-BFGS, prediction serial and in parallel chunks, dense and sparse
+input, the toolkit options), so that no user process compiles anything.
+"""
+
+import time
+import warnings
+
+import numpy as np
+from numba.core.registry import CPUDispatcher
+
+from . import _cache
+
+#: modules holding skbp's compiled kernels
+KERNEL_MODULES = ("_epoch", "_kernels", "_matmul", "_optim", "_threads", "_update")
+
+
+def dispatchers():
+    """``(qualified name, dispatcher)`` of every kernel skbp defines."""
+    import importlib
+
+    for mod_name in KERNEL_MODULES:
+        mod = importlib.import_module(f"skbp.{mod_name}")
+        for name in sorted(vars(mod)):
+            obj = getattr(mod, name)
+            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == mod.__name__:
+                yield f"{mod.__name__}.{name}", obj
+
+
+def _exercise(dtype):
+    """Small fits and predictions that reach every kernel family in ``dtype``."""
+    import scipy.sparse as sp
+    from sklearn.exceptions import ConvergenceWarning
+
+    from ._estimators import BPClassifier, BPRegressor
+
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((300, 6)).astype(dtype)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    t = X[:, :2] @ np.array([1.0, -2.0], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for Xin in (X, sp.csr_matrix(X)):
+            for solver in ("adam", "sgd", "lbfgs"):
+                clf = BPClassifier((8,), solver=solver, max_iter=2, random_state=0)
+                clf.fit(Xin, y).predict_proba(Xin)
+                clf.predict(Xin[:1])
+        BPClassifier(
+            (8, 8), dropout=0.1, batch_norm=True, residual=True, early_stopping=True,
+            max_iter=3, random_state=0,
+        ).fit(X, y).predict(X)  # fmt: skip
+        BPClassifier((8,), max_iter=2, n_jobs=2, random_state=0).fit(X, y).predict(X)
+        BPClassifier((8,), random_state=0).partial_fit(X, y, classes=np.unique(y))
+        reg = BPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, t)
+        reg.predict(X)
+        BPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", loss="poisson", max_iter=2).fit(
+            X, np.abs(t)
+        )
+    # the parallel twin of prediction (chunks over threads), however few cores
+    from ._data import Problem
+    from ._training import network_output
+
+    big = rng.standard_normal((600, 6)).astype(dtype)
+    network_output(clf, Problem(big, big.dtype), gov=_TwoThreads())
+
+
+class _TwoThreads:
+    """A stand-in governor that asks for the parallel path at every step."""
+
+    n_max = 2
+
+    def threads(self):
+        return 2
+
+    def record(self, *args):
+        pass
+
+
+def compile_all(dtypes=("float64", "float32"), out=print):
+    """Compile (or load) every kernel for ``dtypes``; report what and how long.
+
+    Returns ``{dtype: seconds}``.
+    """
+    out(f"skbp kernels: cache folder {_cache.cache_folder() or '(none: compiled in memory)'}")
+    times = {}
+    for dtype in dtypes:
+        before = dict(_cache.STATS)
+        t0 = time.perf_counter()
+        _exercise(np.dtype(dtype).type)
+        times[dtype] = time.perf_counter() - t0
+        c = _cache.STATS["compiled"] - before["compiled"]
+        n = _cache.STATS["loaded"] - before["loaded"]
+        out(f"  {dtype}: {c} kernels compiled, {n} loaded from the cache, {times[dtype]:.1f} s")
+    if _cache.cache_folder():
+        out("  later processes load them from the cache")
+    return times

@@ -1,0 +1,244 @@
+"""The on-disk kernel cache can't hurt (skbp._cache): damage, read-only folders, races.
+
+Each test compiles two tiny kernels declared with skbp's own decorator
+(``skbp._jit.jit``, the one every kernel uses) in a module of a temporary
+folder, in fresh processes, so that nothing here depends on -- or disturbs --
+the cache of skbp's real kernels, and no test pays a full compile.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import skbp
+from skbp import _cache
+
+KERNELS = textwrap.dedent(
+    """
+    from skbp._jit import jit
+
+    @jit()
+    def sum_sq(x):
+        s = 0.0
+        for v in x:
+            s += v * v
+        return s
+
+    @jit()
+    def twice_plus_one(n):
+        return 2 * n + 1
+    """
+)
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    import tiny_kernels as k
+    from skbp import _cache
+    out = [k.sum_sq(np.arange(5.0)), k.twice_plus_one(20)]
+    print(json.dumps({"out": out, "stats": _cache.STATS,
+                      "folder": k.sum_sq._cache._cache_path}))
+    """
+)
+SKBP_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(skbp.__file__)))
+
+
+def _module(tmp_path):
+    d = tmp_path / "mod"
+    d.mkdir()
+    (d / "tiny_kernels.py").write_text(KERNELS)
+    return d
+
+
+def _run(moddir, env=None, check=True):
+    full = dict(os.environ)
+    full.pop("NUMBA_CACHE_DIR", None)
+    full["PYTHONPATH"] = SKBP_ROOT + os.pathsep + full.get("PYTHONPATH", "")
+    full.update(env or {})
+    p = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(moddir)], env=full, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    if not check:
+        return p
+    return _result(p)
+
+
+def _result(p):
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-3000:]
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["out"] == [30.0, 41], r  # the right answers, whatever the cache held
+    r["stderr"] = err
+    return r
+
+
+def _files(folder, suffix):
+    return sorted(
+        f for f in os.listdir(folder) if f.startswith("tiny_kernels") and f.endswith(suffix)
+    )
+
+
+def test_cold_then_warm_and_the_compile_message_comes_once(tmp_path):
+    moddir = _module(tmp_path)
+    cold = _run(moddir)
+    assert cold["stats"] == {"loaded": 0, "compiled": 2}
+    assert cold["folder"] == str(moddir / "__pycache__")
+    assert cold["stderr"].count("skbp: compiling") == 1
+    warm = _run(moddir)
+    assert warm["stats"] == {"loaded": 2, "compiled": 0}
+    assert "compiling" not in warm["stderr"]
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _zero_middle(path):  # e.g. machine code overwritten: a valid length, wrong bytes
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 256] = bytes(min(256, len(data) - mid))
+    path.write_bytes(bytes(data))
+
+
+def _garbage(path):
+    path.write_bytes(b"\x80\x05not a pickle at all" * 10)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"nbi": _truncate, "nbc": _zero_middle},
+        {"nbc": _truncate},
+        {"nbi": _garbage, "nbc": _garbage},
+    ],
+    ids=["truncated-index+zeroed-code", "truncated-data", "garbage"],
+)
+def test_damaged_cache_files_are_detected_and_rebuilt(tmp_path, damage):
+    moddir = _module(tmp_path)
+    _run(moddir)
+    cache = moddir / "__pycache__"
+    for suffix, how in damage.items():
+        for name in _files(cache, f".{suffix}"):
+            how(cache / name)
+    again = _run(moddir)  # right answers (checked in _result), no crash
+    assert again["stats"]["compiled"] >= 1
+    healed = _run(moddir)
+    assert healed["stats"] == {"loaded": 2, "compiled": 0}
+
+
+def test_files_of_another_format_are_misses_then_replaced(tmp_path):
+    """A data file without skbp's checksum header (e.g. plain Numba's) is not trusted."""
+    moddir = _module(tmp_path)
+    _run(moddir)
+    cache = moddir / "__pycache__"
+    for name in _files(cache, ".nbc"):
+        raw = (cache / name).read_bytes()
+        assert raw.startswith(_cache._MAGIC)
+        (cache / name).write_bytes(raw[len(_cache._MAGIC) + 32 :])  # the bare pickle
+    assert _run(moddir)["stats"]["compiled"] == 2
+    assert _run(moddir)["stats"]["loaded"] == 2
+
+
+def test_read_only_folders_fall_back_to_a_temporary_cache(tmp_path):
+    """No writable NUMBA_CACHE_DIR, __pycache__ or home: the per-user temporary folder."""
+    moddir = _module(tmp_path)
+    (moddir / "__pycache__").write_text("a file where the cache folder would be")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {
+        "NUMBA_CACHE_DIR": str(blocker / "cache"),
+        "HOME": str(blocker / "home"),
+        "XDG_CACHE_HOME": str(blocker / "xdg"),
+        "TMPDIR": str(tmp),
+    }
+    first = _run(moddir, env)
+    assert first["folder"].startswith(str(tmp / "skbp-numba-cache-"))
+    assert first["stats"]["compiled"] == 2
+    assert _run(moddir, env)["stats"] == {"loaded": 2, "compiled": 0}
+
+
+def test_no_writable_folder_at_all_compiles_in_memory(tmp_path, monkeypatch):
+    moddir = _module(tmp_path)
+    (moddir / "__pycache__").write_text("")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("HOME", str(blocker / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "xdg"))
+    monkeypatch.setattr("numba.core.config.CACHE_DIR", "")
+    monkeypatch.setattr(_cache, "temp_cache_dir", lambda: str(blocker / "tmp"))
+    monkeypatch.syspath_prepend(str(moddir))
+    monkeypatch.delitem(sys.modules, "tiny_kernels", raising=False)
+    import tiny_kernels  # decorating must not raise "no locator available"
+
+    assert tiny_kernels.sum_sq._cache._cache_path is None
+    assert tiny_kernels.sum_sq(np.arange(5.0)) == 30.0
+    assert tiny_kernels.twice_plus_one(20) == 41
+
+
+def test_two_processes_filling_a_cold_cache_leave_it_valid(tmp_path):
+    moddir = _module(tmp_path)
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "shared-cache")}
+    procs = [_run(moddir, env, check=False) for _ in range(2)]
+    for p in procs:
+        _result(p)
+    assert _run(moddir, env)["stats"] == {"loaded": 2, "compiled": 0}
+
+
+def test_any_change_to_the_package_invalidates_every_kernel(tmp_path):
+    """Kernels inline callees from other files: the stamp covers all of skbp's sources."""
+    src = os.path.dirname(skbp.__file__)
+    copy = tmp_path / "pkg"
+    copy.mkdir()
+    for name in os.listdir(src):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(src, name), copy / name)
+    assert _cache.package_stamp(str(copy)) == _cache.PACKAGE_STAMP
+    with open(copy / "_optim.py", "a") as f:
+        f.write("\n# an upgrade that touches one file\n")
+    assert _cache.package_stamp(str(copy)) != _cache.PACKAGE_STAMP
+
+
+def test_every_kernel_uses_the_safe_cache():
+    from skbp._compile import dispatchers
+
+    kernels = dict(dispatchers())
+    assert len(kernels) > 20
+    for name, disp in kernels.items():
+        assert isinstance(disp._cache, _cache.SafeFunctionCache), name
+
+
+def test_compile_command_reports_every_dtype(capsys):
+    """`python -m skbp compile` (in-process here: the kernels are shared with the suite)."""
+    from skbp.__main__ import main
+
+    assert main(["compile", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert "cache folder" in out
+    assert "float32:" in out and "kernels compiled" in out and "loaded from the cache" in out
+    from skbp._compile import dispatchers
+
+    kernels = dict(dispatchers())
+    # the families a user can reach: epochs, full-batch loss/gradient, prediction (both forms)
+    for name in ("_epoch.run_epoch", "_kernels.full_loss_grad", "_kernels.predict"):
+        sigs = [str(s) for s in kernels[f"skbp.{name}"].signatures]
+        assert any("float32" in s for s in sigs), (name, sigs)
+
+
+def test_info_command(capsys):
+    from skbp.__main__ import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"skbp {skbp.__version__}") and "kernel cache:" in out
