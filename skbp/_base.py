@@ -10,6 +10,7 @@ import warnings
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -21,6 +22,7 @@ from ._layout import Layout
 from ._matmul import SMALL_WORK
 from ._threads import thread_context
 from ._training import fit_lbfgs, fit_stochastic, network_output, small_output
+from .exceptions import PrecisionWarning
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 
@@ -246,7 +248,50 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
     def __setstate__(self, state):
         super().__setstate__(state)
         if "_w" in state:
+            self._check_state()
             self._set_views()
+
+    def _check_state(self):
+        """``ValueError`` unless the unpickled arrays fit the network they describe.
+
+        The kernels index the flat vectors by the layout's offsets without bounds
+        checks, so a damaged or hand-edited pickle must be refused, not predicted with.
+        """
+        layout = self._layout
+        w, run = self._w, self._bn_run
+        problems = []
+        if not (isinstance(w, np.ndarray) and w.ndim == 1 and w.dtype.char in "fd"):
+            problems.append("the weight vector is not a 1-D float32/float64 array")
+        elif w.shape[0] != layout.n_params:
+            problems.append(
+                f"the weight vector has {w.shape[0]} entries where the layer sizes "
+                f"{[int(v) for v in layout.sizes]} need {layout.n_params}"
+            )
+        else:
+            want = layout.new_running_stats(w.dtype).shape[0]
+            if not isinstance(run, np.ndarray) or run.shape != (want,) or run.dtype != w.dtype:
+                problems.append(f"batch norm's running statistics are not {want} {w.dtype} values")
+        sizes = [int(v) for v in layout.sizes]
+        if getattr(self, "n_features_in_", sizes[0]) != sizes[0]:
+            problems.append(
+                f"n_features_in_={self.n_features_in_} but the input layer has {sizes[0]}"
+            )
+        if getattr(self, "n_outputs_", sizes[-1]) != sizes[-1]:
+            problems.append(f"n_outputs_={self.n_outputs_} but the output layer has {sizes[-1]}")
+        if getattr(self, "n_layers_", len(sizes)) != len(sizes):
+            problems.append(f"n_layers_={self.n_layers_} but there are {len(sizes)} layers")
+        opt = getattr(self, "_optimizer", None)
+        if opt is not None and problems == [] and opt.m.shape[0] != layout.n_params:
+            problems.append("the optimizer's state does not match the weights")
+        best = getattr(self, "_best_w", None)
+        if best is not None and problems == [] and np.shape(best) != w.shape:
+            problems.append("the early-stopping copy of the weights does not match them")
+        if problems:
+            raise ValueError(
+                f"This pickled {type(self).__name__} is inconsistent: "
+                + "; ".join(problems)
+                + ". It was damaged or edited after fitting; refit it or load an intact copy."
+            )
 
     # -------------------------------------------------------------------- fit
     def _initialize(self, layer_units, dtype):
@@ -344,6 +389,7 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
             )
         self._out_code = OUTPUT_CODES[self.out_activation_]
 
+        _warn_if_too_large_for(dtype, X, Y)
         problem = Problem(X, dtype, Y, sample_weight)
         with thread_context(self.n_jobs) as gov:
             if self.solver in _STOCHASTIC_SOLVERS:
@@ -387,15 +433,8 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         return True
 
     # ---------------------------------------------------------------- predict
-    def _forward_pass_fast(self, X, check_input=True):
-        """Output-layer activations for X (validated unless ``check_input=False``)."""
-        if check_input and not self._plain_input(X):
-            # a plain finite float ndarray of the fitted width is accepted as it
-            # is, which skips validate_data's ~100 us
-            X = validate_data(
-                self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
-                dtype=(np.float64, np.float32), order="C",
-            )  # fmt: skip
+    def _network_output(self, X):
+        """Output-layer activations for validated ``X``."""
         if X.shape[0] * self._layout.max_coef <= SMALL_WORK:
             # every product runs in skbp's own loops, on this thread: no BLAS or
             # Numba threads to set up (a single-row prediction)
@@ -404,6 +443,24 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
             return network_output(self, Problem(X, self._w.dtype))
         with thread_context(getattr(self, "n_jobs", None)) as gov:
             return network_output(self, Problem(X, self._w.dtype), gov)
+
+    def _forward_pass_fast(self, X, check_input=True):
+        """Output-layer activations for X (validated unless ``check_input=False``).
+
+        Rows beyond the range of the model's dtype (float64 rows for a float32
+        model) raise ``ValueError``; non-finite outputs warn.
+        """
+        if check_input and not self._plain_input(X):
+            # a plain finite float ndarray of the fitted width is accepted as it
+            # is, which skips validate_data's ~100 us
+            X = validate_data(
+                self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
+                dtype=(np.float64, np.float32), order="C",
+            )  # fmt: skip
+        _check_range(X, self._w.dtype)
+        out = self._network_output(X)
+        _warn_if_nonfinite(out)
+        return out
 
     def _plain_input(self, X):
         """Whether ``X`` is a finite float ndarray of the fitted width (the fast path).
@@ -431,12 +488,56 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         return tags
 
 
+def _max_abs(A):
+    data = A.data if sp.issparse(A) else np.asarray(A)
+    return float(np.max(np.abs(data))) if data.size else 0.0
+
+
+def _warn_if_too_large_for(dtype, X, Y):
+    """:class:`~skbp.exceptions.PrecisionWarning` when float32 training would overflow."""
+    if np.dtype(dtype) != np.float32:
+        return
+    limit = float(np.sqrt(np.finfo(np.float32).max))
+    for what, A in (("X has", X), ("the targets have", Y)):
+        big = _max_abs(A)
+        if big > limit:
+            warnings.warn(
+                f"{what} values up to {big:.3g}, and this fit runs in float32, "
+                f"whose squares overflow above {limit:.3g}: gradients, the loss or "
+                "Adam's second moment will become infinite and training will stall. "
+                "Scale the data (e.g. StandardScaler, TransformedTargetRegressor) or "
+                "fit on float64 data.",
+                PrecisionWarning,
+            )
+
+
+def _check_range(X, dtype):
+    """``ValueError`` when float64 ``X`` holds values a ``dtype`` (float32) model can't."""
+    if X.dtype == dtype or np.dtype(dtype) != np.float32:
+        return
+    big = _max_abs(X)
+    limit = float(np.finfo(np.float32).max)
+    if big > limit:
+        raise ValueError(
+            f"X has values up to {big:.3g}, beyond the range of float32 (+-{limit:.3g}), "
+            "and this model was fitted in float32, so they would become infinite. Scale "
+            "the inputs as in training, or fit the model on float64 data."
+        )
+
+
 def _warn_if_nonfinite(y_pred):
-    # Defensive: training keeps parameters finite, but an extreme input can
-    # still overflow (e.g. exp output); say so rather than return NaN silently.
-    if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+    """Warn when some outputs are NaN or infinite (they would be predicted silently).
+
+    Training keeps the parameters finite, but an input far outside the training
+    range can still overflow (an ``exp`` output, a huge activation).
+    """
+    finite = np.isfinite(y_pred)
+    if not finite.all():
+        bad = int(np.count_nonzero(~finite.all(axis=1)))
         warnings.warn(
-            "The network output contains non-finite values for some rows; the "
-            "input is far outside the range seen in training.",
+            f"The network output is not finite (NaN or inf) for {bad} of "
+            f"{y_pred.shape[0]} rows: their inputs are far outside the range seen in "
+            "training. The predictions for those rows are meaningless; scale the inputs "
+            "as in training.",
             RuntimeWarning,
         )

@@ -10,7 +10,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from ._base import BaseBP, _warn_if_nonfinite
+from ._base import BaseBP
 
 _COMMON_PARAMS = """
     hidden_layer_sizes : array-like of shape (n_layers - 2,) or 'auto', \
@@ -401,6 +401,10 @@ class BPClassifier(ClassifierMixin, BaseBP):
 
     def _labels_from_output(self, P):
         lb = self._label_binarizer
+        if len(lb.classes_) == 1:
+            # one class seen in training (LabelBinarizer encodes it as 0): it is
+            # every prediction, as LabelBinarizer.inverse_transform says
+            return np.repeat(lb.classes_, P.shape[0])
         if lb.y_type_ == "multiclass" and not lb.sparse_output:
             return lb.classes_.take(P.argmax(axis=1), mode="clip")
         if lb.y_type_ == "binary" and not lb.sparse_output and lb.neg_label == 0:
@@ -475,7 +479,6 @@ class BPClassifier(ClassifierMixin, BaseBP):
         """
         self._check_fitted()
         y_pred = self._forward_pass_fast(X)
-        _warn_if_nonfinite(y_pred)
         if self.out_activation_ == "logistic":
             # A saturated sigmoid rounds to exactly 0 or 1; clip to the range the
             # loss uses, so probabilities stay strictly inside (0, 1) and
@@ -620,9 +623,7 @@ class BPRegressor(RegressorMixin, BaseBP):
             The predicted values.
         """
         self._check_fitted()
-        y_pred = self._forward_pass_fast(X)
-        _warn_if_nonfinite(y_pred)
-        return self._decode_targets(y_pred)
+        return self._decode_targets(self._forward_pass_fast(X))
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None):

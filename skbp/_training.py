@@ -230,6 +230,20 @@ def full_loss(est, problem, ws, bn_momentum=0.0):
     )  # fmt: skip
 
 
+def _nonfinite_start_message(loss, problem):
+    """scikit-learn's message for data that overflows, with what skbp measured."""
+    xs = problem.Xdat if problem.sparse else problem.Xd
+    big_x = float(np.max(np.abs(xs))) if xs.size else 0.0
+    big_y = float(np.max(np.abs(problem.Y))) if problem.Y.size else 0.0
+    return (
+        "Solver produced non-finite parameter weights. The input data may contain "
+        f"large values and need to be preprocessed. (The training loss is {loss} "
+        "already at the starting parameters, before any update, so the data is the "
+        f"problem, not the learning rate: the largest |X| is {big_x:.3g} and the "
+        f"largest |y| {big_y:.3g}. Scale them, e.g. with StandardScaler.)"
+    )
+
+
 def _diverged_message(est, it, why):
     return (
         f"Training diverged at iteration {it}: {why}. The parameters were "
@@ -299,6 +313,17 @@ def check_gradients(est, norms, it):
         return
     lo, hi = float(norms.min()), float(norms.max())
     if not (math.isfinite(lo) and math.isfinite(hi)):
+        layer = int(np.flatnonzero(~np.isfinite(norms))[0])
+        est._gradient_warned = True
+        warnings.warn(
+            f"Gradient overflow at iteration {it}: the weight-gradient norm of "
+            f"{_layer_name(est, layer)} is {norms[layer]}, so the updates are "
+            "meaningless (e.g. Adam's second moment is infinite and the weights stop "
+            f"moving). The inputs or targets are too large for {est._w.dtype.name} "
+            "arithmetic: scale them (StandardScaler, TransformedTargetRegressor) or fit "
+            "on float64 data.",
+            GradientWarning,
+        )
         return
     if lo >= VANISHING_GRAD_NORM and hi <= EXPLODING_GRAD_NORM:
         return  # nothing to say (every epoch of a healthy fit): no more array work
@@ -394,7 +419,12 @@ def fit_stochastic(est, problem, incremental, y_raw, gov):
                 ws.grad, gnorm, sums,
             )  # fmt: skip
             status = run_epoch_steps(steps, args, n_samples)
-            if est._loss_ref is None and np.isfinite(sums[1]):
+            if est._loss_ref is None and not np.isfinite(sums[1]):
+                # the very first mini-batch of this call, before any update
+                w[:] = w_start
+                est._bn_run[:] = run_start
+                raise ValueError(_nonfinite_start_message(float(sums[1]), train))
+            if est._loss_ref is None:
                 est._loss_ref = float(sums[1])
             loss = sums[0] / n_samples
             why = _divergence(est, status, loss, w)
@@ -524,11 +554,13 @@ def fit_lbfgs(est, problem, gov):
     """
     w = est._w
     ws = _full_workspace(est, problem)
-    best = {"loss": np.inf, "w": w.copy()}
+    best = {"loss": np.inf, "w": w.copy(), "evaluated": False}
     est._gradient_warned = False
     norms = np.zeros(est.n_layers_ - 1)
 
     parallel = has_parallel_work(est._layout, ws.batch_rows, problem.sparse)
+
+    w0 = w.copy()
 
     def loss_grad(x):
         w[:] = x
@@ -536,6 +568,10 @@ def fit_lbfgs(est, problem, gov):
         t0 = time.perf_counter()
         loss = full_loss(est, problem, ws)
         gov.record(n, time.perf_counter() - t0)
+        if not best["evaluated"] and not np.isfinite(loss):  # at the starting parameters
+            w[:] = w0
+            raise ValueError(_nonfinite_start_message(float(loss), problem))
+        best["evaluated"] = True
         if np.isfinite(loss) and loss < best["loss"] and np.isfinite(w).all():
             best["loss"] = loss
             best["w"][:] = w

@@ -21,3 +21,13 @@ class GradientWarning(UserWarning):
     smaller learning rate, ``max_grad_norm``).  The per-epoch, per-layer norms
     are in the fitted attribute ``gradient_norms_``.
     """
+
+
+class PrecisionWarning(UserWarning):
+    """The data is too large for the precision the model trains in.
+
+    float32 squares overflow above about 1.8e19, so inputs or targets beyond
+    that make gradients, losses or Adam's second moment infinite.  Raised once
+    at the start of such a fit; scale the data (``StandardScaler``,
+    ``TransformedTargetRegressor``) or fit on float64 data.
+    """
