@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["BPClassifier", "BPRegressor", "__version__"]
+__all__ = ["BPClassifier", "BPRegressor", "precompile", "__version__"]
 
 
 def __getattr__(name):
@@ -12,8 +12,12 @@ def __getattr__(name):
         from . import _estimators
 
         return getattr(_estimators, name)
+    if name == "precompile":
+        from ._compile import precompile
+
+        return precompile
     raise AttributeError(f"module 'skbp' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), "BPClassifier", "BPRegressor"])
+    return sorted([*globals(), "BPClassifier", "BPRegressor", "precompile"])

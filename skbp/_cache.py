@@ -125,6 +125,8 @@ class _Damaged(Exception):
 _announced = threading.Event()
 #: kernels loaded from the cache and compiled in this process (``python -m skbp compile``)
 STATS = {"loaded": 0, "compiled": 0}
+#: the names of the kernels compiled in this process, in order
+COMPILED = []
 
 
 def _announce_compile(name, where):
@@ -179,6 +181,7 @@ class SafeFunctionCache(caching.FunctionCache):
                 data = None
         if data is None:
             STATS["compiled"] += 1
+            COMPILED.append(self._func_name)
             _announce_compile(self._func_name, self._cache_path)
         else:
             STATS["loaded"] += 1

@@ -79,6 +79,61 @@ class _TwoThreads:
         pass
 
 
+def _default_path(dtype):
+    """What a default fit, ``predict`` (many rows, in parallel chunks too) and a
+    one-row ``predict`` reach in ``dtype``."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from ._data import Problem
+    from ._estimators import BPClassifier
+    from ._training import network_output
+
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((600, 6)).astype(dtype)
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = BPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    clf.predict(X)
+    clf.predict(X[:1])
+    network_output(clf, Problem(X, X.dtype), gov=_TwoThreads())
+
+
+def precompile(dtype="float64", everything=False):
+    """Compile skbp's kernels now (or load them from the on-disk cache).
+
+    The first fit on a machine compiles the kernels it needs, and a later
+    ``predict`` may compile more; call this first to pay that up front, e.g.
+    before timing something or in a container build.  ``python -m skbp
+    compile`` is the command-line form (every family, both dtypes).
+
+    Parameters
+    ----------
+    dtype : {"float64", "float32"} or list of them, default="float64"
+        The dtype(s) of the data you will fit (float32 input trains in float32).
+    everything : bool, default=False
+        ``False``: the kernels a default fit and prediction use (mini-batch
+        training, prediction serial and in parallel chunks).  ``True``: every
+        kernel family (L-BFGS's full-batch gradient, sparse input, the toolkit
+        options), as ``python -m skbp compile``.
+
+    Returns
+    -------
+    seconds : float
+        Wall time taken (a fraction of a second when everything was cached).
+
+    Examples
+    --------
+    >>> import skbp
+    >>> seconds = skbp.precompile("float64")
+    """
+    dtypes = [dtype] if isinstance(dtype, str) else list(dtype)
+    t0 = time.perf_counter()
+    for d in dtypes:
+        (_exercise if everything else _default_path)(np.dtype(d).type)
+    return time.perf_counter() - t0
+
+
 def compile_all(dtypes=("float64", "float32"), out=print):
     """Compile (or load) every kernel for ``dtypes``; report what and how long.
 

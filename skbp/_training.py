@@ -237,8 +237,9 @@ def _nonfinite_start_message(loss, problem):
     big_y = float(np.max(np.abs(problem.Y))) if problem.Y.size else 0.0
     return (
         "Solver produced non-finite parameter weights. The input data may contain "
-        f"large values and need to be preprocessed. (The training loss is {loss} "
-        "already at the starting parameters, before any update, so the data is the "
+        f"large values and need to be preprocessed. (The training loss is {loss:.4g}, "
+        "and it or its gradient is not finite already at the starting parameters, "
+        "before any update, so the data is the "
         f"problem, not the learning rate: the largest |X| is {big_x:.3g} and the "
         f"largest |y| {big_y:.3g}. Scale them, e.g. with StandardScaler.)"
     )
@@ -431,7 +432,15 @@ def fit_stochastic(est, problem, incremental, y_raw, gov):
             if why:
                 w[:] = best_w
                 est._bn_run[:] = best_run
-                est.loss_ = float(full_loss(est, train, _full_workspace(est, train)))
+                ws_full = _full_workspace(est, train)
+                est.loss_ = float(full_loss(est, train, ws_full))
+                if est.n_iter_ == 0 and not (
+                    np.isfinite(est.loss_) and np.isfinite(ws_full.grad).all()
+                ):
+                    # diverged in the first epoch of this call, and the loss or its
+                    # gradient is not finite even at the starting parameters: the
+                    # data overflows, whatever the learning rate
+                    raise ValueError(_nonfinite_start_message(est.loss_, train))
                 warnings.warn(_diverged_message(est, est.n_iter_ + 1, why), DivergenceWarning)
                 break
             if loss <= best_w_loss:
@@ -568,7 +577,8 @@ def fit_lbfgs(est, problem, gov):
         t0 = time.perf_counter()
         loss = full_loss(est, problem, ws)
         gov.record(n, time.perf_counter() - t0)
-        if not best["evaluated"] and not np.isfinite(loss):  # at the starting parameters
+        if not best["evaluated"] and not (np.isfinite(loss) and np.isfinite(ws.grad).all()):
+            # the loss or gradient at the starting parameters: the data overflows
             w[:] = w0
             raise ValueError(_nonfinite_start_message(float(loss), problem))
         best["evaluated"] = True
