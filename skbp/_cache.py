@@ -74,7 +74,13 @@ def temp_cache_dir():
     return os.path.join(tempfile.gettempdir(), f"skbp-numba-cache-{user}")
 
 
-class _TempDirLocator(caching.UserProvidedCacheLocator):
+# Numba's names for these changed over versions (leading underscores before 0.60)
+_UserLocator = getattr(caching, "UserProvidedCacheLocator", None)
+if _UserLocator is None:  # pragma: no cover - older Numba
+    _UserLocator = caching._UserProvidedCacheLocator
+
+
+class _TempDirLocator(_UserLocator):
     """Numba's user-provided-directory locator, pointed at :func:`temp_cache_dir`."""
 
     def __init__(self, py_func, py_file):
@@ -201,8 +207,19 @@ class SafeFunctionCache(caching.FunctionCache):
 
 
 def install(dispatcher):
-    """Give a Numba dispatcher (compiled without ``cache=True``) the safe cache."""
-    dispatcher._cache = SafeFunctionCache(dispatcher.py_func)
+    """Give a Numba dispatcher (compiled without ``cache=True``) the safe cache.
+
+    Should this Numba's caching internals differ from what this module expects,
+    the kernel gets Numba's own cache if it can, else none (compiled in
+    memory): never an import error.
+    """
+    try:
+        dispatcher._cache = SafeFunctionCache(dispatcher.py_func)
+    except Exception:
+        try:
+            dispatcher.enable_caching()
+        except Exception:
+            pass
     return dispatcher
 
 

@@ -242,3 +242,23 @@ def test_info_command(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"skbp {skbp.__version__}") and "kernel cache:" in out
+
+
+def test_install_never_fails_the_import(monkeypatch):
+    """Should Numba's caching internals change, a kernel falls back to Numba's own
+    cache or to none: decorating never raises."""
+    from numba.core.caching import FunctionCache
+
+    from skbp._jit import jit
+
+    def broken(py_func):
+        raise AttributeError("a Numba without the internals skbp._cache uses")
+
+    monkeypatch.setattr(_cache, "SafeFunctionCache", broken)
+
+    @jit()
+    def plus_one(x):
+        return x + 1
+
+    assert isinstance(plus_one._cache, FunctionCache)
+    assert plus_one(1) == 2
