@@ -10,13 +10,12 @@ import warnings
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._data import Problem, readonly
+from ._data import Problem, max_abs, readonly
 from ._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from ._layout import Layout
 from ._matmul import SMALL_WORK
@@ -488,18 +487,13 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
         return tags
 
 
-def _max_abs(A):
-    data = A.data if sp.issparse(A) else np.asarray(A)
-    return float(np.max(np.abs(data))) if data.size else 0.0
-
-
 def _warn_if_too_large_for(dtype, X, Y):
     """:class:`~skbp.exceptions.PrecisionWarning` when float32 training would overflow."""
     if np.dtype(dtype) != np.float32:
         return
     limit = float(np.sqrt(np.finfo(np.float32).max))
     for what, A in (("X has", X), ("the targets have", Y)):
-        big = _max_abs(A)
+        big = max_abs(A)
         if big > limit:
             warnings.warn(
                 f"{what} values up to {big:.3g}, and this fit runs in float32, "
@@ -515,7 +509,7 @@ def _check_range(X, dtype):
     """``ValueError`` when float64 ``X`` holds values a ``dtype`` (float32) model can't."""
     if X.dtype == dtype or np.dtype(dtype) != np.float32:
         return
-    big = _max_abs(X)
+    big = max_abs(X)
     limit = float(np.finfo(np.float32).max)
     if big > limit:
         raise ValueError(

@@ -34,6 +34,12 @@ def _empty(dtype):
     return e
 
 
+def max_abs(A):
+    """The largest absolute value of a dense array or of a sparse matrix's entries (0 if empty)."""
+    data = A.data if sp.issparse(A) else np.asarray(A)
+    return float(np.max(np.abs(data))) if data.size else 0.0
+
+
 class Problem:
     """Training or prediction data in kernel-ready form.
 

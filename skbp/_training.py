@@ -17,7 +17,7 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _matmul, _update
-from ._data import Problem, Workspace, _empty, readonly
+from ._data import Problem, Workspace, _empty, max_abs, readonly
 from ._epoch import EPOCH_OK, run_epoch
 from ._kernels import full_loss_grad, layer_grad_norms, predict, predict_chunks
 from ._optim import OptimizerState
@@ -232,9 +232,8 @@ def full_loss(est, problem, ws, bn_momentum=0.0):
 
 def _nonfinite_start_message(loss, problem):
     """scikit-learn's message for data that overflows, with what skbp measured."""
-    xs = problem.Xdat if problem.sparse else problem.Xd
-    big_x = float(np.max(np.abs(xs))) if xs.size else 0.0
-    big_y = float(np.max(np.abs(problem.Y))) if problem.Y.size else 0.0
+    big_x = max_abs(problem.Xdat if problem.sparse else problem.Xd)
+    big_y = max_abs(problem.Y)
     return (
         "Solver produced non-finite parameter weights. The input data may contain "
         f"large values and need to be preprocessed. (The training loss is {loss:.4g}, "
@@ -420,12 +419,7 @@ def fit_stochastic(est, problem, incremental, y_raw, gov):
                 ws.grad, gnorm, sums,
             )  # fmt: skip
             status = run_epoch_steps(steps, args, n_samples)
-            if est._loss_ref is None and not np.isfinite(sums[1]):
-                # the very first mini-batch of this call, before any update
-                w[:] = w_start
-                est._bn_run[:] = run_start
-                raise ValueError(_nonfinite_start_message(float(sums[1]), train))
-            if est._loss_ref is None:
+            if est._loss_ref is None and np.isfinite(sums[1]):
                 est._loss_ref = float(sums[1])
             loss = sums[0] / n_samples
             why = _divergence(est, status, loss, w)
@@ -433,14 +427,15 @@ def fit_stochastic(est, problem, incremental, y_raw, gov):
                 w[:] = best_w
                 est._bn_run[:] = best_run
                 ws_full = _full_workspace(est, train)
-                est.loss_ = float(full_loss(est, train, ws_full))
+                best_loss = float(full_loss(est, train, ws_full))
                 if est.n_iter_ == 0 and not (
-                    np.isfinite(est.loss_) and np.isfinite(ws_full.grad).all()
+                    np.isfinite(best_loss) and np.isfinite(ws_full.grad).all()
                 ):
-                    # diverged in the first epoch of this call, and the loss or its
-                    # gradient is not finite even at the starting parameters: the
-                    # data overflows, whatever the learning rate
-                    raise ValueError(_nonfinite_start_message(est.loss_, train))
+                    # diverged in the first epoch of this call (best_w: the starting
+                    # parameters), and the loss or its gradient is not finite even
+                    # there: the data overflows, whatever the learning rate
+                    raise ValueError(_nonfinite_start_message(best_loss, train))
+                est.loss_ = best_loss
                 warnings.warn(_diverged_message(est, est.n_iter_ + 1, why), DivergenceWarning)
                 break
             if loss <= best_w_loss:
@@ -563,13 +558,11 @@ def fit_lbfgs(est, problem, gov):
     """
     w = est._w
     ws = _full_workspace(est, problem)
-    best = {"loss": np.inf, "w": w.copy(), "evaluated": False}
+    best = {"loss": np.inf, "w": w.copy()}  # "w": the starting parameters until a finite loss
     est._gradient_warned = False
     norms = np.zeros(est.n_layers_ - 1)
 
     parallel = has_parallel_work(est._layout, ws.batch_rows, problem.sparse)
-
-    w0 = w.copy()
 
     def loss_grad(x):
         w[:] = x
@@ -577,11 +570,11 @@ def fit_lbfgs(est, problem, gov):
         t0 = time.perf_counter()
         loss = full_loss(est, problem, ws)
         gov.record(n, time.perf_counter() - t0)
-        if not best["evaluated"] and not (np.isfinite(loss) and np.isfinite(ws.grad).all()):
+        first = best["loss"] == np.inf  # no finite evaluation yet: this is the first
+        if first and not (np.isfinite(loss) and np.isfinite(ws.grad).all()):
             # the loss or gradient at the starting parameters: the data overflows
-            w[:] = w0
+            w[:] = best["w"]
             raise ValueError(_nonfinite_start_message(float(loss), problem))
-        best["evaluated"] = True
         if np.isfinite(loss) and loss < best["loss"] and np.isfinite(w).all():
             best["loss"] = loss
             best["w"][:] = w
