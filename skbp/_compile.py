@@ -54,17 +54,11 @@ def _exercise(dtype):
         ).fit(X, y).predict(X)  # fmt: skip
         BPClassifier((8,), max_iter=2, n_jobs=2, random_state=0).fit(X, y).predict(X)
         BPClassifier((8,), random_state=0).partial_fit(X, y, classes=np.unique(y))
-        reg = BPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, t)
-        reg.predict(X)
+        BPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, t).predict(X)
         BPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", loss="poisson", max_iter=2).fit(
             X, np.abs(t)
         )
-    # the parallel twin of prediction (chunks over threads), however few cores
-    from ._data import Problem
-    from ._training import network_output
-
-    big = rng.standard_normal((600, 6)).astype(dtype)
-    network_output(clf, Problem(big, big.dtype), gov=_TwoThreads())
+    _default_path(dtype)  # with the parallel twin of prediction
 
 
 class _TwoThreads:
@@ -80,8 +74,8 @@ class _TwoThreads:
 
 
 def _default_path(dtype):
-    """What a default fit, ``predict`` (many rows, in parallel chunks too) and a
-    one-row ``predict`` reach in ``dtype``."""
+    """What a default fit, ``predict`` (many rows, in parallel chunks too, however
+    few cores) and a one-row ``predict`` reach in ``dtype``."""
     from sklearn.exceptions import ConvergenceWarning
 
     from ._data import Problem

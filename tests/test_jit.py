@@ -5,18 +5,10 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from numba.core.registry import CPUDispatcher
 from sklearn.datasets import make_classification
 
-from skbp import BPClassifier, BPRegressor, _epoch, _kernels, _matmul, _optim, _update
-
-
-def _dispatchers():
-    for module in (_kernels, _optim, _epoch, _matmul, _update):
-        for name in dir(module):
-            obj = getattr(module, name)
-            if isinstance(obj, CPUDispatcher):
-                yield f"{module.__name__}.{name}", obj
+from skbp import BPClassifier, BPRegressor, _epoch, _kernels
+from skbp._compile import dispatchers as _dispatchers
 
 
 def test_options_do_not_multiply_compiled_versions():
