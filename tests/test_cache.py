@@ -262,3 +262,16 @@ def test_install_never_fails_the_import(monkeypatch):
 
     assert isinstance(plus_one._cache, FunctionCache)
     assert plus_one(1) == 2
+
+
+def test_precompile_default_path_and_bad_dtype():
+    from skbp import _cache
+
+    seconds = skbp.precompile(["float32"])
+    assert isinstance(seconds, float) and seconds >= 0
+    # a second call finds every kernel of the default path ready: nothing compiles
+    n = len(_cache.COMPILED)
+    skbp.precompile("float32")
+    assert len(_cache.COMPILED) == n
+    with pytest.raises(TypeError, match="bogus"):
+        skbp.precompile("bogus")
