@@ -390,6 +390,11 @@ def forward(
                     Z[i, j] += H[i, j]
 
 
+#: machine epsilons of float32 and float64 (``np.finfo`` costs half a second of compile)
+_EPS32 = float(np.finfo(np.float32).eps)
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
 @jit()
 def loss_and_delta(P, Y, sw, rows, out_code, D):
     """Weighted data loss ``sum_i sw_i * loss_i`` and ``D = (P - Y[rows]) * sw``.
@@ -399,7 +404,7 @@ def loss_and_delta(P, Y, sw, rows, out_code, D):
     dtype, as scikit-learn does) or half Poisson deviance.  Accumulated in float64.
     """
     B, m = P.shape
-    eps = np.finfo(P.dtype).eps
+    eps = _EPS32 if P.itemsize == 4 else _EPS64
     total = 0.0
     for i in range(B):
         r = rows[i]
@@ -596,7 +601,7 @@ def predict(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chunk, buf
         forward(Xs, sparse, rows, sw, w, net, drop_p, bn, off, off, 0.0, rng,
                 out_code, chunk, bufs, bn_run)  # fmt: skip
         P = _view(acts, chunk * act_off[last], stop - start, n_out)
-        out[start:stop, :] = P
+        _copy2d(P, out[start:stop])
 
 
 @jit(parallel=True)
@@ -627,4 +632,4 @@ def predict_chunks(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chu
         forward(Xs, sparse, rows, sw, w, net, drop_p, bn, off, off, 0.0, rng,
                 out_code, chunk, own, bn_run)  # fmt: skip
         P = _view(own[1], chunk * act_off[last], stop - start, n_out)
-        out[start:stop, :] = P
+        _copy2d(P, out[start:stop])
