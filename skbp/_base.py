@@ -15,12 +15,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._callbacks import CallbackSupportMixin, FitTasks, with_callbacks
 from ._data import Problem, max_abs, readonly
 from ._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from ._layout import Layout
 from ._matmul import SMALL_WORK
 from ._threads import thread_context
-from ._training import fit_lbfgs, fit_stochastic, network_output, small_output
+from ._training import LbfgsTrainer, StochasticTrainer, network_output, small_output
 from .exceptions import PrecisionWarning
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -81,7 +82,7 @@ def check_hidden_layer_sizes(hidden_layer_sizes, n_features, n_outputs):
     return [int(s) for s in sizes]
 
 
-class BaseBP(BaseEstimator, metaclass=ABCMeta):
+class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of BPClassifier and BPRegressor.
 
     Warning: this class should not be used directly; use the derived classes.
@@ -390,18 +391,26 @@ class BaseBP(BaseEstimator, metaclass=ABCMeta):
 
         _warn_if_too_large_for(dtype, X, Y)
         problem = Problem(X, dtype, Y, sample_weight)
+        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        if stochastic and self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        # the callbacks' root task: one subtask per epoch or L-BFGS iteration
+        n_tasks = (1 if incremental else self.max_iter) if stochastic else self.max_iter + 1
+        tasks = FitTasks(self, X, y, sample_weight, max_subtasks=n_tasks)
         with thread_context(self.n_jobs) as gov:
-            if self.solver in _STOCHASTIC_SOLVERS:
-                fit_stochastic(self, problem, incremental, y, gov)
+            if stochastic:
+                StochasticTrainer(self, problem, incremental, y, gov, tasks).run()
             else:
-                fit_lbfgs(self, problem, gov)
+                LbfgsTrainer(self, problem, gov, tasks).run()
         self.gradient_norms_ = np.array(self._gradient_norms).reshape(-1, len(layer_units) - 1)
+        tasks.close()
         return self
 
     def _class_sample_weight(self, y, sample_weight, incremental):
         """Sample weights combined with class weights (classifier hook)."""
         return sample_weight
 
+    @with_callbacks
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and target(s) y.
 

@@ -11,6 +11,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from ._base import BaseBP
+from ._callbacks import with_callbacks
 
 _COMMON_PARAMS = """
     hidden_layer_sizes : array-like of shape (n_layers - 2,) or 'auto', \
@@ -436,6 +437,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
         return self._labels_from_output(self._forward_pass_fast(X))
 
     @available_if(lambda est: est._check_solver())
+    @with_callbacks
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """Update the model with one epoch over the given data.
 
@@ -626,6 +628,7 @@ class BPRegressor(RegressorMixin, BaseBP):
         return self._decode_targets(self._forward_pass_fast(X))
 
     @available_if(lambda est: est._check_solver())
+    @with_callbacks
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with one epoch over the given data.
 

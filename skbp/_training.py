@@ -351,144 +351,184 @@ def check_gradients(est, norms, it):
     warnings.warn(msg, GradientWarning)
 
 
-def fit_stochastic(est, problem, incremental, y_raw, gov):
-    """Mini-batch training with SGD or Adam: the epoch loop.
+class StochasticTrainer:
+    """Mini-batch training with SGD or Adam: the epoch loop, in named steps.
 
     Mirrors scikit-learn's ``_fit_stochastic`` (same attributes, schedules and
-    stopping rule) with each epoch one compiled call.
+    stopping rule) with each epoch one compiled call.  :meth:`run` reads top to
+    bottom: per epoch, :meth:`epoch` trains, :meth:`diverged` checks,
+    :meth:`record` keeps the books (loss curve, gradient diagnostics,
+    printing), :meth:`track_improvement` scores, the schedule moves the
+    learning rate, the callbacks see the model (``tasks``, a
+    :class:`~skbp._callbacks.FitTasks`) and :meth:`should_stop` decides.
     """
-    layout, w = est._layout, est._w
-    if not incremental or not hasattr(est, "_optimizer"):
-        est._optimizer = OptimizerState(
-            est.solver, layout.n_params, w.dtype, est.learning_rate_init
-        )
-    opt = est._optimizer.astype(w.dtype)
-    # divergence is judged against the start of this call: the data (and the
-    # scale of the loss) may differ from those of earlier fit/partial_fit calls
-    est._loss_ref = None
-    if est.early_stopping and incremental:
-        raise ValueError("partial_fit does not support early_stopping=True")
-    early_stopping = est.early_stopping
-    if early_stopping:
-        train, val = _split_validation(est, problem, y_raw)
-        y_val = est._decode_targets(val.Y)
-    else:
-        train, val, y_val = problem, None, None
 
-    n_samples = train.n_rows
-    batch_size = _resolve_batch_size(est.batch_size, n_samples)
-    if est.batch_norm and batch_size < 2:
-        raise ValueError(
-            "batch_norm=True needs mini-batches of at least 2 rows; got batch_size="
-            f"{est.batch_size!r} with n_samples = {n_samples}."
-        )
-    # with batch norm a one-row last batch joins the one before: one row more
-    ws = _workspace(est, batch_size + int(est.batch_norm), train.sparse, train=True)
-    net, drop_p, bn = _net(est)
-    idx = np.arange(n_samples, dtype=np.int64)
-    rng = np.array(
-        [est._random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)],
-        dtype=np.uint64,
-    )
-    sums = np.zeros(4, dtype=np.float64)
-    gnorm = np.zeros(layout.sizes.shape[0] - 1, dtype=np.float64)
-    best_w, best_w_loss = w.copy(), np.inf
-    best_run = est._bn_run.copy()
-    hyper = (
-        float(est.momentum), bool(est.nesterovs_momentum), float(est.beta_1),
-        float(est.beta_2), float(est.epsilon),
-    )  # fmt: skip
-    max_grad_norm = 0.0 if est.max_grad_norm is None else float(est.max_grad_norm)
-    est._gradient_warned = False
+    def __init__(self, est, problem, incremental, y_raw, gov, tasks):
+        self.est, self.gov, self.tasks, self.incremental = est, gov, tasks, incremental
+        layout, w = est._layout, est._w
+        if not incremental or not hasattr(est, "_optimizer"):
+            est._optimizer = OptimizerState(
+                est.solver, layout.n_params, w.dtype, est.learning_rate_init
+            )
+        self.opt = est._optimizer.astype(w.dtype)
+        # divergence is judged against the start of this call: the data (and the
+        # scale of the loss) may differ from those of earlier fit/partial_fit calls
+        est._loss_ref = None
+        if est.early_stopping:
+            self.train, self.val = _split_validation(est, problem, y_raw)
+            self.y_val = est._decode_targets(self.val.Y)
+        else:
+            self.train, self.val, self.y_val = problem, None, None
+        self.n_samples = self.train.n_rows
+        self.batch_size = _resolve_batch_size(est.batch_size, self.n_samples)
+        if est.batch_norm and self.batch_size < 2:
+            raise ValueError(
+                "batch_norm=True needs mini-batches of at least 2 rows; got batch_size="
+                f"{est.batch_size!r} with n_samples = {self.n_samples}."
+            )
+        # with batch norm a one-row last batch joins the one before: one row more
+        self.ws = _workspace(est, self.batch_size + int(est.batch_norm), self.train.sparse, True)
+        self.sums = np.zeros(4, dtype=np.float64)
+        self.gnorm = np.zeros(layout.sizes.shape[0] - 1, dtype=np.float64)
+        self.best_w, self.best_w_loss = w.copy(), np.inf
+        self.best_run = est._bn_run.copy()
+        self.w_start, self.run_start = w.copy(), est._bn_run.copy()
+        est._gradient_warned = False
+        rows, sparse = self.ws.batch_rows, self.train.sparse
+        parallel = gov.n_max > 1 and has_parallel_work(layout, rows, sparse)
+        self.steps = GovernedSteps(gov, self.batch_size) if parallel else None
+        self.val_gov = ThreadGovernor(gov.n_max)  # its own timings: prediction is cheaper
+        self.args = self._epoch_args()
 
-    parallel = gov.n_max > 1 and has_parallel_work(layout, ws.batch_rows, train.sparse)
-    steps = GovernedSteps(gov, batch_size) if parallel else None
-    val_gov = ThreadGovernor(gov.n_max)  # its own timings: prediction steps are cheaper
-    try:
+    def _epoch_args(self):
+        """``run_epoch``'s arguments, fixed for the whole call (the arrays change in place)."""
+        est, train, opt, ws = self.est, self.train, self.opt, self.ws
+        net, drop_p, bn = _net(est)
+        idx = np.arange(self.n_samples, dtype=np.int64)
+        rng = np.array(
+            [est._random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)],
+            dtype=np.uint64,
+        )
+        max_grad_norm = 0.0 if est.max_grad_norm is None else float(est.max_grad_norm)
+        return [
+            train.xs(), train.sparse, train.Y, train.sw, idx, bool(est.shuffle), rng,
+            self.batch_size, est._w, net, drop_p, bn, est._layout.n_coef_params,
+            est._out_code, float(est.alpha), float(est.l1_ratio), max_grad_norm, opt.code,
+            opt.learning_rate, float(est.momentum), bool(est.nesterovs_momentum),
+            float(est.beta_1), float(est.beta_2), float(est.epsilon), opt.m, opt.v, opt.t,
+            ws.bufs, est._bn_run, ws.grad, self.gnorm, self.sums,
+        ]  # fmt: skip
+
+    _LR = 18  # the learning rate's place in run_epoch's arguments
+
+    def run(self):
+        """Train for up to ``max_iter`` epochs (one for ``partial_fit``)."""
+        est, tasks = self.est, self.tasks
         est.n_iter_ = 0
-        w_start, run_start = w.copy(), est._bn_run.copy()
-        for _ in range(est.max_iter):
-            gnorm[:] = 0.0
-            w_start[:] = w
-            run_start[:] = est._bn_run
-            args = (
-                train.xs(), train.sparse, train.Y, train.sw, idx, bool(est.shuffle), rng,
-                batch_size, w, net, drop_p, bn, layout.n_coef_params, est._out_code,
-                float(est.alpha), float(est.l1_ratio), max_grad_norm, opt.code,
-                opt.learning_rate, *hyper, opt.m, opt.v, opt.t, ws.bufs, est._bn_run,
-                ws.grad, gnorm, sums,
-            )  # fmt: skip
-            status = run_epoch_steps(steps, args, n_samples)
-            if est._loss_ref is None and np.isfinite(sums[1]):
-                est._loss_ref = float(sums[1])
-            loss = sums[0] / n_samples
-            why = _divergence(est, status, loss, w)
-            if why:
-                w[:] = best_w
-                est._bn_run[:] = best_run
-                ws_full = _full_workspace(est, train)
-                best_loss = float(full_loss(est, train, ws_full))
-                if est.n_iter_ == 0 and not (
-                    np.isfinite(best_loss) and np.isfinite(ws_full.grad).all()
-                ):
-                    # diverged in the first epoch of this call (best_w: the starting
-                    # parameters), and the loss or its gradient is not finite even
-                    # there: the data overflows, whatever the learning rate
-                    raise ValueError(_nonfinite_start_message(best_loss, train))
-                est.loss_ = best_loss
-                warnings.warn(_diverged_message(est, est.n_iter_ + 1, why), DivergenceWarning)
-                break
-            if loss <= best_w_loss:
-                best_w[:] = w_start
-                best_run[:] = run_start
-                best_w_loss = loss
-
-            est.n_iter_ += 1
-            est.loss_ = float(loss)
-            est.t_ += n_samples
-            est.loss_curve_.append(est.loss_)
-            norms = gnorm / max(sums[2], 1.0)
-            est._gradient_norms.append(norms.copy())
-            if est.verbose:
-                print(
-                    "Iteration %d, loss = %.8f, gradient norms per layer = %s"
-                    % (est.n_iter_, est.loss_, np.array2string(norms, precision=3))
-                )
-            check_gradients(est, norms, est.n_iter_)
-
-            _update_no_improvement_count(est, early_stopping, val, y_val, val_gov)
-            _end_of_epoch_schedule(est, opt)
-
-            if est._no_improvement_count > est.n_iter_no_change:
-                if early_stopping:
-                    msg = (
-                        "Validation score did not improve more than tol=%f for %d "
-                        "consecutive epochs." % (est.tol, est.n_iter_no_change)
-                    )
-                else:
-                    msg = (
-                        "Training loss did not improve more than tol=%f for %d "
-                        "consecutive epochs." % (est.tol, est.n_iter_no_change)
-                    )
-                if _trigger_stopping(est, opt, msg):
+        try:
+            for _ in range(est.max_iter):
+                tasks.begin("epoch")
+                t0 = time.perf_counter()
+                status = self.epoch()
+                if self.diverged(status):
+                    tasks.abandon()
                     break
-                est._no_improvement_count = 0
+                self.record(time.perf_counter() - t0)
+                self.track_improvement()
+                _end_of_epoch_schedule(est, self.opt)
+                if self.should_stop(tasks.end()):
+                    break
+        except KeyboardInterrupt:
+            tasks.abandon()
+            warnings.warn("Training interrupted by user.")
+        if est.early_stopping:
+            est._w[:] = est._best_w
+            est._bn_run[:] = est._best_bn_run
 
-            if incremental:
-                break
+    def epoch(self):
+        """One pass over the training rows (compiled); its status."""
+        est = self.est
+        self.gnorm[:] = 0.0
+        self.w_start[:] = est._w
+        self.run_start[:] = est._bn_run
+        self.args[self._LR] = self.opt.learning_rate
+        status = run_epoch_steps(self.steps, self.args, self.n_samples)
+        if est._loss_ref is None and np.isfinite(self.sums[1]):
+            est._loss_ref = float(self.sums[1])
+        self.loss = self.sums[0] / self.n_samples
+        return status
 
-            if est.n_iter_ == est.max_iter:
-                warnings.warn(
-                    "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                    "optimization hasn't converged yet." % est.max_iter,
-                    ConvergenceWarning,
-                )
-    except KeyboardInterrupt:
-        warnings.warn("Training interrupted by user.")
+    def diverged(self, status):
+        """Whether the epoch diverged: then the best parameters are back, with a warning."""
+        est = self.est
+        why = _divergence(est, status, self.loss, est._w)
+        if why:
+            est._w[:] = self.best_w
+            est._bn_run[:] = self.best_run
+            ws_full = _full_workspace(est, self.train)
+            best_loss = float(full_loss(est, self.train, ws_full))
+            if est.n_iter_ == 0 and not (
+                np.isfinite(best_loss) and np.isfinite(ws_full.grad).all()
+            ):
+                # diverged in the first epoch of this call (best_w: the starting
+                # parameters), and the loss or its gradient is not finite even
+                # there: the data overflows, whatever the learning rate
+                raise ValueError(_nonfinite_start_message(best_loss, self.train))
+            est.loss_ = best_loss
+            warnings.warn(_diverged_message(est, est.n_iter_ + 1, why), DivergenceWarning)
+            return True
+        if self.loss <= self.best_w_loss:
+            self.best_w[:] = self.w_start
+            self.best_run[:] = self.run_start
+            self.best_w_loss = self.loss
+        return False
 
-    if early_stopping:
-        w[:] = est._best_w
-        est._bn_run[:] = est._best_bn_run
+    def record(self, seconds):
+        """The epoch's books: counters, loss curve, gradient norms, printing, diagnostics."""
+        est = self.est
+        est.n_iter_ += 1
+        est.loss_ = float(self.loss)
+        est.t_ += self.n_samples
+        est.loss_curve_.append(est.loss_)
+        norms = self.gnorm / max(self.sums[2], 1.0)
+        est._gradient_norms.append(norms.copy())
+        if est.verbose:
+            print(
+                "Iteration %d, loss = %.8f, gradient norms per layer = %s, time = %.3f s"
+                % (est.n_iter_, est.loss_, np.array2string(norms, precision=3), seconds)
+            )
+        check_gradients(est, norms, est.n_iter_)
+
+    def track_improvement(self):
+        """The validation score or training loss against the best so far."""
+        _update_no_improvement_count(
+            self.est, self.est.early_stopping, self.val, self.y_val, self.val_gov
+        )
+
+    def should_stop(self, callback_stop):
+        """Whether training ends after this epoch (and why, with a warning where due)."""
+        est = self.est
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if est.early_stopping else "Training loss"
+            msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
+                what, est.tol, est.n_iter_no_change,
+            )  # fmt: skip
+            if _trigger_stopping(est, self.opt, msg):
+                return True
+            est._no_improvement_count = 0
+        if callback_stop:
+            if est.verbose:
+                print("A callback asked to stop after iteration %d. Stopping." % est.n_iter_)
+            return True
+        if self.incremental:
+            return True
+        if est.n_iter_ == est.max_iter:
+            warnings.warn(
+                "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                "optimization hasn't converged yet." % est.max_iter,
+                ConvergenceWarning,
+            )
+        return False
 
 
 def _end_of_epoch_schedule(est, opt):
@@ -550,92 +590,136 @@ def _update_no_improvement_count(est, early_stopping, val, y_val, gov):
             est.best_loss_ = est.loss_curve_[-1]
 
 
-def fit_lbfgs(est, problem, gov):
+class LbfgsTrainer:
     """Full-batch training with scipy's L-BFGS-B on the compiled loss and gradient.
 
-    With batch norm the statistics are those of the whole training set, and the
-    running statistics used by ``predict`` are set to them at the end.
+    scipy drives the iterations: :meth:`loss_grad` is its objective (and opens
+    the callbacks' task of an iteration at its first evaluation), and
+    :meth:`end_of_iteration` its ``callback`` (books, printing, diagnostics,
+    the callbacks' end of the iteration; ``StopIteration`` when one asks to
+    stop).  With batch norm the statistics are those of the whole training set,
+    and the running statistics used by ``predict`` are set to them at the end.
     """
-    w = est._w
-    ws = _full_workspace(est, problem)
-    best = {"loss": np.inf, "w": w.copy()}  # "w": the starting parameters until a finite loss
-    est._gradient_warned = False
-    norms = np.zeros(est.n_layers_ - 1)
 
-    parallel = has_parallel_work(est._layout, ws.batch_rows, problem.sparse)
+    def __init__(self, est, problem, gov, tasks):
+        self.est, self.problem, self.gov, self.tasks = est, problem, gov, tasks
+        self.ws = _full_workspace(est, problem)
+        # "w": the starting parameters until a finite loss
+        self.best = {"loss": np.inf, "w": est._w.copy()}
+        self.parallel = has_parallel_work(est._layout, self.ws.batch_rows, problem.sparse)
+        self.curve, self.grad_norms = [], []
+        self.norms = np.zeros(est.n_layers_ - 1)
+        self.stopped = False
+        self.t0 = time.perf_counter()
+        est._gradient_warned = False
 
-    def loss_grad(x):
+    def loss_grad(self, x):
+        """scipy's objective: loss and gradient (float64) at ``x``."""
+        est, w, best = self.est, self.est._w, self.best
+        if self.tasks.task is None:
+            self.tasks.begin("iteration")
         w[:] = x
-        n = gov.threads() if parallel else 1
+        n = self.gov.threads() if self.parallel else 1
         t0 = time.perf_counter()
-        loss = full_loss(est, problem, ws)
-        gov.record(n, time.perf_counter() - t0)
+        loss = full_loss(est, self.problem, self.ws)
+        self.gov.record(n, time.perf_counter() - t0)
         first = best["loss"] == np.inf  # no finite evaluation yet: this is the first
-        if first and not (np.isfinite(loss) and np.isfinite(ws.grad).all()):
+        if first and not (np.isfinite(loss) and np.isfinite(self.ws.grad).all()):
             # the loss or gradient at the starting parameters: the data overflows
             w[:] = best["w"]
-            raise ValueError(_nonfinite_start_message(float(loss), problem))
+            raise ValueError(_nonfinite_start_message(float(loss), self.problem))
         if np.isfinite(loss) and loss < best["loss"] and np.isfinite(w).all():
             best["loss"] = loss
             best["w"][:] = w
-        return loss, ws.grad.astype(np.float64)
+        return loss, self.ws.grad.astype(np.float64)
 
-    curve, grad_norms = [], []
-
-    sw_sum = float(problem.sw.sum())
-    n_coef = est._layout.n_coef_params
-    a1, a2 = est.alpha * est.l1_ratio, est.alpha * (1 - est.l1_ratio)
-
-    def callback(intermediate_result):
-        curve.append(float(intermediate_result.fun))
+    def end_of_iteration(self, intermediate_result):
+        """scipy's callback after each iteration."""
+        est = self.est
+        self.curve.append(float(intermediate_result.fun))
         # the data loss's gradient alone, as for the stochastic solvers
-        data_grad = ws.grad.astype(np.float64)
-        coefs = w[:n_coef]
-        data_grad[:n_coef] -= (a2 * coefs + a1 * np.sign(coefs)) / sw_sum
-        norms[:] = 0.0
+        self.norms[:] = 0.0
         net = est._layout.net()
-        layer_grad_norms(data_grad, net[0], net[1], 1.0, norms)
-        grad_norms.append(norms.copy())
+        layer_grad_norms(self._data_gradient(), net[0], net[1], 1.0, self.norms)
+        self.grad_norms.append(self.norms.copy())
         if est.verbose:
-            print("Iteration %d, loss = %.8f" % (len(curve), curve[-1]))
-        check_gradients(est, norms, len(curve))
+            now = time.perf_counter()
+            print(
+                "Iteration %d, loss = %.8f, time = %.3f s"
+                % (len(self.curve), self.curve[-1], now - self.t0)
+            )
+            self.t0 = now
+        check_gradients(est, self.norms, len(self.curve))
+        est.n_iter_, est.loss_ = len(self.curve), self.curve[-1]
+        est.loss_curve_ = self.curve
+        if self.tasks.end(intermediate_result.x):
+            self.stopped = True
+            if est.verbose:
+                print("A callback asked to stop after iteration %d. Stopping." % est.n_iter_)
+            raise StopIteration
 
-    try:
-        res = scipy.optimize.minimize(
-            loss_grad,
-            w.astype(np.float64),
-            method="L-BFGS-B",
-            jac=True,
-            callback=callback,
-            options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol},
-        )
-    except KeyboardInterrupt:
-        warnings.warn("Training interrupted by user.")
-        res = None
-    if res is None:
-        w[:] = best["w"]
-        est.n_iter_ = len(curve)
-        est.loss_ = float(best["loss"])
-    else:
+    def _data_gradient(self):
+        """The last gradient without the penalty's part (``finish_gradient`` inverted)."""
+        est, w = self.est, self.est._w
+        n_coef = est._layout.n_coef_params
+        a1, a2 = est.alpha * est.l1_ratio, est.alpha * (1 - est.l1_ratio)
+        data_grad = self.ws.grad.astype(np.float64)
+        coefs = w[:n_coef]
+        data_grad[:n_coef] -= (a2 * coefs + a1 * np.sign(coefs)) / float(self.problem.sw.sum())
+        return data_grad
+
+    def run(self):
+        est = self.est
+        w = est._w
+        try:
+            res = scipy.optimize.minimize(
+                self.loss_grad,
+                w.astype(np.float64),
+                method="L-BFGS-B",
+                jac=True,
+                callback=self.end_of_iteration,
+                options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol},
+            )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+            res = None
+        self.tasks.abandon()  # evaluations after the last completed iteration
+        if res is None:
+            self._interrupted()
+        else:
+            self._finish(res)
+        if est._layout.batch_norm:
+            full_loss(est, self.problem, self.ws, bn_momentum=1.0)
+        est.loss_curve_ = self.curve
+        est._gradient_norms = self.grad_norms
+        est.best_loss_ = min(self.curve) if self.curve else est.loss_
+
+    def _interrupted(self):
+        """Ctrl-C: keep the best parameters evaluated so far (the start, at the latest)."""
+        est, best = self.est, self.best
+        est._w[:] = best["w"]
+        est.n_iter_ = len(self.curve)
+        if np.isfinite(best["loss"]):
+            est.loss_ = float(best["loss"])
+        else:  # interrupted before the first evaluation finished
+            est.loss_ = float(full_loss(est, self.problem, self.ws))
+
+    def _finish(self, res):
+        est, w = self.est, self.est._w
         w[:] = res.x
-        est.n_iter_ = min(int(res.nit), est.max_iter)
+        est.n_iter_ = min(int(res.nit), est.max_iter) if not self.stopped else len(self.curve)
         est.loss_ = float(res.fun)
         if not np.isfinite(res.fun) or not np.isfinite(w).all():
-            w[:] = best["w"]
-            est.loss_ = float(best["loss"])
+            w[:] = self.best["w"]
+            est.loss_ = float(self.best["loss"])
             warnings.warn(
                 _diverged_message(est, est.n_iter_, "the loss became infinite or NaN"),
                 DivergenceWarning,
             )
-        elif res.status != 0:
+        elif res.status != 0 and not self.stopped:
             warnings.warn(
                 f"lbfgs failed to converge after {est.n_iter_} iteration(s) "
                 f"(status={res.status}): {res.message}. Increase the number of "
                 "iterations (max_iter, max_fun) or scale the data.",
                 ConvergenceWarning,
             )
-    if est._layout.batch_norm:
-        full_loss(est, problem, ws, bn_momentum=1.0)
-    est.loss_curve_ = curve
-    est._gradient_norms = grad_norms
-    est.best_loss_ = min(curve) if curve else est.loss_
