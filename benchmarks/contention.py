@@ -131,9 +131,9 @@ def run_phase(cases, datasets, n_busy, repeats, max_busy_s):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--cases", default=",".join(CASES), help="e.g. lbfgs,predict (all)")
     p.add_argument("--busy", default="0,1,2", help="numbers of busy processes, one phase each")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timings per setting and case (3)")
     p.add_argument("--max-busy-s", type=float, default=600.0,
                    help="each busy process ends by itself after this many seconds")  # fmt: skip
     args = p.parse_args(argv)

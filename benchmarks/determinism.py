@@ -3,9 +3,12 @@
     python benchmarks/determinism.py [--rows 6000]
 
 Fits ``BPClassifier((256, 128))`` (Adam, batch 128, 2 epochs, float32, and the
-same in float64 with SGD) on MNIST-shaped synthetic data with ``n_jobs`` = 1, 2,
-4, ... up to the machine's cores, and reports whether every fit's weights are
-bit-identical to the 1-thread fit, with the time of each fit.
+same with SGD in float64) on MNIST-shaped synthetic data (``--rows`` x 784, 10
+classes) with ``n_jobs`` = 1, 2, 3, 4, 8 and the number of threads Numba may use
+here (those counts that do not exceed it), and reports whether each fit's
+weights and loss curve are bit-identical to those of the ``n_jobs=1`` fit, with
+the time of each fit (the first of each dtype includes Numba's compile or cache
+load).
 """
 
 import argparse
@@ -22,7 +25,7 @@ from skbp._threads import max_threads
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=6000)
+    ap.add_argument("--rows", type=int, default=6000, help="rows of the data (6000)")
     args = ap.parse_args()
     X, y = make_classification(args.rows, 784, n_informative=100, n_classes=10, random_state=0)
     X = (X - X.mean(0)) / X.std(0)

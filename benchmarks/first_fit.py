@@ -4,11 +4,15 @@ Each measurement runs a new Python process that imports skbp and fits once
 (import included), with ``NUMBA_CACHE_DIR`` pointing at a fresh directory
 (cold: every kernel is compiled) or at the directory the cold run filled (warm:
 kernels are loaded from disk).  scikit-learn's MLP is timed the same way for
-reference.
+reference.  Three configurations -- adam in float64 (the default) and float32,
+lbfgs in float64 -- on digits, ``max_iter=5``; then the compile time of every
+kernel in each cold run.
 
-    python benchmarks/first_fit.py [--default-only]
+    python benchmarks/first_fit.py                  # all three configurations
+    python benchmarks/first_fit.py --default-only   # adam, float64 only
 """
 
+import argparse
 import json
 import os
 import platform
@@ -65,9 +69,14 @@ def run(kind, dtype, solver, cache_dir):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main():
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--default-only", action="store_true", help="only the default configuration (adam, float64)"
+    )
+    args = p.parse_args(argv)
     configs = [("float64", "adam"), ("float32", "adam"), ("float64", "lbfgs")]
-    if "--default-only" in sys.argv:
+    if args.default_only:
         configs = configs[:1]
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores")
     print(f"{'configuration':<34}{'cache':>6}{'import s':>10}{'fit s':>8}{'total s':>9}")

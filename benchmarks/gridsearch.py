@@ -14,11 +14,12 @@ search reuses the workers and is printed too).  skbp's kernels are compiled
 measures cold compilation.
 
     python benchmarks/gridsearch.py               # both backends, both libraries
-    python benchmarks/gridsearch.py --repeats 3   # median of 3 searches each
+    python benchmarks/gridsearch.py --repeats 3   # median of 3 processes each
     python benchmarks/gridsearch.py --quick       # smoke run (fewer epochs)
 """
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -70,8 +71,6 @@ def run_search(lib, backend, epochs, n_jobs):
         [sys.executable, "-c", SEARCH, lib, backend, str(epochs), str(n_jobs)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    import json
-
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -90,10 +89,13 @@ def warm_cache():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument(
+        "--repeats", type=int, default=1,
+        help="processes (of two searches each) per library and backend; medians printed (1)",
+    )  # fmt: skip
+    p.add_argument("--epochs", type=int, default=40, help="epochs of every fit (40)")
     p.add_argument("--quick", action="store_true", help="4 epochs")
-    p.add_argument("--backends", default="loky,threading")
+    p.add_argument("--backends", default="loky,threading", help="joblib backends, in order")
     args = p.parse_args(argv)
     epochs = 4 if args.quick else args.epochs
     n_jobs = os.cpu_count() or 1

@@ -9,11 +9,13 @@ same machine:
 * ``search``: ``GridSearchCV`` on digits (4 candidates x 3 folds = 12 fits of
   ``BPClassifier(max_iter=30)``, default ``n_jobs``), sequential (``n_jobs=1``)
   against ``joblib.parallel_backend("threading")`` with ``n_jobs=2``;
-* ``fits``: 8 fits of the same kind one after the other, against two plain
-  Python threads doing 4 fits each.
+* ``fits``: 8 fits of ``BPClassifier(max_iter=30)`` (``random_state`` 0-7) on
+  the first 1,198 rows of digits (a fold's training size), one after the
+  other, against two plain Python threads doing 4 fits each.
 
-Every threaded fit must give the same weights as the sequential one; the script
-checks it.  Prints the times of each run, the ratio sequential / threaded
+The threaded search must give every candidate the same CV scores as the
+sequential one, and every threaded fit the same first-layer weights; the script
+asserts both.  Prints the times of each run, the ratio sequential / threaded
 (> 1: threads faster), its median, and the spread (slowest / fastest threaded run).
 
     python benchmarks/threads.py                 # 10 repeats
@@ -73,7 +75,7 @@ def _fits(X, y, n_threads, n_fits=8):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=10, help="runs of each case (10)")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore", ConvergenceWarning)
     X, y = load_digits(return_X_y=True)

@@ -4,13 +4,16 @@ Every implementation trains on the same standardised synthetic data with the
 same architecture, optimizer, learning rate, batch size, number of epochs and
 initial weights (scikit-learn's Glorot-uniform draws for ``random_state=0``),
 without L2 penalty (``alpha=0``).  Only the order of the mini-batches differs
-(each library shuffles with its own generator).  The table gives the median
-wall time over the repeats and the ratio peer time / skbp time (> 1: skbp is
-faster), the final training loss of each implementation (loss parity) and, for
-W2, the achieved GFLOP/s against the machine's measured GEMM peak.
+(each library shuffles with its own generator).  The training table gives the
+median wall time over the repeats and the ratio peer time / skbp time (> 1: skbp
+is faster), the final training loss of each implementation and, for W2, the
+achieved GFLOP/s against the machine's measured GEMM peak.  Then, unless turned
+off: an unshuffled run of skbp and scikit-learn on 1/10 of the rows, whose loss
+curves must agree to rounding (``--no-parity``), and the single-row latency and
+large-batch throughput of ``predict`` on the W1 model (``--no-predict``).
 
     python benchmarks/workloads.py                      # default run, float32
-    python benchmarks/workloads.py --quick              # smoke run (< 1 min)
+    python benchmarks/workloads.py --quick              # smoke run (< 1 min, warm cache)
     python benchmarks/workloads.py --repeats 5 --dtype float64 --workloads W1,W4
     python benchmarks/workloads.py --threads            # also 1 vs all cores, W2/W3
     python benchmarks/workloads.py --json results.json  # raw numbers
@@ -26,13 +29,14 @@ Workloads (X standardised with StandardScaler; regression targets too):
 * W4 pure SGD: make_classification 10,000 x 10, 2 classes; (32,) relu; sgd
   lr 0.01, Nesterov momentum 0.9; batch 1; 2 epochs.
 
-skbp is warmed up (one tiny fit per estimator and dtype) before anything is
-timed, so Numba compile / cache-load time is excluded; the warm-up time is
-printed separately (``benchmarks/first_fit.py`` measures cold compilation).
-PyTorch is optional (``pip install torch``): without it the PyTorch columns are
-skipped with a note.  Parallelism: skbp and scikit-learn parallelise through
-BLAS only, limited here with ``threadpoolctl``; PyTorch with
-``torch.set_num_threads``.
+skbp is warmed up (tiny fits of each estimator with adam and sgd in the run's
+dtype) before anything is timed, so Numba compile / cache-load time is
+excluded; the warm-up time is printed separately (``benchmarks/first_fit.py``
+measures cold compilation).  PyTorch is optional (``pip install torch``):
+without it the PyTorch columns are skipped with a note.  Threads: every
+implementation gets ``--num-threads`` (default: all usable cores): skbp through
+``n_jobs``, with BLAS limited by ``threadpoolctl`` for skbp and scikit-learn
+alike; PyTorch through ``torch.set_num_threads``.
 
 On a shared machine, every fit records how many CPU cores *other* processes
 kept busy meanwhile (from /proc/stat).  A fit during which they used more than
@@ -49,6 +53,7 @@ busy machine.
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -212,13 +217,9 @@ def loadavg():
 # ---------------------------------------------------------------------------- trainers
 
 
-def skbp_has_n_jobs():
-    return "n_jobs" in BPClassifier().get_params()
-
-
 def fit_sklearn_like(est_cls, w, X, y, threads):
     params = sk_params(w)
-    if est_cls in (BPClassifier, BPRegressor) and skbp_has_n_jobs():
+    if est_cls in (BPClassifier, BPRegressor):
         params["n_jobs"] = threads
     est = est_cls(**params)
     with warnings.catch_warnings(record=True) as caught:
@@ -539,7 +540,6 @@ def machine_info():
         "skbp": skbp.__version__,
         "torch": torch.__version__ if torch is not None else None,
         "blas": sorted(set(blas)),
-        "skbp_has_n_jobs": skbp_has_n_jobs(),
     }
 
 
@@ -645,7 +645,7 @@ def usable_cpus():
     return os.cpu_count() or 1
 
 
-def parse_args(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -684,6 +684,12 @@ def parse_args(argv=None):
     p.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
     p.add_argument("--json", metavar="PATH", help="write the raw numbers to PATH")
     p.add_argument("--verbose", action="store_true", help="log every fit to stderr")
+    return p
+
+
+def parse_args(argv=None):
+    """The command line, checked, with the defaults that depend on ``--quick`` filled in."""
+    p = build_parser()
     args = p.parse_args(argv)
     names = [s.strip().upper() for s in args.workloads.split(",") if s.strip()]
     unknown = [s for s in names if s not in WORKLOADS]
@@ -698,7 +704,7 @@ def parse_args(argv=None):
         args.max_extra = 0 if args.quick else args.repeats
     for opt in ("num_threads", "threads"):
         v = getattr(args, opt)
-        if v is not None and v < 0 or (opt == "num_threads" and v == 0):
+        if (v is not None and v < 0) or (opt == "num_threads" and v == 0):
             p.error(f"--{opt.replace('_', '-')} must be a positive integer")
     return args
 
@@ -712,23 +718,50 @@ def scaled(name, quick):
     return w
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    dtype = np.dtype(args.dtype).type
-    n_cpus = usable_cpus()
-    threads = args.num_threads or n_cpus
-    use_torch = torch is not None and not args.no_torch
-    impls = [i for i in IMPLS if i != "torch" or use_torch]
-    workloads = {name: scaled(name, args.quick) for name in args.workloads}
-    retry = (args.max_others, args.max_extra, {"extra_s": args.extra_budget})
+@dataclasses.dataclass
+class Run:
+    """What the sections of one run share, derived from the command line."""
 
-    def log(msg):
-        if args.verbose:
+    args: argparse.Namespace
+    dtype: type  # np.float32 or np.float64
+    n_cpus: int  # usable cores
+    threads: int  # threads of the main tables
+    impls: list  # implementations timed, in IMPLS order
+    workloads: dict  # name -> workload, scaled for --quick
+    n_scale: int | None  # the N of --threads (None: no thread-scaling table)
+    retry: tuple  # run_workload's max_others, max_extra and budget (shared by all its calls)
+
+    @property
+    def free(self):
+        """Cores the main tables leave free."""
+        return max(0, self.n_cpus - self.threads)
+
+    def log(self, msg):
+        if self.args.verbose:
             print(msg, file=sys.stderr, flush=True)
 
-    t_start = time.perf_counter()
-    load_start = loadavg()
-    info = machine_info()
+
+def make_run(args):
+    n_cpus = usable_cpus()
+    use_torch = torch is not None and not args.no_torch
+    return Run(
+        args=args,
+        dtype=np.dtype(args.dtype).type,
+        n_cpus=n_cpus,
+        threads=args.num_threads or n_cpus,
+        impls=[i for i in IMPLS if i != "torch" or use_torch],
+        workloads={name: scaled(name, args.quick) for name in args.workloads},
+        n_scale=None if args.threads is None else (args.threads or n_cpus),
+        retry=(args.max_others, args.max_extra, {"extra_s": args.extra_budget}),
+    )
+
+
+def plural(n):
+    return "s" if n > 1 else ""
+
+
+def print_header(run, info, load_start):
+    args = run.args
     print("# skbp training benchmark" + (" (--quick)" if args.quick else ""))
     print()
     print(f"* machine: {info['platform']}; {info['cpu']}; {info['cpu_count']} CPUs")
@@ -738,16 +771,12 @@ def main(argv=None):
         f"torch {info['torch'] or 'not installed'}"
     )
     print(f"* BLAS: {'; '.join(info['blas'])}")
-    print(
-        f"* threads: {threads} (BLAS limited with threadpoolctl"
-        + (", torch.set_num_threads" if use_torch else "")
-        + (", skbp n_jobs" if info["skbp_has_n_jobs"] else "; skbp has no n_jobs parameter")
-        + ")"
-    )
+    torch_threads = ", torch.set_num_threads" if "torch" in run.impls else ""
+    print(f"* threads: {run.threads} (BLAS limited with threadpoolctl{torch_threads}, skbp n_jobs)")
     print(
         f"* dtype {args.dtype}; {args.repeats} repeat(s) per implementation, interleaved; up to "
         f"{args.max_extra} extra fit(s) while most fits are disturbed (other processes "
-        f"use more than the {max(0, n_cpus - threads)} free core(s) + {args.max_others}), "
+        f"use more than the {run.free} free core(s) + {args.max_others}), "
         f"{args.extra_budget:g} s for them in all"
     )
     print(f"* load average at start: {' '.join(f'{x:.2f}' for x in load_start)}")
@@ -756,31 +785,42 @@ def main(argv=None):
     elif args.no_torch:
         print("* NOTE: --no-torch: the PyTorch peer is skipped")
 
-    t_warm = warm_up_skbp(dtype)
+
+def print_warm_up(t_warm):
     print(
         f"* skbp warm-up (first fits in this process: Numba cache load or compile; "
         f"excluded from all timings; cold compile: benchmarks/first_fit.py): {t_warm:.2f} s"
     )
 
-    gemm_n = 2048
-    n_scale = None if args.threads is None else (args.threads or n_cpus)
+
+GEMM_N = 2048  # the size of the square products that measure the GEMM peak
+
+
+def measure_gemm_peaks(run):
+    """numpy GEMM GFLOP/s by thread count (``run.threads``, and 1 and N for --threads)."""
+    counts = {run.threads} | ({1, run.n_scale} if run.n_scale else set())
+    repeats = 5 if run.args.quick else 7
     peaks_by_t = {}
-    for t in sorted({threads} | ({1, n_scale} if n_scale else set())):
+    for t in sorted(counts):
         with threadpool_limits(limits=t):
             peaks_by_t[t] = {
-                dt: gemm_peak(dt, gemm_n, 5 if args.quick else 7, args.max_others, threads=t)
+                dt: gemm_peak(dt, GEMM_N, repeats, run.args.max_others, threads=t)
                 for dt in (np.float32, np.float64)
             }
-    peaks = peaks_by_t[threads]
+    peaks = peaks_by_t[run.threads]
     print(
-        f"* numpy GEMM peak ({gemm_n}x{gemm_n} matmul, best of runs, {threads} BLAS thread(s)): "
-        f"float32 {peaks[np.float32]:.1f} GFLOP/s, float64 {peaks[np.float64]:.1f} GFLOP/s"
+        f"* numpy GEMM peak ({GEMM_N}x{GEMM_N} matmul, best of runs, {run.threads} BLAS "
+        f"thread(s)): float32 {peaks[np.float32]:.1f} GFLOP/s, "
+        f"float64 {peaks[np.float64]:.1f} GFLOP/s"
     )
     print()
+    return peaks_by_t
 
+
+def print_workloads(run):
     print("## Workloads")
     print()
-    for name, w in workloads.items():
+    for name, w in run.workloads.items():
         print(f"* **{name}** {describe(w)}")
     print()
     print(
@@ -792,26 +832,20 @@ def main(argv=None):
     )
     print()
 
-    results = {}
-    for name, w in workloads.items():
-        res = run_workload(name, w, dtype, impls, args.repeats, threads, log, *retry)
-        results[name] = {"workload": w, "impls": res}
 
-    print(f"## Training ({args.dtype}, {threads} thread{'s' if threads > 1 else ''})")
-    print()
-    print(training_table(results, impls, peaks, dtype))
-    print()
-    print(
-        "median/min s: wall time of fit().  peer/skbp: peer median / skbp median (> 1: skbp "
-        "faster).  final loss: loss_ (skbp, scikit-learn), mean mini-batch loss of the last "
-        "epoch (PyTorch); they differ only through the shuffling order.  GFLOP/s (W2): 3 x "
-        "forward FLOPs, forward = 2 * rows * sum(fan_in * fan_out) per epoch, over the median "
-        f"time; % of the {args.dtype} numpy GEMM peak above.  others' CPU: median CPU cores "
-        "used by other processes during the fits.  quiet fits: fits with others' CPU <= "
-        f"{max(0, n_cpus - threads)} free core(s) + {args.max_others} (undisturbed) / all "
-        "fits; the median is over the undisturbed fits "
-        "when there are any (! none: median over all)."
-    )
+def run_training(run):
+    """Every implementation on every workload at ``run.threads`` threads."""
+    results = {}
+    for name, w in run.workloads.items():
+        res = run_workload(
+            name, w, run.dtype, run.impls, run.args.repeats, run.threads, run.log, *run.retry
+        )
+        results[name] = {"workload": w, "impls": res}
+    return results
+
+
+def training_problems(results, max_others):
+    """Warnings about the training results: bad losses, short runs, disturbed fits."""
     problems = []
     for name, res in results.items():
         for impl, d in res["impls"].items():
@@ -831,10 +865,31 @@ def main(argv=None):
     if disturbed:
         problems.append(
             f"every fit of {', '.join(disturbed)} ran while other processes used more than "
-            f"the free cores + {args.max_others}: those timings are unreliable (multi-threaded "
+            f"the free cores + {max_others}: those timings are unreliable (multi-threaded "
             "ones most); "
             "rerun on a quiet machine or compare with --num-threads 1"
         )
+    return problems
+
+
+def print_training(run, results, peaks):
+    args = run.args
+    print(f"## Training ({args.dtype}, {run.threads} thread{plural(run.threads)})")
+    print()
+    print(training_table(results, run.impls, peaks, run.dtype))
+    print()
+    print(
+        "median/min s: wall time of fit().  peer/skbp: peer median / skbp median (> 1: skbp "
+        "faster).  final loss: loss_ (skbp, scikit-learn), mean mini-batch loss of the last "
+        "epoch (PyTorch); they differ only through the shuffling order.  GFLOP/s (W2): 3 x "
+        "forward FLOPs, forward = 2 * rows * sum(fan_in * fan_out) per epoch, over the median "
+        f"time; % of the {args.dtype} numpy GEMM peak above.  others' CPU: median CPU cores "
+        "used by other processes during the fits.  quiet fits: fits with others' CPU <= "
+        f"{run.free} free core(s) + {args.max_others} (undisturbed) / all "
+        "fits; the median is over the undisturbed fits "
+        "when there are any (! none: median over all)."
+    )
+    problems = training_problems(results, args.max_others)
     if problems:
         print()
         print("Warnings / problems seen:")
@@ -842,111 +897,141 @@ def main(argv=None):
             print(f"* {msg}")
     print()
 
-    parity = None
-    if not args.no_parity:
-        parity = {}
-        with threadpool_limits(limits=threads):
-            for name in workloads:
-                w = dict(WORKLOADS[name])
-                w["n_rows"] //= QUICK_ROW_DIVISOR
-                parity[name] = parity_check(name, w, dtype)
-        print(f"## Loss parity without shuffling ({args.dtype}, 1/{QUICK_ROW_DIVISOR} of the rows)")
-        print()
-        rows = [
-            [name, f"{p['loss_skbp']:.6f}", f"{p['loss_sklearn']:.6f}",
-             f"{p['rel_loss_diff']:.1e}", f"{p['max_abs_weight_diff']:.1e}"]
-            for name, p in parity.items()
-        ]  # fmt: skip
-        header = [
-            "workload", "skbp loss_", "sklearn loss_", "max rel. diff of loss_curve_",
-            "max abs diff of coefs_",
-        ]  # fmt: skip
-        print(md_table(header, rows))
-        print()
-        print(
-            "shuffle=False: skbp and scikit-learn see the same mini-batches from the same "
-            "initial weights, so their loss curves must agree to rounding."
-        )
-        print()
 
-    pred = None
-    if not args.no_predict:
-        w1 = scaled("W1", args.quick)
-        n_calls = 200 if args.quick else 2000
-        n_big = 10_000 if args.quick else 100_000
-        n_rep = max(10, args.repeats)
-        models = {}
-        if "W1" in results:
-            models = {impl: d["model"] for impl, d in results["W1"]["impls"].items()}
-        pred = bench_predict(w1, dtype, impls, n_calls, n_big, n_rep, threads, log, models)
-        plural = "s" if threads > 1 else ""
-        print(f"## Prediction (W1 model, {args.dtype}, {threads} thread{plural})")
-        print()
-        print(predict_table(pred, n_big))
-        print()
-        print(
-            f"1-row: median and 90th percentile of {n_calls} calls of predict(X[:1]), input "
-            "validation included (PyTorch: torch.no_grad() forward of torch.from_numpy(row), "
-            f"thresholded).  {n_big:,} rows: median of {n_rep} predict calls.  "
-            "peer/skbp > 1: skbp faster."
-        )
-        heads = {impl: d["pred_head"] for impl, d in pred.items()}
-        if "skbp" in heads and "sklearn" in heads:
-            agree = np.mean(np.array(heads["skbp"]) == np.array(heads["sklearn"]))
-            print(f"skbp and scikit-learn predictions agree on {100 * agree:.1f}% of 500 rows.")
-        print()
+def run_parity(run):
+    """The unshuffled parity check on 1/10 of every workload's rows; printed."""
+    parity = {}
+    with threadpool_limits(limits=run.threads):
+        for name in run.workloads:
+            w = dict(WORKLOADS[name])
+            w["n_rows"] //= QUICK_ROW_DIVISOR
+            parity[name] = parity_check(name, w, run.dtype)
+    print(f"## Loss parity without shuffling ({run.args.dtype}, 1/{QUICK_ROW_DIVISOR} of the rows)")
+    print()
+    rows = [
+        [name, f"{p['loss_skbp']:.6f}", f"{p['loss_sklearn']:.6f}",
+         f"{p['rel_loss_diff']:.1e}", f"{p['max_abs_weight_diff']:.1e}"]
+        for name, p in parity.items()
+    ]  # fmt: skip
+    header = [
+        "workload", "skbp loss_", "sklearn loss_", "max rel. diff of loss_curve_",
+        "max abs diff of coefs_",
+    ]  # fmt: skip
+    print(md_table(header, rows))
+    print()
+    print(
+        "shuffle=False: skbp and scikit-learn see the same mini-batches from the same "
+        "initial weights, so their loss curves must agree to rounding."
+    )
+    print()
+    return parity
 
-    tres = None
-    if n_scale is not None:
-        tres = {}
-        for name in ("W2", "W3"):
-            w = scaled(name, args.quick)
-            tres[name] = {
-                t: run_workload(name, w, dtype, impls, args.repeats, t, log, *retry)
-                for t in sorted({1, n_scale})
-            }
-        print(f"## Thread scaling (1 vs {n_scale} threads, {args.dtype}, median s)")
-        print()
-        print(threads_table(tres, impls, n_scale))
-        print()
-        gp = "; ".join(
-            f"{t} thread{'s' if t > 1 else ''}: float32 {p[np.float32]:.1f}, "
-            f"float64 {p[np.float64]:.1f}"
-            for t, p in peaks_by_t.items()
-        )
-        print(f"numpy GEMM peak GFLOP/s, {gp}.")
-        print()
 
+def run_prediction(run, results):
+    """Predict latency and throughput of the W1 model (reused from training if fitted)."""
+    args = run.args
+    w1 = scaled("W1", args.quick)
+    n_calls = 200 if args.quick else 2000
+    n_big = 10_000 if args.quick else 100_000
+    n_rep = max(10, args.repeats)
+    models = {}
+    if "W1" in results:
+        models = {impl: d["model"] for impl, d in results["W1"]["impls"].items()}
+    pred = bench_predict(
+        w1, run.dtype, run.impls, n_calls, n_big, n_rep, run.threads, run.log, models
+    )
+    print(f"## Prediction (W1 model, {args.dtype}, {run.threads} thread{plural(run.threads)})")
+    print()
+    print(predict_table(pred, n_big))
+    print()
+    print(
+        f"1-row: median and 90th percentile of {n_calls} calls of predict(X[:1]), input "
+        "validation included (PyTorch: torch.no_grad() forward of torch.from_numpy(row), "
+        f"thresholded).  {n_big:,} rows: median of {n_rep} predict calls.  "
+        "peer/skbp > 1: skbp faster."
+    )
+    heads = {impl: d["pred_head"] for impl, d in pred.items()}
+    if "skbp" in heads and "sklearn" in heads:
+        agree = np.mean(np.array(heads["skbp"]) == np.array(heads["sklearn"]))
+        print(f"skbp and scikit-learn predictions agree on {100 * agree:.1f}% of 500 rows.")
+    print()
+    return pred
+
+
+def run_thread_scaling(run, peaks_by_t):
+    """W2 and W3 at 1 and ``run.n_scale`` threads; printed with the GEMM peaks."""
+    n = run.n_scale
+    tres = {}
+    for name in ("W2", "W3"):
+        w = scaled(name, run.args.quick)
+        tres[name] = {
+            t: run_workload(name, w, run.dtype, run.impls, run.args.repeats, t, run.log, *run.retry)
+            for t in sorted({1, n})
+        }
+    print(f"## Thread scaling (1 vs {n} threads, {run.args.dtype}, median s)")
+    print()
+    print(threads_table(tres, run.impls, n))
+    print()
+    gp = "; ".join(
+        f"{t} thread{plural(t)}: float32 {p[np.float32]:.1f}, float64 {p[np.float64]:.1f}"
+        for t, p in peaks_by_t.items()
+    )
+    print(f"numpy GEMM peak GFLOP/s, {gp}.")
+    print()
+    return tres
+
+
+def write_json(run, path, info, loads, t_warm, peaks_by_t, results, parity, pred, tres):
+    """The raw numbers of the run (``loads``: load averages at start and end)."""
+    dump = {
+        "args": vars(run.args),
+        "machine": info,
+        "threads": run.threads,
+        "loadavg_start": loads[0],
+        "loadavg_end": loads[1],
+        "skbp_warmup_s": t_warm,
+        "gemm_peak_gflops": {
+            str(t): {np.dtype(k).name: v for k, v in p.items()} for t, p in peaks_by_t.items()
+        },
+        "training": {
+            name: {"workload": res["workload"], "impls": _no_models(res["impls"])}
+            for name, res in results.items()
+        },
+        "parity_unshuffled": parity,
+        "predict": pred,
+        "thread_scaling": None
+        if tres is None
+        else {n: {str(t): _no_models(r) for t, r in by_t.items()} for n, by_t in tres.items()},
+    }
+    with open(path, "w") as f:
+        json.dump(dump, f, indent=1, default=_json_default)
+    print(f"Raw numbers written to {path}.")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run = make_run(args)
+    t_start = time.perf_counter()
+    load_start = loadavg()
+    info = machine_info()
+    print_header(run, info, load_start)
+    t_warm = warm_up_skbp(run.dtype)
+    print_warm_up(t_warm)
+    peaks_by_t = measure_gemm_peaks(run)
+    print_workloads(run)
+    results = run_training(run)
+    print_training(run, results, peaks_by_t[run.threads])
+    parity = None if args.no_parity else run_parity(run)
+    pred = None if args.no_predict else run_prediction(run, results)
+    tres = None if run.n_scale is None else run_thread_scaling(run, peaks_by_t)
     load_end = loadavg()
     print(
         f"Total {time.perf_counter() - t_start:.0f} s; load average at end: "
         f"{' '.join(f'{x:.2f}' for x in load_end)}."
     )
-
     if args.json:
-        dump = {
-            "args": vars(args),
-            "machine": info,
-            "threads": threads,
-            "loadavg_start": load_start,
-            "loadavg_end": load_end,
-            "skbp_warmup_s": t_warm,
-            "gemm_peak_gflops": {
-                str(t): {np.dtype(k).name: v for k, v in p.items()} for t, p in peaks_by_t.items()
-            },
-            "training": {
-                name: {"workload": res["workload"], "impls": _no_models(res["impls"])}
-                for name, res in results.items()
-            },
-            "parity_unshuffled": parity,
-            "predict": pred,
-            "thread_scaling": None
-            if tres is None
-            else {n: {str(t): _no_models(r) for t, r in by_t.items()} for n, by_t in tres.items()},
-        }
-        with open(args.json, "w") as f:
-            json.dump(dump, f, indent=1, default=_json_default)
-        print(f"Raw numbers written to {args.json}.")
+        loads = (load_start, load_end)
+        write_json(run, args.json, info, loads, t_warm, peaks_by_t, results, parity, pred, tres)
 
 
 def _no_models(impls):
