@@ -26,8 +26,10 @@ kernel (:func:`install`):
   reading or rebuilding an entry, is a cache miss: the kernel is compiled and
   the entry written anew (files are replaced atomically, so two processes
   filling a cold cache at once leave it valid);
-* the source stamp is a hash of all of skbp's sources, so any change to the
-  package invalidates every kernel.
+* the source stamp is a hash of the sources of every module that can reach
+  compiled code (:func:`kernel_modules`: the kernel modules and what they
+  import), so any change there invalidates every kernel, and a change to the
+  Python layer alone recompiles nothing.
 
 The first compilation in a process is announced once on the ``skbp`` logger
 (a warning-level record, shown by default; silence it with
@@ -38,6 +40,7 @@ import hashlib
 import logging
 import os
 import pickle
+import re
 import tempfile
 import threading
 
@@ -51,14 +54,42 @@ _MAGIC = b"skbp-nbc-sha256\n"
 _DIGEST = hashlib.sha256().digest_size
 
 
-def package_stamp(folder=_PACKAGE_DIR):
-    """Hash of every source file of the package (the stamp of every kernel)."""
-    h = hashlib.sha256()
+_RELATIVE_IMPORT = re.compile(rb"^\s*from \.(\w*) import ([\w, ]+)", re.MULTILINE)
+_KERNEL_DECORATOR = re.compile(rb"^@jit\(", re.MULTILINE)
+
+
+def kernel_modules(folder=_PACKAGE_DIR):
+    """The modules whose source can reach compiled code, as ``{name: source}``.
+
+    Those that define kernels (a line starting ``@jit(``) and every skbp module they import,
+    transitively.  The Python layer (estimators, training loops, prediction
+    driver) is left out: changing it recompiles nothing.
+    """
+    sources = {}
     for name in sorted(os.listdir(folder)):
         if name.endswith(".py"):
-            h.update(name.encode())
             with open(os.path.join(folder, name), "rb") as f:
-                h.update(f.read())
+                sources[name[:-3]] = f.read()
+    todo = [m for m, src in sources.items() if _KERNEL_DECORATOR.search(src)]
+    found = {}
+    while todo:
+        m = todo.pop()
+        if m in found or m not in sources:
+            continue
+        found[m] = sources[m]
+        for module, names in _RELATIVE_IMPORT.findall(sources[m]):
+            # "from .x import a" imports x; "from . import x, y" imports x and y
+            deps = [module] if module else names.replace(b" ", b"").split(b",")
+            todo.extend(dep.decode() for dep in deps)
+    return dict(sorted(found.items()))
+
+
+def package_stamp(folder=_PACKAGE_DIR):
+    """Hash of the sources of :func:`kernel_modules` (the stamp of every kernel)."""
+    h = hashlib.sha256()
+    for name, source in kernel_modules(folder).items():
+        h.update(name.encode())
+        h.update(source)
     return h.hexdigest()
 
 

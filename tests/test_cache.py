@@ -6,6 +6,7 @@ folder, in fresh processes, so that nothing here depends on -- or disturbs --
 the cache of skbp's real kernels, and no test pays a full compile.
 """
 
+import inspect
 import json
 import os
 import shutil
@@ -196,8 +197,7 @@ def test_two_processes_filling_a_cold_cache_leave_it_valid(tmp_path):
     assert _run(moddir, env)["stats"] == {"loaded": 2, "compiled": 0}
 
 
-def test_any_change_to_the_package_invalidates_every_kernel(tmp_path):
-    """Kernels inline callees from other files: the stamp covers all of skbp's sources."""
+def _package_copy(tmp_path):
     src = os.path.dirname(skbp.__file__)
     copy = tmp_path / "pkg"
     copy.mkdir()
@@ -205,9 +205,46 @@ def test_any_change_to_the_package_invalidates_every_kernel(tmp_path):
         if name.endswith(".py"):
             shutil.copy(os.path.join(src, name), copy / name)
     assert _cache.package_stamp(str(copy)) == _cache.PACKAGE_STAMP
-    with open(copy / "_optim.py", "a") as f:
+    return copy
+
+
+@pytest.mark.parametrize("module", ["_optim", "_kernels", "_jit", "_matmul"])
+def test_a_change_to_a_kernel_module_invalidates_every_kernel(tmp_path, module):
+    """Kernels inline callees from other files: one stamp covers every kernel module."""
+    copy = _package_copy(tmp_path)
+    with open(copy / f"{module}.py", "a") as f:
         f.write("\n# an upgrade that touches one file\n")
     assert _cache.package_stamp(str(copy)) != _cache.PACKAGE_STAMP
+
+
+@pytest.mark.parametrize("module", ["_base", "_training", "_estimators", "_callbacks"])
+def test_a_change_to_the_python_layer_recompiles_nothing(tmp_path, module):
+    copy = _package_copy(tmp_path)
+    with open(copy / f"{module}.py", "a") as f:
+        f.write("\n# a change to the Python layer\n")
+    assert _cache.package_stamp(str(copy)) == _cache.PACKAGE_STAMP
+
+
+def test_the_stamped_modules_hold_every_kernel_and_what_they_import():
+    """Every module with a compiled kernel, and every skbp module such a module imports."""
+    import ast
+    import importlib
+
+    from skbp._compile import KERNEL_MODULES, dispatchers
+
+    modules = _cache.kernel_modules()
+    stamped = set(modules)
+    assert {m for m, src in modules.items() if _cache._KERNEL_DECORATOR.search(src)} == set(
+        KERNEL_MODULES
+    )
+    for _, d in dispatchers():
+        assert d.py_func.__module__.split(".")[-1] in stamped
+    for name in stamped:
+        tree = ast.parse(inspect.getsource(importlib.import_module(f"skbp.{name}")))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported = [node.module] if node.module else [a.name for a in node.names]
+                assert set(imported) <= stamped, (name, imported)
 
 
 def test_every_kernel_uses_the_safe_cache():
