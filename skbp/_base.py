@@ -20,8 +20,9 @@ from ._data import Problem, max_abs, readonly
 from ._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from ._layout import Layout
 from ._matmul import SMALL_WORK
+from ._predict import network_output, small_output
 from ._threads import thread_context
-from ._training import LbfgsTrainer, StochasticTrainer, network_output, small_output
+from ._training import LbfgsTrainer, StochasticTrainer
 from .exceptions import PrecisionWarning
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -312,23 +313,50 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             del self._optimizer
         if self.solver in _STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
-            self._no_improvement_count = 0
-            if self.early_stopping:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -np.inf
-                self.best_loss_ = None
-            else:
-                self.best_loss_ = np.inf
-                self.validation_scores_ = None
-                self.best_validation_score_ = None
+            self._reset_stopping_books()
+
+    def _reset_stopping_books(self):
+        """The attributes the stochastic solvers' stopping rule keeps, at their start."""
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_, self.best_validation_score_ = None, None
+            self.best_loss_ = np.inf
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
+        """Validate everything, set up the network, then hand it to a trainer."""
         self._validate_params()
         if self.n_jobs == 0:
             raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
+        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        if stochastic and self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         dtype = X.dtype if first_pass else self._w.dtype
+        sample_weight = self._fit_sample_weight(X, y, sample_weight, dtype, incremental)
+        Y = self._encode_targets(y, dtype)
+        self.n_outputs_ = Y.shape[1]
+        layer_units = self._prepare_network(X.shape[1], dtype, first_pass)
+
+        _warn_if_too_large_for(dtype, X, Y)
+        problem = Problem(X, dtype, Y, sample_weight)
+        # the callbacks' root task: one subtask per epoch or L-BFGS iteration
+        n_tasks = (1 if incremental else self.max_iter) if stochastic else self.max_iter + 1
+        tasks = FitTasks(self, X, y, sample_weight, max_subtasks=n_tasks)
+        with thread_context(self.n_jobs) as gov:
+            if stochastic:
+                StochasticTrainer(self, problem, incremental, y, gov, tasks).run()
+            else:
+                LbfgsTrainer(self, problem, gov, tasks).run()
+        self.gradient_norms_ = np.array(self._gradient_norms).reshape(-1, len(layer_units) - 1)
+        tasks.close()
+        return self
+
+    def _fit_sample_weight(self, X, y, sample_weight, dtype, incremental):
+        """Validated sample weights times class weights (``None``: all ones)."""
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=dtype, ensure_non_negative=True
@@ -336,10 +364,15 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         sample_weight = self._class_sample_weight(y, sample_weight, incremental)
         if sample_weight is not None and not sample_weight.sum() > 0:
             raise ValueError("sample_weight must have a positive sum; all weights are zero.")
-        Y = self._encode_targets(y, dtype)
-        self.n_outputs_ = Y.shape[1]
-        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes, X.shape[1], self.n_outputs_)
-        layer_units = [X.shape[1]] + hidden + [self.n_outputs_]
+        return sample_weight
+
+    def _prepare_network(self, n_features, dtype, first_pass):
+        """A new network, or the fitted one checked for continuing; per-layer options set.
+
+        Returns the layer widths (input and output included).
+        """
+        hidden = check_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_outputs_)
+        layer_units = [n_features] + hidden + [self.n_outputs_]
         activations = _per_hidden_layer(
             self.activation, len(hidden), "activation", _check_activation
         )
@@ -349,33 +382,11 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
                 "dropout needs a stochastic solver ('sgd' or 'adam'): L-BFGS's line "
                 "search needs a deterministic loss. Set dropout=0 or change solver."
             )
-
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(layer_units, dtype)
         else:
-            self._packed_params()
-            if list(self._layout.sizes) != layer_units or (
-                self._layout.batch_norm != bool(self.batch_norm)
-            ):
-                raise ValueError(
-                    "warm_start and partial_fit continue the fitted network, whose "
-                    f"layer sizes are {list(self._layout.sizes)} (batch_norm="
-                    f"{self._layout.batch_norm}); the parameters and data now ask for "
-                    f"{layer_units} (batch_norm={bool(self.batch_norm)}). Change "
-                    "hidden_layer_sizes or batch_norm back, or fit from scratch with "
-                    "warm_start=False."
-                )
-            if self.solver in _STOCHASTIC_SOLVERS and not hasattr(self, "_no_improvement_count"):
-                # continuing an L-BFGS model with a stochastic solver
-                self.loss_curve_ = list(getattr(self, "loss_curve_", []))
-                self._no_improvement_count = 0
-                if self.early_stopping:
-                    self.validation_scores_, self.best_validation_score_ = [], -np.inf
-                    self.best_loss_ = None
-                else:
-                    self.validation_scores_, self.best_validation_score_ = None, None
-                    self.best_loss_ = np.inf
+            self._continue(layer_units)
         layout = self._layout
         layout.codes[: len(hidden)] = [ACTIVATION_CODES[a] for a in activations]
         drop_p = np.zeros(len(layer_units) - 1)
@@ -388,23 +399,26 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
                 UserWarning,
             )
         self._out_code = OUTPUT_CODES[self.out_activation_]
+        return layer_units
 
-        _warn_if_too_large_for(dtype, X, Y)
-        problem = Problem(X, dtype, Y, sample_weight)
-        stochastic = self.solver in _STOCHASTIC_SOLVERS
-        if stochastic and self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        # the callbacks' root task: one subtask per epoch or L-BFGS iteration
-        n_tasks = (1 if incremental else self.max_iter) if stochastic else self.max_iter + 1
-        tasks = FitTasks(self, X, y, sample_weight, max_subtasks=n_tasks)
-        with thread_context(self.n_jobs) as gov:
-            if stochastic:
-                StochasticTrainer(self, problem, incremental, y, gov, tasks).run()
-            else:
-                LbfgsTrainer(self, problem, gov, tasks).run()
-        self.gradient_norms_ = np.array(self._gradient_norms).reshape(-1, len(layer_units) - 1)
-        tasks.close()
-        return self
+    def _continue(self, layer_units):
+        """Check that warm_start/partial_fit can continue the fitted network."""
+        self._packed_params()
+        if list(self._layout.sizes) != layer_units or (
+            self._layout.batch_norm != bool(self.batch_norm)
+        ):
+            raise ValueError(
+                "warm_start and partial_fit continue the fitted network, whose "
+                f"layer sizes are {list(self._layout.sizes)} (batch_norm="
+                f"{self._layout.batch_norm}); the parameters and data now ask for "
+                f"{layer_units} (batch_norm={bool(self.batch_norm)}). Change "
+                "hidden_layer_sizes or batch_norm back, or fit from scratch with "
+                "warm_start=False."
+            )
+        if self.solver in _STOCHASTIC_SOLVERS and not hasattr(self, "_no_improvement_count"):
+            # continuing an L-BFGS model with a stochastic solver
+            self.loss_curve_ = list(getattr(self, "loss_curve_", []))
+            self._reset_stopping_books()
 
     def _class_sample_weight(self, y, sample_weight, incremental):
         """Sample weights combined with class weights (classifier hook)."""

@@ -80,7 +80,7 @@ def _default_path(dtype):
 
     from ._data import Problem
     from ._estimators import BPClassifier
-    from ._training import network_output
+    from ._predict import network_output
 
     rng = np.random.RandomState(0)
     X = rng.standard_normal((600, 6)).astype(dtype)

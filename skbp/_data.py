@@ -9,6 +9,8 @@ Only C-contiguous float32/float64 arrays and int64 index arrays reach a kernel
 import numpy as np
 import scipy.sparse as sp
 
+from ._records import Buffers, Data
+
 
 def readonly(a, dtype=None):
     """C-contiguous ``a`` in ``dtype`` as a read-only view.
@@ -34,6 +36,22 @@ def _empty(dtype):
     return e
 
 
+def _empty2d(dtype):
+    """A shared read-only ``(0, 0)`` array of ``dtype`` (no targets: prediction)."""
+    key = ("2d", dtype)
+    e = _EMPTY.get(key)
+    if e is None:
+        e = _EMPTY[key] = readonly(np.empty((0, 0)), dtype)
+    return e
+
+
+def empty_data(Xd):
+    """The ``Data`` record of a dense read-only ``Xd`` to predict on (no targets)."""
+    ei = _empty(np.dtype(np.int64))
+    e = _empty(Xd.dtype)
+    return Data(Xd, e, ei, ei, False, _empty2d(Xd.dtype), e)
+
+
 def max_abs(A):
     """The largest absolute value of a dense array or of a sparse matrix's entries (0 if empty)."""
     data = A.data if sp.issparse(A) else np.asarray(A)
@@ -54,7 +72,7 @@ class Problem:
 
     def __init__(self, X, dtype, Y=None, sample_weight=None):
         self.dtype = np.dtype(dtype)
-        self.n_rows, self.n_features = X.shape
+        self.n_rows = X.shape[0]
         self.sparse = sp.issparse(X)
         if self.sparse:
             X = sp.csr_matrix(X)
@@ -68,6 +86,7 @@ class Problem:
             self.Xind = self.Xptr = _empty(np.dtype(np.int64))
         self.X = X
         if Y is None:  # prediction: no targets, and no weights are read
+            self.Y = _empty2d(self.dtype)
             self.sw = _empty(self.dtype)
         else:
             self.Y = readonly(Y, dtype)
@@ -75,9 +94,9 @@ class Problem:
                 sample_weight = np.ones(self.n_rows)
             self.sw = readonly(sample_weight, dtype)
 
-    def xs(self):
-        """The four input arrays ``(Xd, Xdat, Xind, Xptr)`` as kernels take them."""
-        return self.Xd, self.Xdat, self.Xind, self.Xptr
+    def data(self):
+        """The rows as kernels take them (``skbp._records.Data``)."""
+        return Data(self.Xd, self.Xdat, self.Xind, self.Xptr, self.sparse, self.Y, self.sw)
 
 
 class Workspace:
@@ -105,19 +124,19 @@ class Workspace:
         def buf(n):
             return np.empty(n, dtype=dtype)
 
-        self.bufs = (
-            buf(rows * n_in),  # X0: gathered dense input rows
-            buf(per_row),  # acts
-            buf(per_row),  # deltas
-            buf(per_row if keep_activations else 0),  # fa
-            buf(per_row if dropout else 0),  # masks
-            buf(per_row if layout.batch_norm else 0),  # bnz
-            buf(2 * layout.act_width if layout.batch_norm else 0),  # bnstat
-            buf(rows * layout.max_hidden),  # dz
-            buf(layout.max_coef),  # gtmp
+        self.bufs = Buffers(
+            rows,
+            X0=buf(rows * n_in),  # gathered dense input rows
+            acts=buf(per_row),
+            deltas=buf(per_row),
+            fa=buf(per_row if keep_activations else 0),
+            masks=buf(per_row if dropout else 0),
+            bnz=buf(per_row if layout.batch_norm else 0),
+            bnstat=buf(2 * layout.act_width if layout.batch_norm else 0),
+            dz=buf(rows * layout.max_hidden),
         )
         self.grad = np.empty(layout.n_params, dtype=dtype)
 
     @property
     def masks(self):
-        return self.bufs[4]
+        return self.bufs.masks

@@ -35,41 +35,38 @@ def shuffle_inplace(idx, state):
 
 
 @jit()
-def run_epoch(
-    Xs, sparse, Y, sw, idx, shuffle, rng, batch_size, w, net, drop_p, bn, n_coef,
-    out_code, alpha, l1_ratio, max_grad_norm, solver, lr, momentum, nesterov, beta_1,
-    beta_2, epsilon, opt_m, opt_v, opt_t, bufs, bn_run, grad, gnorm, out, row_start, row_stop,
-):  # fmt: skip
-    """Train on the mini-batches of one epoch over ``idx`` that start in
+def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_stop):
+    """Train on the mini-batches of one epoch over ``epoch.idx`` that start in
     ``[row_start, row_stop)``; return a status code.
 
-    An epoch may run as one call (``0, len(idx)``) or as several calls over
-    consecutive row ranges (the steps of ``skbp._threads.ThreadGovernor``):
-    the rows are shuffled when ``row_start == 0``, and ``out`` accumulates over
-    the calls of an epoch (the caller zeroes it first), so both give the same
-    numbers.  ``out[0]`` receives the sum over mini-batches of ``batch_loss *
-    batch_rows`` (scikit-learn's ``accumulated_loss``), ``out[1]`` the loss of
-    the first mini-batch before its update (the reference for divergence
-    checks), ``out[2]`` the number of updates and ``out[3]`` the row where the
-    next call starts (``len(idx)`` at the end of the epoch).  ``gnorm``
-    receives, per layer, the sum over updates of the norm of the data loss's
-    weight gradient (without the penalty, before clipping).  The epoch stops
-    early with ``EPOCH_DIVERGED`` as soon as a mini-batch loss is not finite;
-    the caller then restores its last good parameters.
+    The arguments are the records of ``skbp._records``: the training rows
+    ``data``, the parameters ``w`` and network ``net``, the work buffers, batch
+    norm's running statistics, the ``penalty`` (and clipping), the optimizer
+    ``opt`` (its state arrays advance in place) and the ``epoch``'s order and
+    outputs.  An epoch may run as one call (``0, len(idx)``) or as several calls
+    over consecutive row ranges (the steps of ``skbp._threads.ThreadGovernor``):
+    the rows are shuffled when ``row_start == 0``, and ``epoch.out``
+    accumulates over the calls of an epoch (the caller zeroes it first), so both
+    give the same numbers.  ``out[0]`` receives the sum over mini-batches of
+    ``batch_loss * batch_rows`` (scikit-learn's ``accumulated_loss``), ``out[1]``
+    the loss of the first mini-batch before its update (the reference for
+    divergence checks), ``out[2]`` the number of updates and ``out[3]`` the row
+    where the next call starts (``len(idx)`` at the end of the epoch).
+    ``epoch.gnorm`` receives, per layer, the sum over updates of the norm of the
+    data loss's weight gradient (without the penalty, before clipping).  The
+    epoch stops early with ``EPOCH_DIVERGED`` as soon as a mini-batch loss is
+    not finite; the caller then restores its last good parameters.
     """
-    sizes, coef_off = net[0], net[1]
-    act_off = net[3]
-    if shuffle and row_start == 0:
+    sizes, act_off = net.sizes, net.act_off
+    idx, rng, batch_size, grad, out = epoch.idx, epoch.rng, epoch.batch_size, epoch.grad, epoch.out
+    sw = data.sw
+    if epoch.shuffle and row_start == 0:
         shuffle_inplace(idx, rng)
     n = idx.shape[0]
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
-    acts, deltas = bufs[1], bufs[2]
-    width = 0
-    for l in range(sizes.shape[0] - 1):
-        width += sizes[l + 1]
-    B_max = acts.shape[0] // width
-    blocks = param_blocks(sizes, coef_off, w.shape[0])
+    B_max = bufs.rows
+    blocks = param_blocks(sizes, net.coef_off, w.shape[0])
     part = np.empty((blocks.shape[0], 4))
     acc = out[0]  # continued, not restarted: the same sum for any split into calls
     n_updates = 0
@@ -80,7 +77,7 @@ def run_epoch(
     off = batch_size < 0
     while start < min(row_stop, n):
         stop = min(start + batch_size, n)
-        if bn and n - stop == 1:
+        if net.batch_norm and n - stop == 1:
             # batch norm cannot normalise a one-row batch (its variance is 0):
             # the last row joins this batch (the buffers hold batch_size + 1 rows)
             stop = n
@@ -94,11 +91,10 @@ def run_epoch(
         if sw_sum <= 0.0:
             # Every row of this batch has zero weight: nothing to learn from.
             continue
-        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, on, on, BN_MOMENTUM, rng,
-                out_code, B_max, bufs, bn_run)  # fmt: skip
-        P = _view(acts, B_max * act_off[last], B, n_out)
-        D = _view(deltas, B_max * act_off[last], B, n_out)
-        data_loss = loss_and_delta(P, Y, sw, rows, out_code, D)
+        forward(data, rows, w, net, on, on, BN_MOMENTUM, rng, bufs, bn_run)
+        P = _view(bufs.acts, B_max * act_off[last], B, n_out)
+        D = _view(bufs.deltas, B_max * act_off[last], B, n_out)
+        data_loss = loss_and_delta(P, data.Y, sw, rows, net.out_code, D)
         if not np.isfinite(data_loss):
             if first:
                 out[1] = data_loss
@@ -106,14 +102,12 @@ def run_epoch(
             out[2] += n_updates
             out[3] = start
             return EPOCH_DIVERGED
-        backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, off)
-        if solver != SOLVER_SGD:
-            opt_t[0] += 1
+        backward(data, rows, w, net, bufs, grad, off)
+        if opt.solver != SOLVER_SGD:
+            opt.t[0] += 1
         # diagnostics on the data gradient alone: the penalty would mask a vanishing one
-        penalty = update_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
-                                max_grad_norm, solver, opt_m, opt_v, opt_t[0], lr, momentum,
-                                nesterov, beta_1, beta_2, epsilon)  # fmt: skip
-        batch_loss = data_loss / sw_sum + penalty
+        value = update_blocks(blocks, w, grad, sw_sum, part, epoch.gnorm, penalty, opt)
+        batch_loss = data_loss / sw_sum + value
         if first:
             out[1] = batch_loss
         n_updates += 1

@@ -1,33 +1,25 @@
 """Compiled kernels: forward pass, loss, backward pass, full-batch gradient, predict.
 
-Conventions shared by every kernel (see ``_layout.Layout``):
+Conventions shared by every kernel (the records are ``skbp._records``):
 
-* ``w`` is the flat parameter vector.  ``net`` is a tuple of read-only int64
-  arrays describing the network, one entry per layer transition ``l`` (from
-  layer ``l`` to layer ``l + 1``): ``sizes`` (the widths of all layers),
-  ``coef_off`` and ``int_off`` (where the weights and biases start in ``w``),
-  ``act_off`` (where the layer's output starts in a per-row activation block),
-  ``bn_off`` (where batch norm's scale and then shift start in ``w``),
-  ``codes`` (the hidden activation code of each hidden layer) and ``res``
-  (1 where the layer adds a residual skip ``h_{l+1} = ... + h_l``).
-* ``bufs`` is a tuple of flat work buffers; for a batch of ``B`` rows each holds
-  every layer's ``(B, width)`` block starting at ``B_max * act_off[l]``:
-  ``acts`` (layer outputs), ``deltas`` (gradients w.r.t. layer outputs; the
-  output layer's block holds ``(p - y) * sw``), ``fa`` (activation outputs before
-  dropout and the residual add, when either is on), ``masks`` (inverted-dropout
-  scales 0 or ``1 / (1 - p)``), ``bnz`` (batch-normalised pre-activations),
-  ``bnstat`` (batch mean and inverse standard deviation per unit), ``dz`` (scratch
-  for one layer's gradient w.r.t. its pre-activation), ``gtmp`` (scratch for
-  accumulated weight gradients) and ``X0`` (gathered dense input rows).  Unused
-  buffers have size 0, so one compiled version serves every option.
-* The input is either dense (``Xd``, gathered row by row) or CSR (``Xdat``,
-  ``Xind``, ``Xptr``), passed together as ``Xs``; the unused form has size 0.
-  The first layer of a CSR input is computed from its non-zeros only.
+* ``w`` is the flat parameter vector; ``net`` (a ``Net``) describes the
+  network, one entry per layer transition ``l`` (from layer ``l`` to layer
+  ``l + 1``): where its weights, biases and batch-norm parameters start in
+  ``w``, where its output starts in a row of the activation buffers, its
+  hidden activation code and residual flag, and its dropout probability.
+* ``bufs`` (a ``Buffers``) holds the work buffers for batches of up to
+  ``bufs.rows`` rows; each holds every layer's ``(B, width)`` block starting at
+  ``bufs.rows * act_off[l]``.  The output layer's block of ``deltas`` holds
+  ``(p - y) * sw``.  Unused buffers have size 0, so one compiled version serves
+  every option.
+* ``data`` (a ``Data``) is either dense (``Xd``, gathered row by row) or CSR
+  (``Xdat``, ``Xind``, ``Xptr``); the unused form has size 0.  The first layer
+  of a CSR input is computed from its non-zeros only.
 * Activations and output/loss pairs arrive as integer codes and are branched on
   once per layer, never once per element.
 * Boolean flags passed from one kernel to another are computed from run-time
-  values (``chunk < 0`` rather than ``False``): Numba types a constant argument
-  as a literal and would compile ``forward``/``backward`` once per caller.
+  values (``B < 0`` rather than ``False``): Numba types a constant argument
+  as a literal and would compile the callee once per caller.
 
 A hidden layer computes ``z = h W + b``, then (``batch_norm``) ``y = gamma *
 (z - mean) / sqrt(var + eps) + beta``, then ``a = f(y)``, then (``dropout``)
@@ -39,6 +31,8 @@ from numba import prange
 
 from ._jit import jit, view_2d
 from ._matmul import _zero, matmul
+from ._records import Buffers
+from ._update import finish_blocks, param_blocks
 
 # Hidden activations.
 ACT_IDENTITY, ACT_LOGISTIC, ACT_TANH, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU = 0, 1, 2, 3, 4, 5
@@ -214,11 +208,11 @@ def _output_activation(Z, code):
 
 
 @jit()
-def _first_layer(Xs, sparse, rows, X0, W, Z, tune):
+def _first_layer(data, rows, X0, W, Z, tune):
     """``Z = X[rows] @ W`` for a dense or CSR input; dense rows are gathered into X0."""
-    Xd, Xdat, Xind, Xptr = Xs
     B = rows.shape[0]
-    if sparse:
+    if data.sparse:
+        Xdat, Xind, Xptr = data.Xdat, data.Xind, data.Xptr
         m = W.shape[1]
         for i in range(B):
             r = rows[i]
@@ -230,13 +224,15 @@ def _first_layer(Xs, sparse, rows, X0, W, Z, tune):
                 for j in range(m):
                     Z[i, j] += v * W[c, j]
     else:
+        Xd = data.Xd
         n_in = Xd.shape[1]
         A = _view(X0, np.int64(0), B, n_in)
         for i in range(B):
             r = rows[i]
             for j in range(n_in):
                 A[i, j] = Xd[r, j]
-        matmul(A, B < 0, W, B < 0, Z, B < 0, tune)
+        no = B < 0  # False, as a run-time value
+        matmul(A, no, W, no, Z, no, tune)
 
 
 @jit()
@@ -325,56 +321,55 @@ def _batch_norm_grad(D, Zhat, gamma, invstd, sw, rows, ggamma, gbeta, accumulate
 
 
 @jit()
-def forward(
-    Xs, sparse, rows, sw, w, net, drop_p, bn, train, sample_mask, bn_momentum, rng,
-    out_code, B_max, bufs, bn_run,
-):  # fmt: skip
-    """Forward pass of the rows ``rows``; fills every layer's block of ``acts``.
+def forward(data, rows, w, net, train, sample_mask, bn_momentum, rng, bufs, bn_run):
+    """Forward pass of the rows ``rows``; fills every layer's block of ``bufs.acts``.
 
     ``train`` selects batch statistics for batch norm and switches dropout on;
     ``sample_mask`` draws new dropout masks from ``rng`` (otherwise the masks in
     the buffer are used, e.g. to check gradients with a fixed mask).
     """
-    sizes, coef_off, int_off, act_off, bn_off, codes, res, tune = net
-    X0, acts, deltas, fa, masks, bnz, bnstat, dz, gtmp = bufs
+    sizes, act_off, tune = net.sizes, net.act_off, net.tune
+    acts = bufs.acts
     B = rows.shape[0]
+    B_max = bufs.rows
     n_trans = sizes.shape[0] - 1
     width = acts.shape[0] // B_max if B_max > 0 else 0
-    use_fa = fa.shape[0] > 0
+    use_fa = bufs.fa.shape[0] > 0
     no = B < 0  # False, as a run-time value (see the module docstring)
     for l in range(n_trans):
         fi = sizes[l]
         fo = sizes[l + 1]
-        W = _view(w, coef_off[l], fi, fo)
-        b = w[int_off[l] : int_off[l] + fo]
+        W = _view(w, net.coef_off[l], fi, fo)
+        b = w[net.int_off[l] : net.int_off[l] + fo]
         off = B_max * act_off[l]
         Z = _view(acts, off, B, fo)
         if l == 0:
-            _first_layer(Xs, sparse, rows, X0, W, Z, tune)
+            _first_layer(data, rows, bufs.X0, W, Z, tune)
         else:
             matmul(_view(acts, B_max * act_off[l - 1], B, fi), no, W, no, Z, no, tune)
         for i in range(B):
             for j in range(fo):
                 Z[i, j] += b[j]
         if l == n_trans - 1:
-            _output_activation(Z, out_code)
+            _output_activation(Z, net.out_code)
             break
-        if bn:
+        if net.batch_norm:
             u = act_off[l]
+            g0 = net.bn_off[l]
             _batch_norm(
-                Z, w[bn_off[l] : bn_off[l] + fo], w[bn_off[l] + fo : bn_off[l] + 2 * fo],
-                train, bn_momentum, sw, rows, _view(bnz, off, B, fo), bnstat[u : u + fo],
-                bnstat[width + u : width + u + fo], bn_run[u : u + fo],
+                Z, w[g0 : g0 + fo], w[g0 + fo : g0 + 2 * fo], train, bn_momentum, data.sw,
+                rows, _view(bufs.bnz, off, B, fo), bufs.bnstat[u : u + fo],
+                bufs.bnstat[width + u : width + u + fo], bn_run[u : u + fo],
                 bn_run[width + u : width + u + fo],
             )  # fmt: skip
-        _activate(Z, codes[l])
-        p = drop_p[l]
+        _activate(Z, net.codes[l])
+        p = net.drop_p[l]
         dropping = train and p > 0
         if use_fa:
-            F = _view(fa, off, B, fo)
+            F = _view(bufs.fa, off, B, fo)
             _copy2d(Z, F)
         if dropping:
-            M = _view(masks, off, B, fo)
+            M = _view(bufs.masks, off, B, fo)
             if sample_mask:
                 keep = 1.0 / (1.0 - p)
                 for i in range(B):
@@ -383,7 +378,7 @@ def forward(
             for i in range(B):
                 for j in range(fo):
                     Z[i, j] *= M[i, j]
-        if res[l]:
+        if net.res[l]:
             H = _view(acts, B_max * act_off[l - 1], B, fi)
             for i in range(B):
                 for j in range(fo):
@@ -434,20 +429,22 @@ def loss_and_delta(P, Y, sw, rows, out_code, D):
 
 
 @jit()
-def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumulate):
+def backward(data, rows, w, net, bufs, grad, accumulate):
     """Backpropagate the output delta; write (or add) the unscaled data gradient.
 
-    On entry the output layer's block of ``deltas`` holds ``(P - Y) * sw``.  On
-    exit ``grad`` holds ``sum_i dloss_i/dw`` (weighted, without the penalty and
-    without dividing by the weight sum), or has it added when ``accumulate``.
+    On entry the output layer's block of ``bufs.deltas`` holds ``(P - Y) * sw``.
+    On exit ``grad`` holds ``sum_i dloss_i/dw`` (weighted, without the penalty
+    and without dividing by the weight sum), or has it added when ``accumulate``.
     """
-    sizes, coef_off, int_off, act_off, bn_off, codes, res, tune = net
-    Xd, Xdat, Xind, Xptr = Xs
-    X0, acts, deltas, fa, masks, bnz, bnstat, dz, gtmp = bufs
+    sizes, coef_off, act_off, tune = net.sizes, net.coef_off, net.act_off, net.tune
+    acts, deltas = bufs.acts, bufs.deltas
     B = rows.shape[0]
+    B_max = bufs.rows
     n_trans = sizes.shape[0] - 1
     width = acts.shape[0] // B_max
-    use_fa = fa.shape[0] > 0
+    use_fa = bufs.fa.shape[0] > 0
+    # matmul's transpose flags and "write, don't add", as run-time values
+    T, N = B >= 0, B < 0
     for l in range(n_trans - 1, -1, -1):
         fi = sizes[l]
         fo = sizes[l + 1]
@@ -456,27 +453,28 @@ def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumu
             D = _view(deltas, off, B, fo)
         else:
             G = _view(deltas, off, B, fo)
-            D = _view(dz, np.int64(0), B, fo)
-            F = _view(fa, off, B, fo) if use_fa else _view(acts, off, B, fo)
-            dropping = drop_p[l] > 0
-            M = _view(masks, off, B, fo) if dropping else D
-            _activation_grad(G, F, M, dropping, codes[l], D)
-            if bn:
+            D = _view(bufs.dz, np.int64(0), B, fo)
+            F = _view(bufs.fa, off, B, fo) if use_fa else _view(acts, off, B, fo)
+            dropping = net.drop_p[l] > 0
+            M = _view(bufs.masks, off, B, fo) if dropping else D
+            _activation_grad(G, F, M, dropping, net.codes[l], D)
+            if net.batch_norm:
                 u = act_off[l]
-                b0 = bn_off[l]
+                b0 = net.bn_off[l]
                 _batch_norm_grad(
-                    D, _view(bnz, off, B, fo), w[b0 : b0 + fo],
-                    bnstat[width + u : width + u + fo], sw, rows, grad[b0 : b0 + fo],
+                    D, _view(bufs.bnz, off, B, fo), w[b0 : b0 + fo],
+                    bufs.bnstat[width + u : width + u + fo], data.sw, rows, grad[b0 : b0 + fo],
                     grad[b0 + fo : b0 + 2 * fo], accumulate,
                 )  # fmt: skip
         gW = _view(grad, coef_off[l], fi, fo)
-        gb = grad[int_off[l] : int_off[l] + fo]
+        gb = grad[net.int_off[l] : net.int_off[l] + fo]
         if not accumulate:
             _fill(gb, 0.0)
         for i in range(B):
             for j in range(fo):
                 gb[j] += D[i, j]
-        if l == 0 and sparse:
+        if l == 0 and data.sparse:
+            Xdat, Xind, Xptr = data.Xdat, data.Xind, data.Xptr
             if not accumulate:
                 _zero(gW)
             for i in range(B):
@@ -488,15 +486,15 @@ def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumu
                         gW[c, j] += v * D[i, j]
         else:
             if l == 0:
-                A = _view(X0, np.int64(0), B, fi)
+                A = _view(bufs.X0, np.int64(0), B, fi)
             else:
                 A = _view(acts, B_max * act_off[l - 1], B, fi)
-            matmul(A, B >= 0, D, B < 0, gW, accumulate, tune)
+            matmul(A, T, D, N, gW, accumulate, tune)  # dW = H^T D
         if l > 0:
             W = _view(w, coef_off[l], fi, fo)
             Gprev = _view(deltas, B_max * act_off[l - 1], B, fi)
-            matmul(D, B < 0, W, B >= 0, Gprev, B < 0, tune)
-            if res[l]:
+            matmul(D, N, W, T, Gprev, N, tune)  # G = D W^T
+            if net.res[l]:
                 # h_{l+1} = a + h_l: the gradient reaching h_{l+1} also flows
                 # straight into h_l.
                 Gres = _view(deltas, off, B, fo)
@@ -506,117 +504,79 @@ def backward(Xs, sparse, rows, sw, w, net, drop_p, bn, B_max, bufs, grad, accumu
 
 
 @jit()
-def finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum):
-    """Add the penalty's gradient and divide by the weight sum; return the penalty.
+def full_loss_grad(data, w, net, bufs, bn_run, penalty, bn_momentum, grad, gnorm):
+    """Objective and its gradient over all rows (L-BFGS and full-batch), in row chunks.
 
-    The objective is ``(sum_i sw_i loss_i + alpha * (l1_ratio * ||W||_1 +
-    (1 - l1_ratio) / 2 * ||W||^2)) / sum_i sw_i``; biases and batch-norm
-    parameters are not penalised.  ``l1_ratio=0`` is scikit-learn's L2 penalty.
-    The L1 part uses the subgradient ``sign(w)`` (0 at 0).
+    Working ``bufs.rows`` rows at a time keeps memory at ``bufs.rows x
+    sum(widths)`` whatever the number of rows; the gradient is summed over
+    chunks in a fixed order, then finished by ``skbp._update.finish_blocks``
+    (penalty added, divided by the weight sum: the same code as a mini-batch
+    update), which also writes each layer's data-gradient norm to ``gnorm``.
+    Batch norm needs the whole batch at once: callers pass buffers for all the
+    rows then.  Dropout uses the masks already in the buffer.
     """
-    inv = 1.0 / sw_sum
-    a1 = alpha * l1_ratio
-    a2 = alpha * (1.0 - l1_ratio)
-    sq = 0.0
-    ab = 0.0
-    for k in range(n_coef):
-        v = w[k]
-        sq += v * v
-        ab += abs(v)
-        sgn = 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
-        grad[k] = (grad[k] + a2 * v + a1 * sgn) * inv
-    for k in range(n_coef, w.shape[0]):
-        grad[k] = grad[k] * inv
-    return (0.5 * a2 * sq + a1 * ab) * inv
-
-
-@jit()
-def layer_grad_norms(grad, sizes, coef_off, scale, out):
-    """Add ``scale`` times the Euclidean norm of each layer's weight gradient to ``out``."""
-    for l in range(sizes.shape[0] - 1):
-        s = 0.0
-        for k in range(coef_off[l], coef_off[l] + sizes[l] * sizes[l + 1]):
-            s += grad[k] * grad[k]
-        out[l] += scale * np.sqrt(s)
-
-
-@jit()
-def full_loss_grad(
-    Xs, sparse, Y, sw, w, net, drop_p, bn, bn_momentum, n_coef, out_code, alpha,
-    l1_ratio, chunk, bufs, bn_run, grad,
-):  # fmt: skip
-    """Loss and gradient over all rows (L-BFGS and full-batch), in row chunks.
-
-    Working ``chunk`` rows at a time keeps memory at ``chunk x sum(widths)``
-    whatever the number of rows; the gradient is summed over chunks in a fixed
-    order.  Batch norm needs the whole batch at once: callers pass
-    ``chunk >= n_rows`` then.  Dropout uses the masks already in the buffer.
-    """
-    sizes = net[0]
-    act_off = net[3]
-    n = sw.shape[0]
+    sizes, act_off = net.sizes, net.act_off
+    chunk = bufs.rows
+    n = data.sw.shape[0]
     sw_sum = 0.0
     for i in range(n):
-        sw_sum += sw[i]
+        sw_sum += data.sw[i]
     rows_all = np.arange(n)
     total = 0.0
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
     rng = np.zeros(1, dtype=np.uint64)
-    acts, deltas = bufs[1], bufs[2]
     train = chunk > 0  # True (run-time flags: see the module docstring)
     sample_mask = chunk < 0  # False: dropout uses the masks in the buffer
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         rows = rows_all[start:stop]
         B = stop - start
-        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, train, sample_mask, bn_momentum,
-                rng, out_code, chunk, bufs, bn_run)  # fmt: skip
-        P = _view(acts, chunk * act_off[last], B, n_out)
-        D = _view(deltas, chunk * act_off[last], B, n_out)
-        total += loss_and_delta(P, Y, sw, rows, out_code, D)
-        backward(Xs, sparse, rows, sw, w, net, drop_p, bn, chunk, bufs, grad, start > 0)
-    penalty = finish_gradient(w, grad, n_coef, alpha, l1_ratio, sw_sum)
-    return total / sw_sum + penalty
+        forward(data, rows, w, net, train, sample_mask, bn_momentum, rng, bufs, bn_run)
+        P = _view(bufs.acts, chunk * act_off[last], B, n_out)
+        D = _view(bufs.deltas, chunk * act_off[last], B, n_out)
+        total += loss_and_delta(P, data.Y, data.sw, rows, net.out_code, D)
+        backward(data, rows, w, net, bufs, grad, start > 0)
+    _fill(gnorm, 0.0)
+    blocks = param_blocks(sizes, net.coef_off, w.shape[0])
+    part = np.empty((blocks.shape[0], 4))
+    value, _ = finish_blocks(
+        blocks, w, grad, penalty.alpha, penalty.l1_ratio, sw_sum, part, gnorm, 0.0
+    )
+    return total / sw_sum + value
 
 
 @jit()
-def predict(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chunk, bufs, bn_run, out):
-    """Network output for the rows ``[row0, row1)``, ``chunk`` rows at a time, into ``out``.
+def predict(data, row0, row1, w, net, bufs, bn_run, out):
+    """Network output for the rows ``[row0, row1)``, ``bufs.rows`` rows at a time, into ``out``.
 
     Dropout is off and batch norm uses its running statistics: deterministic.
-    ``sw`` is unused (size 0); it keeps ``forward``'s argument types those of training.
     """
-    sizes = net[0]
-    act_off = net[3]
+    n_out = net.sizes[net.sizes.shape[0] - 1]
+    last = net.act_off.shape[0] - 1
+    chunk = bufs.rows
     rows_all = np.arange(row0, row1)
-    n_out = sizes[sizes.shape[0] - 1]
-    last = act_off.shape[0] - 1
     rng = np.zeros(1, dtype=np.uint64)
-    acts = bufs[1]
     off = chunk < 0  # False (run-time flag: see the module docstring)
     for start in range(row0, row1, chunk):
         stop = min(start + chunk, row1)
         rows = rows_all[start - row0 : stop - row0]
-        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, off, off, 0.0, rng,
-                out_code, chunk, bufs, bn_run)  # fmt: skip
-        P = _view(acts, chunk * act_off[last], stop - start, n_out)
+        forward(data, rows, w, net, off, off, 0.0, rng, bufs, bn_run)
+        P = _view(bufs.acts, chunk * net.act_off[last], stop - start, n_out)
         _copy2d(P, out[start:stop])
 
 
 @jit(parallel=True)
-def predict_chunks(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chunk, bufs, bn_run,
-                   out):  # fmt: skip
-    """:func:`predict` with the ``chunk``-row chunks spread over threads.
+def predict_chunks(data, row0, row1, w, net, bufs, bn_run, out):
+    """:func:`predict` with the ``bufs.rows``-row chunks spread over threads.
 
     Each chunk runs the same serial forward pass on work buffers of its own
     (shaped like ``bufs``), so the output is the same, bit for bit, as
     :func:`predict`'s for any number of threads.
     """
-    sizes = net[0]
-    act_off = net[3]
-    n_out = sizes[sizes.shape[0] - 1]
-    last = act_off.shape[0] - 1
+    n_out = net.sizes[net.sizes.shape[0] - 1]
+    last = net.act_off.shape[0] - 1
+    chunk = bufs.rows
     off = chunk < 0  # False (run-time flag: see the module docstring)
     n_chunks = (row1 - row0 + chunk - 1) // chunk
     for c in prange(n_chunks):
@@ -624,12 +584,11 @@ def predict_chunks(Xs, sparse, row0, row1, sw, w, net, drop_p, bn, out_code, chu
         stop = min(start + chunk, row1)
         rows = np.arange(start, stop)
         rng = np.zeros(1, dtype=np.uint64)
-        own = (
-            np.empty_like(bufs[0]), np.empty_like(bufs[1]), np.empty_like(bufs[2]),
-            np.empty_like(bufs[3]), np.empty_like(bufs[4]), np.empty_like(bufs[5]),
-            np.empty_like(bufs[6]), np.empty_like(bufs[7]), np.empty_like(bufs[8]),
+        own = Buffers(
+            chunk, np.empty_like(bufs.X0), np.empty_like(bufs.acts),
+            np.empty_like(bufs.deltas), np.empty_like(bufs.fa), np.empty_like(bufs.masks),
+            np.empty_like(bufs.bnz), np.empty_like(bufs.bnstat), np.empty_like(bufs.dz),
         )  # fmt: skip
-        forward(Xs, sparse, rows, sw, w, net, drop_p, bn, off, off, 0.0, rng,
-                out_code, chunk, own, bn_run)  # fmt: skip
-        P = _view(own[1], chunk * act_off[last], stop - start, n_out)
+        forward(data, rows, w, net, off, off, 0.0, rng, own, bn_run)
+        P = _view(own.acts, chunk * net.act_off[last], stop - start, n_out)
         _copy2d(P, out[start:stop])

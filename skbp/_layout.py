@@ -10,7 +10,7 @@ table below, so the depth of a network never creates a new compiled version.
 
 import numpy as np
 
-from ._matmul import tune_array
+from ._records import Net
 
 
 class Layout:
@@ -79,14 +79,13 @@ class Layout:
             {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
         )
 
-    def net(self, split=True):
-        """The network description tuple the kernels take, as read-only views.
+    def net(self, drop_p, out_code, tune):
+        """The network as the kernels take it: a ``skbp._records.Net``.
 
-        ``(sizes, coef_off, int_off, act_off, bn_off, codes, res, tune)``;
-        always read-only (also after unpickling), so kernels see one array type.
-        ``tune`` says when a matrix product is split over threads
-        (``skbp._matmul``; never with ``split=False``); it is read from that
-        module at every call, not stored.
+        Its arrays are read-only views (also after unpickling), so kernels see
+        one array type; ``drop_p`` (per-transition dropout probabilities, read-only
+        float64), ``out_code`` (the output activation) and ``tune`` (when a matrix
+        product is split over threads: ``skbp._matmul.tune_array``) complete it.
         """
         views = self.__dict__.get("_views")
         if views is None:  # made once; views share memory with the arrays
@@ -97,7 +96,7 @@ class Layout:
                 v.flags.writeable = False
                 views.append(v)
             self._views = views = tuple(views)
-        return views + (tune_array(split),)
+        return Net(*views, tune, drop_p, int(out_code), self.batch_norm)
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -49,10 +49,9 @@ from ._threads import parallel_available
 
 #: a product is split when it has at least this many multiply-adds ...
 PAR_MIN_WORK = 1 << 20
-#: ... into blocks of at least this many result columns ...
+#: ... into blocks of at least this many result columns (and at most the
+#: machine's core count, 2 to 16, of them)
 PAR_BLOCK_COLS = 32
-#: ... and at most this many blocks (None: the machine's core count, 2 to 16)
-PAR_MAX_BLOCKS = None
 #: products of at most this many multiply-adds skip BLAS (one-row updates, predictions)
 SMALL_WORK = 4096
 
@@ -62,8 +61,6 @@ _TUNE_CACHE = {}
 
 
 def _max_blocks():
-    if PAR_MAX_BLOCKS is not None:
-        return int(PAR_MAX_BLOCKS)
     return int(min(16, max(2, _CPU_COUNT)))
 
 

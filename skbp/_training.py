@@ -2,30 +2,29 @@
 
 What happens *between* epochs lives here -- learning-rate schedules, early
 stopping, divergence checks, gradient diagnostics, verbose output, interrupt
-handling -- written as small steps on the estimator's state.  Nothing here
-loops over mini-batches.
+handling -- as the named steps of two trainers, :class:`StochasticTrainer`
+(SGD, Adam) and :class:`LbfgsTrainer`.  Nothing here loops over mini-batches.
 """
 
 import math
-import threading
 import time
 import warnings
-import weakref
 
 import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _matmul, _update
-from ._data import Problem, Workspace, _empty, max_abs, readonly
+from ._data import Problem, max_abs
 from ._epoch import EPOCH_OK, run_epoch
-from ._kernels import full_loss_grad, layer_grad_norms, predict, predict_chunks
+from ._kernels import full_loss_grad
+from ._matmul import tune_array
 from ._optim import OptimizerState
-from ._threads import ThreadGovernor, parallel_available
+from ._predict import CHUNK_ROWS, network, network_output, workspace
+from ._records import Epoch, Optimizer, Penalty
+from ._steps import GovernedSteps, has_parallel_work
+from ._threads import ThreadGovernor
 from .exceptions import DivergenceWarning, GradientWarning
 
-#: rows per chunk for prediction and the full-batch (L-BFGS) gradient
-CHUNK_ROWS = 256
 #: a fit has diverged when its loss exceeds this many times where it started
 DIVERGENCE_FACTOR = 1e4
 #: a layer's mean weight-gradient norm below this is reported as vanishing ...
@@ -34,77 +33,16 @@ VANISHING_GRAD_NORM = 1e-6
 ACTIVE_GRAD_NORM = 1e-4
 #: a layer's mean weight-gradient norm above this is reported as exploding
 EXPLODING_GRAD_NORM = 1e4
-#: a governed step of training or prediction aims at this much wall time (seconds)
-STEP_SECONDS = 0.02
-
-
-def has_parallel_work(layout, batch_rows, sparse):
-    """Whether a step on ``batch_rows`` rows has a parallel region at all.
-
-    The update sweep runs in parallel from ``PAR_MIN_PARAMS`` parameters, and a
-    product is split by ``skbp._matmul.n_blocks`` (run here as plain Python:
-    the same rule, no compiled specialisation): the forward ``H W``, the weight
-    gradient ``H^T D`` and the back-propagated ``D W^T`` of each layer.  Without
-    either a step is serial whatever the thread count, and needs no governor.
-    """
-    if not parallel_available():
-        return False
-    if layout.n_params >= _update.PAR_MIN_PARAMS:
-        return True
-    tune = _matmul.tune_array()
-    n_blocks = _matmul.n_blocks.py_func
-    sizes = [int(s) for s in layout.sizes]
-    B = int(batch_rows)
-    for l in range(len(sizes) - 1):
-        if l == 0 and sparse:
-            continue  # the sparse first layer runs in skbp's own loops
-        a, b = sizes[l], sizes[l + 1]
-        if max(n_blocks(B, a, b, tune), n_blocks(a, B, b, tune), n_blocks(B, b, a, tune)) > 1:
-            return True
-    return False
-
-
-class GovernedSteps:
-    """Runs consecutive row ranges as steps of about ``STEP_SECONDS`` each.
-
-    Each step runs on the threads the :class:`~skbp._threads.ThreadGovernor`
-    picks and is timed for it; the step length (a multiple of ``quantum`` rows:
-    mini-batches, prediction chunks) follows the measured time per row and is
-    kept from one :meth:`run` to the next (epoch after epoch).
-    """
-
-    def __init__(self, gov, quantum):
-        self.gov = gov
-        self.quantum = int(quantum)
-        self.rows = self.quantum  # the first step: one quantum
-
-    def run(self, n_rows, step):
-        """Call ``step(n_threads, start, stop)`` over ``[0, n_rows)``.
-
-        ``step`` returns the row where the next step starts (it may run past
-        ``stop`` or stop the loop by returning ``n_rows``).
-        """
-        start = 0
-        while start < n_rows:
-            n = self.gov.threads()
-            t0 = time.perf_counter()
-            end = step(n, start, min(n_rows, start + self.rows))
-            dt = time.perf_counter() - t0
-            self.gov.record(n, dt, end - start)
-            if end > start and dt > 0:
-                q = self.quantum
-                self.rows = max(q, int(STEP_SECONDS * (end - start) / dt) // q * q)
-            start = end
 
 
 def run_epoch_steps(steps, args, n_rows):
     """:func:`~skbp._epoch.run_epoch` over all rows of an epoch; its status.
 
-    ``steps`` is a :class:`GovernedSteps` in mini-batches, or ``None`` for one
-    compiled call on the thread count already set (no parallel work).  The
-    numbers are those of one call either way.
+    ``args`` are run_epoch's records; ``steps`` is a :class:`GovernedSteps` in
+    mini-batches, or ``None`` for one compiled call on the thread count already
+    set (no parallel work).  The numbers are those of one call either way.
     """
-    sums = args[-1]
+    sums = args[-1].out
     sums[:] = 0.0
     if steps is None:
         return run_epoch(*args, 0, n_rows)
@@ -118,106 +56,38 @@ def run_epoch_steps(steps, args, n_rows):
     return status[0]
 
 
-def _net(est, split=True):
-    drop_p = est._drop_p
-    if drop_p.flags.writeable:  # e.g. after unpickling
-        drop_p = readonly(drop_p)
-    return est._layout.net(split), drop_p, est._layout.batch_norm
-
-
-def _workspace(est, rows, sparse, train):
-    layout = est._layout
-    dropout = train and bool(np.any(est._drop_p > 0))
-    keep = train and (dropout or bool(layout.res.any()))
-    return Workspace(layout, rows, est._w.dtype, sparse, dropout, keep)
-
-
-_local = threading.local()
-
-
-def _predict_workspace(est, rows, sparse):
-    """A prediction workspace, reused for small inputs (per thread and network).
-
-    Allocating the nine buffers is a good part of a single-row prediction; a
-    thread-local cache keyed weakly by the layout keeps concurrent predictions
-    from sharing buffers and lets them go with the model.
-    """
-    if rows > 16:
-        return _workspace(est, rows, sparse, train=False)
-    cache = getattr(_local, "ws", None)
-    if cache is None:
-        cache = _local.ws = weakref.WeakKeyDictionary()
-    key = (rows, sparse, est._w.dtype.char)
-    per_layout = cache.setdefault(est._layout, {})
-    ws = per_layout.get(key)
-    if ws is None:
-        ws = per_layout[key] = _workspace(est, rows, sparse, train=False)
-    return ws
-
-
-def small_output(est, X):
-    """:func:`network_output` for a dense float ndarray, without building a ``Problem``.
-
-    The single-row fast path (``BaseBP._forward_pass_fast``).
-    """
-    dtype = est._w.dtype
-    e = _empty(dtype)
-    ei = _empty(np.dtype(np.int64))
-    return _output(est, (readonly(X, dtype), e, ei, ei), False, X.shape[0], e)
-
-
-def network_output(est, problem, gov=None):
-    """Output-layer activations for every row of ``problem``, in the model dtype.
-
-    Dropout is off and batch norm uses its running statistics.  With a
-    :class:`~skbp._threads.ThreadGovernor` the rows run in governed steps of
-    whole chunks, each serial or spread over threads; without one, serially.
-    """
-    return _output(est, problem.xs(), problem.sparse, problem.n_rows, problem.sw, gov)
-
-
-def _output(est, xs, sparse, n_rows, sw, gov=None):
-    w = est._packed_params()
-    chunk = min(CHUNK_ROWS, n_rows) if n_rows > 0 else 1
-    ws = _predict_workspace(est, chunk, sparse)
-    out = np.empty((n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
-    net, drop_p, bn = _net(est, split=False)
-    args = (w, net, drop_p, bn, est._out_code, chunk, ws.bufs, est._bn_run, out)
-    if gov is None or gov.n_max <= 1 or n_rows <= chunk or not parallel_available():
-        predict(xs, sparse, 0, n_rows, sw, *args)
-        return out
-
-    def step(n, start, stop):
-        (predict_chunks if n > 1 else predict)(xs, sparse, start, stop, sw, *args)
-        return stop
-
-    GovernedSteps(gov, chunk).run(n_rows, step)
-    return out
-
-
 def _full_workspace(est, problem):
     # Batch norm normalises over the whole batch: one chunk holds every row.
     rows = problem.n_rows if est._layout.batch_norm else min(CHUNK_ROWS, problem.n_rows)
-    return _workspace(est, max(1, rows), problem.sparse, train=True)
+    return workspace(est, max(1, rows), problem.sparse, train=True)
 
 
-def loss_grad(layout, w, problem, ws, out_code, alpha, l1_ratio, drop_p, bn_run, bn_momentum=0.0):
+def loss_grad(layout, w, problem, ws, out_code, alpha, l1_ratio, drop_p, bn_run, bn_momentum=0.0,
+              gnorm=None):  # fmt: skip
     """Objective and gradient (left in ``ws.grad``) over all rows of ``problem``.
 
     The one place that calls ``full_loss_grad``: the estimators (L-BFGS,
     divergence checks) and the gradient tests go through here.  Dropout uses the
     masks in ``ws``; ``layout.codes`` and ``layout.res`` select the activations
-    and skips.
+    and skips.  ``gnorm`` receives each layer's data-gradient norm.
     """
+    if gnorm is None:
+        gnorm = np.zeros(len(layout.sizes) - 1)
+    net = layout.net(readonly_float(drop_p), out_code, tune_array())
+    penalty = Penalty(float(alpha), float(l1_ratio), 0.0)
     return full_loss_grad(
-        problem.xs(), problem.sparse, problem.Y, problem.sw, w, layout.net(),
-        readonly(np.asarray(drop_p, dtype=np.float64)), layout.batch_norm,
-        float(bn_momentum), layout.n_coef_params, out_code, float(alpha),
-        float(l1_ratio), ws.batch_rows, ws.bufs, bn_run, ws.grad,
-    )  # fmt: skip
+        problem.data(), w, net, ws.bufs, bn_run, penalty, float(bn_momentum), ws.grad, gnorm
+    )
 
 
-def full_loss(est, problem, ws, bn_momentum=0.0):
+def readonly_float(a):
+    """``a`` as a read-only float64 array (what a ``Net`` holds)."""
+    v = np.array(a, dtype=np.float64)
+    v.flags.writeable = False
+    return v
+
+
+def full_loss(est, problem, ws, bn_momentum=0.0, gnorm=None):
     """Objective over all rows of ``problem`` at the estimator's current parameters.
 
     Dropout is off (the network ``predict`` uses; L-BFGS refuses dropout).
@@ -226,7 +96,7 @@ def full_loss(est, problem, ws, bn_momentum=0.0):
     """
     return loss_grad(
         est._layout, est._w, problem, ws, est._out_code, est.alpha, est.l1_ratio,
-        np.zeros_like(est._drop_p), est._bn_run, bn_momentum,
+        np.zeros_like(est._drop_p), est._bn_run, bn_momentum, gnorm,
     )  # fmt: skip
 
 
@@ -387,7 +257,7 @@ class StochasticTrainer:
                 f"{est.batch_size!r} with n_samples = {self.n_samples}."
             )
         # with batch norm a one-row last batch joins the one before: one row more
-        self.ws = _workspace(est, self.batch_size + int(est.batch_norm), self.train.sparse, True)
+        self.ws = workspace(est, self.batch_size + int(est.batch_norm), self.train.sparse, True)
         self.sums = np.zeros(4, dtype=np.float64)
         self.gnorm = np.zeros(layout.sizes.shape[0] - 1, dtype=np.float64)
         self.best_w, self.best_w_loss = w.copy(), np.inf
@@ -401,25 +271,28 @@ class StochasticTrainer:
         self.args = self._epoch_args()
 
     def _epoch_args(self):
-        """``run_epoch``'s arguments, fixed for the whole call (the arrays change in place)."""
-        est, train, opt, ws = self.est, self.train, self.opt, self.ws
-        net, drop_p, bn = _net(est)
-        idx = np.arange(self.n_samples, dtype=np.int64)
+        """``run_epoch``'s records, but the optimizer's (see :meth:`_optimizer`)."""
+        est, train, ws = self.est, self.train, self.ws
         rng = np.array(
             [est._random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)],
             dtype=np.uint64,
         )
         max_grad_norm = 0.0 if est.max_grad_norm is None else float(est.max_grad_norm)
-        return [
-            train.xs(), train.sparse, train.Y, train.sw, idx, bool(est.shuffle), rng,
-            self.batch_size, est._w, net, drop_p, bn, est._layout.n_coef_params,
-            est._out_code, float(est.alpha), float(est.l1_ratio), max_grad_norm, opt.code,
-            opt.learning_rate, float(est.momentum), bool(est.nesterovs_momentum),
-            float(est.beta_1), float(est.beta_2), float(est.epsilon), opt.m, opt.v, opt.t,
-            ws.bufs, est._bn_run, ws.grad, self.gnorm, self.sums,
-        ]  # fmt: skip
+        penalty = Penalty(float(est.alpha), float(est.l1_ratio), max_grad_norm)
+        epoch = Epoch(
+            np.arange(self.n_samples, dtype=np.int64), bool(est.shuffle), rng,
+            self.batch_size, ws.grad, self.gnorm, self.sums,
+        )  # fmt: skip
+        return [train.data(), est._w, network(est), ws.bufs, est._bn_run, penalty, None, epoch]
 
-    _LR = 18  # the learning rate's place in run_epoch's arguments
+    def _optimizer(self):
+        """The optimizer record at this epoch's learning rate."""
+        est, opt = self.est, self.opt
+        return Optimizer(
+            opt.code, float(opt.learning_rate), float(est.momentum),
+            bool(est.nesterovs_momentum), float(est.beta_1), float(est.beta_2),
+            float(est.epsilon), opt.m, opt.v, opt.t,
+        )  # fmt: skip
 
     def run(self):
         """Train for up to ``max_iter`` epochs (one for ``partial_fit``)."""
@@ -451,7 +324,7 @@ class StochasticTrainer:
         self.gnorm[:] = 0.0
         self.w_start[:] = est._w
         self.run_start[:] = est._bn_run
-        self.args[self._LR] = self.opt.learning_rate
+        self.args[6] = self._optimizer()
         status = run_epoch_steps(self.steps, self.args, self.n_samples)
         if est._loss_ref is None and np.isfinite(self.sums[1]):
             est._loss_ref = float(self.sums[1])
@@ -621,7 +494,7 @@ class LbfgsTrainer:
         w[:] = x
         n = self.gov.threads() if self.parallel else 1
         t0 = time.perf_counter()
-        loss = full_loss(est, self.problem, self.ws)
+        loss = full_loss(est, self.problem, self.ws, gnorm=self.norms)
         self.gov.record(n, time.perf_counter() - t0)
         first = best["loss"] == np.inf  # no finite evaluation yet: this is the first
         if first and not (np.isfinite(loss) and np.isfinite(self.ws.grad).all()):
@@ -637,10 +510,7 @@ class LbfgsTrainer:
         """scipy's callback after each iteration."""
         est = self.est
         self.curve.append(float(intermediate_result.fun))
-        # the data loss's gradient alone, as for the stochastic solvers
-        self.norms[:] = 0.0
-        net = est._layout.net()
-        layer_grad_norms(self._data_gradient(), net[0], net[1], 1.0, self.norms)
+        # self.norms: each layer's data-gradient norm at the last evaluation
         self.grad_norms.append(self.norms.copy())
         if est.verbose:
             now = time.perf_counter()
@@ -657,16 +527,6 @@ class LbfgsTrainer:
             if est.verbose:
                 print("A callback asked to stop after iteration %d. Stopping." % est.n_iter_)
             raise StopIteration
-
-    def _data_gradient(self):
-        """The last gradient without the penalty's part (``finish_gradient`` inverted)."""
-        est, w = self.est, self.est._w
-        n_coef = est._layout.n_coef_params
-        a1, a2 = est.alpha * est.l1_ratio, est.alpha * (1 - est.l1_ratio)
-        data_grad = self.ws.grad.astype(np.float64)
-        coefs = w[:n_coef]
-        data_grad[:n_coef] -= (a2 * coefs + a1 * np.sign(coefs)) / float(self.problem.sw.sum())
-        return data_grad
 
     def run(self):
         est = self.est

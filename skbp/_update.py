@@ -123,8 +123,9 @@ def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_gra
 
     Adds ``1 / sw_sum`` times each layer's data-gradient norm to ``gnorm``.
     The gradient becomes ``(g + alpha * ((1 - l1_ratio) w + l1_ratio sign(w))) /
-    sw_sum`` on the weights and ``g / sw_sum`` elsewhere, as
-    :func:`skbp._kernels.finish_gradient`.  ``clip_scale`` is the factor that
+    sw_sum`` on the weights and ``g / sw_sum`` elsewhere: the one place of the
+    penalty's formula (mini-batch updates and ``full_loss_grad`` alike).
+    ``clip_scale`` is the factor that
     brings the finished gradient's norm down to ``max_grad_norm`` (1 when
     clipping is off or not needed).
     """
@@ -172,41 +173,46 @@ def _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm):
 
 
 @jit()
-def update_blocks(
-    blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_grad_norm, solver, m, v, t,
-    lr, momentum, nesterov, beta_1, beta_2, epsilon,
-):  # fmt: skip
+def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt):
     """:func:`finish_blocks` then :func:`step_blocks`; return the penalty.
 
-    Without clipping (``max_grad_norm <= 0``) the step needs no norm of the
-    whole gradient, so each block is finished and stepped in turn, in one sweep
-    (one parallel region, each block still in cache): the same arithmetic as
-    two sweeps, since each entry's step only reads that entry (the compiler may
-    contract multiply-adds differently, a last-bit difference).  Serial or
-    parallel is chosen by the size alone, so a network gets the same bits on
-    any number of threads.  The penalty is summed from ``w`` before its update,
-    as in two sweeps.  (The serial loops are written out here and in the two
-    functions above rather than shared through one more call level: measured,
-    that level cost W4 12% per update.)
+    ``penalty`` and ``opt`` are ``skbp._records.Penalty`` and ``Optimizer``;
+    ``opt.t[0]`` is Adam's step number after this update.  Without clipping
+    (``max_grad_norm <= 0``) the step needs no norm of the whole gradient, so
+    each block is finished and stepped in turn, in one sweep (one parallel
+    region, each block still in cache): the same arithmetic as two sweeps,
+    since each entry's step only reads that entry (the compiler may contract
+    multiply-adds differently, a last-bit difference).  Serial or parallel is
+    chosen by the size alone, so a network gets the same bits on any number of
+    threads.  The penalty is summed from ``w`` before its update, as in two
+    sweeps.  (The serial loops are written out here and in the two functions
+    above rather than shared through one more call level: measured, that level
+    cost W4 12% per update.)
     """
+    alpha, l1_ratio, max_grad_norm = penalty.alpha, penalty.l1_ratio, penalty.max_grad_norm
     if max_grad_norm > 0:
-        penalty, clip = finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
-                                      max_grad_norm)  # fmt: skip
-        step_blocks(blocks, w, grad, clip, solver, m, v, t, lr, momentum, nesterov, beta_1,
-                    beta_2, epsilon)  # fmt: skip
-        return penalty
+        value, clip = finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
+                                    max_grad_norm)  # fmt: skip
+        step_blocks(blocks, w, grad, clip, opt)
+        return value
     inv = 1.0 / sw_sum
     a1 = alpha * l1_ratio
     a2 = alpha * (1.0 - l1_ratio)
-    hp = (lr, momentum, nesterov, t, beta_1, beta_2, epsilon)
+    hp = _hyper(opt)
     if w.shape[0] >= PAR_MIN_PARAMS:
-        _sweep_parallel(np.int64(_BOTH), blocks, w, grad, a1, a2, inv, part, 1.0, solver, m,
-                        v, hp)  # fmt: skip
+        _sweep_parallel(np.int64(_BOTH), blocks, w, grad, a1, a2, inv, part, 1.0, opt.solver,
+                        opt.m, opt.v, hp)  # fmt: skip
     else:
         for b in range(blocks.shape[0]):
             _finish_one(b, blocks, w, grad, a1, a2, inv, part)
-            _step_one(b, blocks, w, grad, 1.0, solver, m, v, hp)
+            _step_one(b, blocks, w, grad, 1.0, opt.solver, opt.m, opt.v, hp)
     return _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm)[0]
+
+
+@jit()
+def _hyper(opt):
+    """The optimizer's scalars as the sweeps take them (Adam's step number read now)."""
+    return (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon)
 
 
 @jit()
@@ -233,18 +239,16 @@ def _sweep_parallel(op, blocks, w, grad, a1, a2, inv, part, scale, solver, m, v,
 
 
 @jit()
-def step_blocks(
-    blocks, w, grad, scale, solver, m, v, t, lr, momentum, nesterov, beta_1, beta_2, epsilon
-):  # fmt: skip
+def step_blocks(blocks, w, grad, scale, opt):
     """One optimizer step on ``scale * grad``: ``skbp._optim``'s rules, block by block.
 
-    ``t`` is Adam's step number after this update (1-based); unused for SGD.
+    ``opt.t[0]`` is Adam's step number after this update (1-based); unused for SGD.
     """
-    hp = (lr, momentum, nesterov, t, beta_1, beta_2, epsilon)
+    hp = _hyper(opt)
     if w.shape[0] >= PAR_MIN_PARAMS:
         part = np.empty((0, 4))  # unused by _STEP
         _sweep_parallel(np.int64(_STEP), blocks, w, grad, 0.0, 0.0, 0.0, part, scale,
-                        solver, m, v, hp)  # fmt: skip
+                        opt.solver, opt.m, opt.v, hp)  # fmt: skip
     else:
         for b in range(blocks.shape[0]):
-            _step_one(b, blocks, w, grad, scale, solver, m, v, hp)
+            _step_one(b, blocks, w, grad, scale, opt.solver, opt.m, opt.v, hp)

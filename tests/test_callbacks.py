@@ -101,7 +101,7 @@ def test_model_handed_over_after_each_epoch_equals_a_shorter_fit(iris, solver):
     for i, model in enumerate(rec.models):
         short = _quiet(_net(solver, max_iter=i + 1).fit, X, y)
         assert model.n_iter_ == short.n_iter_ == i + 1
-        for a, b in zip(model.coefs_, short.coefs_):
+        for a, b in zip(model.coefs_, short.coefs_, strict=True):
             np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(model.predict_proba(X), short.predict_proba(X))
         assert model.loss_curve_ == short.loss_curve_

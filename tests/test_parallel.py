@@ -17,12 +17,12 @@ from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_info
 
 import skbp._matmul as mm
+import skbp._steps as steps
 import skbp._threads as thr
-import skbp._training as training
 import skbp._update as upd
 from skbp import BPClassifier, BPRegressor
-from skbp._kernels import finish_gradient, layer_grad_norms
 from skbp._optim import SOLVER_ADAM, SOLVER_SGD, adam_step, sgd_step
+from skbp._records import Optimizer, Penalty
 from skbp._threads import (
     ThreadGovernor,
     effective_n_threads,
@@ -134,14 +134,22 @@ def test_finish_blocks_matches_the_plain_reference(dtype, monkeypatch):
     blocks = param_blocks(sizes, coef_off, n)
     assert blocks[0, 0] == 0 and blocks[-1, 1] == n
     assert np.all(blocks[1:, 0] == blocks[:-1, 1])  # contiguous cover
-    ref_g, ref_norms = g.copy(), np.zeros(3)
-    layer_grad_norms(ref_g, sizes, coef_off, 1 / 50.0, ref_norms)
-    ref_pen = finish_gradient(w, ref_g, n_coef, 0.3, 0.25, 50.0)
+    # the plain NumPy reference: per-layer norms of the data gradient, then the
+    # penalty alpha * (l1_ratio |W| + (1 - l1_ratio) / 2 W^2) on the weights
+    wd, gd = w.astype(np.float64), g.astype(np.float64)
+    ref_norms = np.array(
+        [np.linalg.norm(gd[o : o + sizes[l] * sizes[l + 1]]) / 50.0 for l, o in enumerate(coef_off)]
+    )
+    a1, a2 = 0.3 * 0.25, 0.3 * 0.75
+    ref_g = gd / 50.0
+    ref_g[:n_coef] += (a2 * wd[:n_coef] + a1 * np.sign(wd[:n_coef])) / 50.0
+    ref_pen = (0.5 * a2 * np.sum(wd[:n_coef] ** 2) + a1 * np.sum(np.abs(wd[:n_coef]))) / 50.0
     got_g, norms = g.copy(), np.zeros(3)
     part = np.empty((blocks.shape[0], 4))
     pen, clip = finish_blocks(blocks, w, got_g, 0.3, 0.25, 50.0, part, norms, 0.0)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got_g, ref_g, rtol=rtol)
+    # (absolute slack for entries where the penalty cancels the data gradient)
+    np.testing.assert_allclose(got_g, ref_g, rtol=rtol, atol=rtol * np.abs(ref_g).max())
     np.testing.assert_allclose(norms, ref_norms, rtol=rtol)
     assert pen == pytest.approx(ref_pen, rel=rtol)
     assert clip == 1.0
@@ -163,6 +171,12 @@ def test_finish_blocks_matches_the_plain_reference(dtype, monkeypatch):
     np.testing.assert_array_equal(na, nb)
 
 
+def _opt(solver, m, v, t):
+    """The optimizer record of these tests: lr 0.01, momentum 0.9 (Nesterov), Adam's
+    defaults, step number ``t``."""
+    return Optimizer(solver, 0.01, 0.9, True, 0.9, 0.999, 1e-8, m, v, np.array([t]))
+
+
 @pytest.mark.parametrize("solver", [SOLVER_SGD, SOLVER_ADAM])
 @pytest.mark.parametrize("n", [1000, 70000])  # serial and parallel sweep
 def test_step_blocks_matches_the_optimizer_rules(solver, n):
@@ -174,7 +188,7 @@ def test_step_blocks_matches_the_optimizer_rules(solver, n):
     m0, v0 = rng.standard_normal(n), rng.random(n)
     blocks = param_blocks(sizes, coef_off, n)
     w, m, v = w0.copy(), m0.copy(), v0.copy()
-    step_blocks(blocks, w, g, 0.5, solver, m, v, 3, 0.01, 0.9, True, 0.9, 0.999, 1e-8)
+    step_blocks(blocks, w, g, 0.5, _opt(solver, m, v, 3))
     wr, mr, vr = w0.copy(), m0.copy(), v0.copy()
     if solver == SOLVER_SGD:
         sgd_step(wr, 0.5 * g, mr, 0.01, 0.9, True, 1.0)
@@ -203,14 +217,19 @@ def test_one_sweep_update_equals_finish_then_step(dtype, solver, parallel, monke
         part, norms = np.empty((blocks.shape[0], 4)), np.zeros(3)
         with _on_threads(2):
             pen = update_blocks.py_func(
-                blocks, w, gg, 0.3, 0.25, 50.0, part, norms, max_norm, solver, m, v, 3, 0.01,
-                0.9, True, 0.9, 0.999, 1e-8,
-            )  # fmt: skip
+                blocks,
+                w,
+                gg,
+                50.0,
+                part,
+                norms,
+                Penalty(0.3, 0.25, max_norm),
+                _opt(solver, m, v, 3),
+            )
         wr, mr, vr, gr = w0.copy(), m0.copy(), v0.copy(), g.copy()
         pr, nr = np.empty_like(part), np.zeros(3)
         ref_pen, clip = finish_blocks.py_func(blocks, wr, gr, 0.3, 0.25, 50.0, pr, nr, max_norm)
-        step_blocks.py_func(blocks, wr, gr, clip, solver, mr, vr, 3, 0.01, 0.9, True, 0.9,
-                            0.999, 1e-8)  # fmt: skip
+        step_blocks.py_func(blocks, wr, gr, clip, _opt(solver, mr, vr, 3))
         assert (clip < 1.0) == (max_norm > 0)
         # the same arithmetic; two compiled loops may contract multiply-adds differently
         rtol = 1e-6 if dtype == np.float32 else 1e-12
@@ -469,7 +488,7 @@ def test_steps_on_changing_thread_counts_give_the_same_model(name, monkeypatch):
 
     ref = fit(1)
     P_ref = ref.predict(X)
-    monkeypatch.setattr(training, "STEP_SECONDS", 1e-9)  # one mini-batch / chunk per step
+    monkeypatch.setattr(steps, "STEP_SECONDS", 1e-9)  # one mini-batch / chunk per step
     cycle = itertools.cycle([1, 2, 1, 3, 2])
     used = []
 

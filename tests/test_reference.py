@@ -21,7 +21,8 @@ from skbp._data import Problem, Workspace
 from skbp._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from skbp._layout import Layout
 from skbp._optim import adam_step, sgd_step
-from skbp._training import loss_grad, network_output
+from skbp._predict import network_output
+from skbp._training import loss_grad
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

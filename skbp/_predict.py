@@ -1,0 +1,98 @@
+"""The prediction driver: network outputs for validated rows.
+
+Dropout is off and batch norm uses its running statistics, so the output is
+deterministic; it is the same, bit for bit, whether the rows run serially, in
+governed steps or spread over threads (``skbp._kernels.predict_chunks``).
+"""
+
+import threading
+import weakref
+
+import numpy as np
+
+from ._data import Workspace, empty_data, readonly
+from ._kernels import predict, predict_chunks
+from ._matmul import tune_array
+from ._steps import GovernedSteps
+from ._threads import parallel_available
+
+#: rows per chunk for prediction and the full-batch (L-BFGS) gradient
+CHUNK_ROWS = 256
+
+
+def network(est, split=True):
+    """The fitted network as the kernels take it (``skbp._records.Net``).
+
+    ``split=False``: products are never split over threads (prediction
+    parallelises over row chunks instead).
+    """
+    drop_p = est._drop_p
+    if drop_p.flags.writeable:  # e.g. after unpickling
+        drop_p = readonly(drop_p)
+    return est._layout.net(drop_p, est._out_code, tune_array(split))
+
+
+def workspace(est, rows, sparse, train):
+    """Work buffers for batches of ``rows`` rows of ``est``'s network."""
+    layout = est._layout
+    dropout = train and bool(np.any(est._drop_p > 0))
+    keep = train and (dropout or bool(layout.res.any()))
+    return Workspace(layout, rows, est._w.dtype, sparse, dropout, keep)
+
+
+_local = threading.local()
+
+
+def _predict_workspace(est, rows, sparse):
+    """A prediction workspace, reused for small inputs (per thread and network).
+
+    Allocating the buffers is a good part of a single-row prediction; a
+    thread-local cache keyed weakly by the layout keeps concurrent predictions
+    from sharing buffers and lets them go with the model.
+    """
+    if rows > 16:
+        return workspace(est, rows, sparse, train=False)
+    cache = getattr(_local, "ws", None)
+    if cache is None:
+        cache = _local.ws = weakref.WeakKeyDictionary()
+    key = (rows, sparse, est._w.dtype.char)
+    per_layout = cache.setdefault(est._layout, {})
+    ws = per_layout.get(key)
+    if ws is None:
+        ws = per_layout[key] = workspace(est, rows, sparse, train=False)
+    return ws
+
+
+def small_output(est, X):
+    """:func:`network_output` for a dense float ndarray, without building a ``Problem``.
+
+    The single-row fast path (``BaseBP._forward_pass_fast``).
+    """
+    return _output(est, empty_data(readonly(X, est._w.dtype)), X.shape[0])
+
+
+def network_output(est, problem, gov=None):
+    """Output-layer activations for every row of ``problem``, in the model dtype.
+
+    With a :class:`~skbp._threads.ThreadGovernor` the rows run in governed steps
+    of whole chunks, each serial or spread over threads; without one, serially.
+    """
+    return _output(est, problem.data(), problem.n_rows, gov)
+
+
+def _output(est, data, n_rows, gov=None):
+    w = est._packed_params()
+    chunk = min(CHUNK_ROWS, n_rows) if n_rows > 0 else 1
+    ws = _predict_workspace(est, chunk, data.sparse)
+    out = np.empty((n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
+    args = (w, network(est, split=False), ws.bufs, est._bn_run, out)
+    if gov is None or gov.n_max <= 1 or n_rows <= chunk or not parallel_available():
+        predict(data, 0, n_rows, *args)
+        return out
+
+    def step(n, start, stop):
+        (predict_chunks if n > 1 else predict)(data, start, stop, *args)
+        return stop
+
+    GovernedSteps(gov, chunk).run(n_rows, step)
+    return out

@@ -1,0 +1,50 @@
+"""The named records the compiled kernels take.
+
+Plain ``namedtuple`` classes: Numba passes one as a struct of its fields, so a
+kernel reads ``net.sizes`` or ``bufs.acts`` by name, at no cost, instead of
+unpacking a long tuple by position.  Every field has one type per dtype
+(arrays are C-contiguous; the data arrays read-only), so a record never adds
+a compiled version.  Built in Python by ``Layout.net``, ``Problem.data``,
+``Workspace`` and the training loops (``skbp._training``).
+"""
+
+from collections import namedtuple
+
+#: The network: layer widths; where each layer's weights, biases and batch-norm
+#: parameters start in the flat vector ``w``; where its outputs start in a row
+#: of the activation buffers; hidden activation codes; residual flags (1 where
+#: ``h_{l+1} = ... + h_l``); the matrix-product tuning (``skbp._matmul``);
+#: dropout probabilities; the output activation's code; batch norm on or off.
+Net = namedtuple(
+    "Net",
+    "sizes coef_off int_off act_off bn_off codes res tune drop_p out_code batch_norm",
+)
+
+#: Rows to train on or predict: a dense ``Xd`` or the CSR arrays ``Xdat``,
+#: ``Xind``, ``Xptr`` (the unused form has size 0; ``sparse`` says which), the
+#: encoded targets ``Y`` and the sample weights ``sw`` (both size 0 to predict).
+Data = namedtuple("Data", "Xd Xdat Xind Xptr sparse Y sw")
+
+#: Work buffers for batches of up to ``rows`` rows; each holds every layer's
+#: ``(B, width)`` block starting at ``rows * act_off[l]``: ``acts`` (layer
+#: outputs), ``deltas`` (gradients w.r.t. layer outputs), ``fa`` (activation
+#: outputs kept apart when dropout or a residual changes the layer output),
+#: ``masks`` (dropout scales), ``bnz`` and ``bnstat`` (batch norm's normalised
+#: values and batch statistics), ``dz`` (one layer's gradient w.r.t. its
+#: pre-activation) and ``X0`` (gathered dense input rows).  Unused: size 0.
+Buffers = namedtuple("Buffers", "rows X0 acts deltas fa masks bnz bnstat dz")
+
+#: The penalty ``alpha * (l1_ratio * ||W||_1 + (1 - l1_ratio) / 2 * ||W||^2)``
+#: and gradient clipping (``max_grad_norm <= 0``: off).
+Penalty = namedtuple("Penalty", "alpha l1_ratio max_grad_norm")
+
+#: A stochastic optimizer: its code (``skbp._optim``), hyper-parameters and
+#: state arrays (SGD's velocity or Adam's moments ``m``, ``v``; Adam's step
+#: count ``t``, a 1-element array the kernels advance).
+Optimizer = namedtuple("Optimizer", "solver lr momentum nesterov beta_1 beta_2 epsilon m v t")
+
+#: One epoch's order and outputs: the row indices ``idx`` (shuffled in place
+#: when ``shuffle``), the splitmix64 state ``rng``, the batch size, the
+#: gradient buffer, the per-layer gradient norms ``gnorm`` and the sums ``out``
+#: (see ``skbp._epoch.run_epoch``).
+Epoch = namedtuple("Epoch", "idx shuffle rng batch_size grad gnorm out")
