@@ -57,9 +57,11 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
     epoch stops early with ``EPOCH_DIVERGED`` as soon as a mini-batch loss is
     not finite; the caller then restores its last good parameters.
     """
-    sizes, act_off = net.sizes, net.act_off
+    # the records' fields used per mini-batch, read once (see skbp._kernels.forward)
+    sizes, act_off, out_code, batch_norm = net.sizes, net.act_off, net.out_code, net.batch_norm
     idx, rng, batch_size, grad, out = epoch.idx, epoch.rng, epoch.batch_size, epoch.grad, epoch.out
-    sw = data.sw
+    gnorm, Y, sw, acts, deltas = epoch.gnorm, data.Y, data.sw, bufs.acts, bufs.deltas
+    solver, t = opt.solver, opt.t
     if epoch.shuffle and row_start == 0:
         shuffle_inplace(idx, rng)
     n = idx.shape[0]
@@ -77,7 +79,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
     off = batch_size < 0
     while start < min(row_stop, n):
         stop = min(start + batch_size, n)
-        if net.batch_norm and n - stop == 1:
+        if batch_norm and n - stop == 1:
             # batch norm cannot normalise a one-row batch (its variance is 0):
             # the last row joins this batch (the buffers hold batch_size + 1 rows)
             stop = n
@@ -92,9 +94,9 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
             # Every row of this batch has zero weight: nothing to learn from.
             continue
         forward(data, rows, w, net, on, on, BN_MOMENTUM, rng, bufs, bn_run)
-        P = _view(bufs.acts, B_max * act_off[last], B, n_out)
-        D = _view(bufs.deltas, B_max * act_off[last], B, n_out)
-        data_loss = loss_and_delta(P, data.Y, sw, rows, net.out_code, D)
+        P = _view(acts, B_max * act_off[last], B, n_out)
+        D = _view(deltas, B_max * act_off[last], B, n_out)
+        data_loss = loss_and_delta(P, Y, sw, rows, out_code, D)
         if not np.isfinite(data_loss):
             if first:
                 out[1] = data_loss
@@ -103,10 +105,10 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
             out[3] = start
             return EPOCH_DIVERGED
         backward(data, rows, w, net, bufs, grad, off)
-        if opt.solver != SOLVER_SGD:
-            opt.t[0] += 1
+        if solver != SOLVER_SGD:
+            t[0] += 1
         # diagnostics on the data gradient alone: the penalty would mask a vanishing one
-        value = update_blocks(blocks, w, grad, sw_sum, part, epoch.gnorm, penalty, opt)
+        value = update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt)
         batch_loss = data_loss / sw_sum + value
         if first:
             out[1] = batch_loss

@@ -20,16 +20,26 @@ from ._threads import parallel_available
 CHUNK_ROWS = 256
 
 
+_NETS = weakref.WeakKeyDictionary()
+
+
 def network(est, split=True):
     """The fitted network as the kernels take it (``skbp._records.Net``).
 
     ``split=False``: products are never split over threads (prediction
-    parallelises over row chunks instead).
+    parallelises over row chunks instead).  Records are reused (kept per layout,
+    weakly: a few microseconds of a one-row prediction), never stored on the
+    estimator, whose ``__dict__`` prediction leaves alone.
     """
-    drop_p = est._drop_p
-    if drop_p.flags.writeable:  # e.g. after unpickling
-        drop_p = readonly(drop_p)
-    return est._layout.net(drop_p, est._out_code, tune_array(split))
+    drop_p, tune, layout = est._drop_p, tune_array(split), est._layout
+    key = (id(tune), est._out_code)
+    found = _NETS.get(layout, {}).get(key)
+    if found is not None and found[0] is drop_p and found[1].tune is tune:
+        return found[1]
+    flags_drop_p = readonly(drop_p) if drop_p.flags.writeable else drop_p  # e.g. unpickled
+    net = layout.net(flags_drop_p, est._out_code, tune)
+    _NETS.setdefault(layout, {})[key] = (drop_p, net)
+    return net
 
 
 def workspace(est, rows, sparse, train):

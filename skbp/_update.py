@@ -199,13 +199,14 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt):
     a1 = alpha * l1_ratio
     a2 = alpha * (1.0 - l1_ratio)
     hp = _hyper(opt)
+    solver, m, v = opt.solver, opt.m, opt.v
     if w.shape[0] >= PAR_MIN_PARAMS:
-        _sweep_parallel(np.int64(_BOTH), blocks, w, grad, a1, a2, inv, part, 1.0, opt.solver,
-                        opt.m, opt.v, hp)  # fmt: skip
+        _sweep_parallel(np.int64(_BOTH), blocks, w, grad, a1, a2, inv, part, 1.0, solver, m, v,
+                        hp)  # fmt: skip
     else:
         for b in range(blocks.shape[0]):
             _finish_one(b, blocks, w, grad, a1, a2, inv, part)
-            _step_one(b, blocks, w, grad, 1.0, opt.solver, opt.m, opt.v, hp)
+            _step_one(b, blocks, w, grad, 1.0, solver, m, v, hp)
     return _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm)[0]
 
 
@@ -245,10 +246,11 @@ def step_blocks(blocks, w, grad, scale, opt):
     ``opt.t[0]`` is Adam's step number after this update (1-based); unused for SGD.
     """
     hp = _hyper(opt)
+    solver, m, v = opt.solver, opt.m, opt.v
     if w.shape[0] >= PAR_MIN_PARAMS:
         part = np.empty((0, 4))  # unused by _STEP
-        _sweep_parallel(np.int64(_STEP), blocks, w, grad, 0.0, 0.0, 0.0, part, scale,
-                        opt.solver, opt.m, opt.v, hp)  # fmt: skip
+        _sweep_parallel(np.int64(_STEP), blocks, w, grad, 0.0, 0.0, 0.0, part, scale, solver, m,
+                        v, hp)  # fmt: skip
     else:
         for b in range(blocks.shape[0]):
-            _step_one(b, blocks, w, grad, scale, opt.solver, opt.m, opt.v, hp)
+            _step_one(b, blocks, w, grad, scale, solver, m, v, hp)
