@@ -22,7 +22,7 @@ from ._layout import Layout
 from ._matmul import SMALL_WORK
 from ._predict import network_output, small_output
 from ._threads import thread_context
-from ._training import LbfgsTrainer, StochasticTrainer
+from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig
 from .exceptions import PrecisionWarning
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -346,11 +346,12 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         # the callbacks' root task: one subtask per epoch or L-BFGS iteration
         n_tasks = (1 if incremental else self.max_iter) if stochastic else self.max_iter + 1
         tasks = FitTasks(self, X, y, sample_weight, max_subtasks=n_tasks)
+        cfg = TrainConfig.from_estimator(self)
         with thread_context(self.n_jobs) as gov:
             if stochastic:
-                StochasticTrainer(self, problem, incremental, y, gov, tasks).run()
+                StochasticTrainer(self, cfg, problem, incremental, y, gov, tasks).run()
             else:
-                LbfgsTrainer(self, problem, gov, tasks).run()
+                LbfgsTrainer(self, cfg, problem, gov, tasks).run()
         self.gradient_norms_ = np.array(self._gradient_norms).reshape(-1, len(layer_units) - 1)
         tasks.close()
         return self

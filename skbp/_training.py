@@ -9,6 +9,7 @@ handling -- as the named steps of two trainers, :class:`StochasticTrainer`
 import math
 import time
 import warnings
+from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.optimize
@@ -33,6 +34,49 @@ VANISHING_GRAD_NORM = 1e-6
 ACTIVE_GRAD_NORM = 1e-4
 #: a layer's mean weight-gradient norm above this is reported as exploding
 EXPLODING_GRAD_NORM = 1e4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What the trainers read of the estimator's parameters, validated, frozen for one fit.
+
+    ``BaseBP._fit`` validates the parameters and builds this
+    (:meth:`from_estimator`); a trainer never reads a parameter from the
+    estimator itself, only its fitted state.  ``max_grad_norm`` is 0 when
+    clipping is off.
+    """
+
+    solver: str
+    max_iter: int
+    max_fun: int
+    tol: float
+    n_iter_no_change: float
+    shuffle: bool
+    early_stopping: bool
+    validation_fraction: float
+    batch_size: str | int
+    batch_norm: bool
+    learning_rate: str
+    learning_rate_init: float
+    power_t: float
+    decay_rate: float
+    momentum: float
+    nesterovs_momentum: bool
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    alpha: float
+    l1_ratio: float
+    max_grad_norm: float
+    verbose: bool
+
+    @classmethod
+    def from_estimator(cls, est):
+        """The configuration of ``est``'s (already validated) parameters."""
+        values = {f.name: getattr(est, f.name) for f in fields(cls)}
+        values["max_grad_norm"] = float(est.max_grad_norm or 0.0)
+        values["verbose"] = bool(est.verbose)
+        return cls(**values)
 
 
 def run_epoch_steps(steps, args, n_rows):
@@ -87,7 +131,7 @@ def readonly_float(a):
     return v
 
 
-def full_loss(est, problem, ws, bn_momentum=0.0, gnorm=None):
+def full_loss(est, cfg, problem, ws, bn_momentum=0.0, gnorm=None):
     """Objective over all rows of ``problem`` at the estimator's current parameters.
 
     Dropout is off (the network ``predict`` uses; L-BFGS refuses dropout).
@@ -95,7 +139,7 @@ def full_loss(est, problem, ws, bn_momentum=0.0, gnorm=None):
     running statistics become the full-data statistics.
     """
     return loss_grad(
-        est._layout, est._w, problem, ws, est._out_code, est.alpha, est.l1_ratio,
+        est._layout, est._w, problem, ws, est._out_code, cfg.alpha, cfg.l1_ratio,
         np.zeros_like(est._drop_p), est._bn_run, bn_momentum, gnorm,
     )  # fmt: skip
 
@@ -114,12 +158,12 @@ def _nonfinite_start_message(loss, problem):
     )
 
 
-def _diverged_message(est, it, why):
+def _diverged_message(cfg, it, why):
     return (
         f"Training diverged at iteration {it}: {why}. The parameters were "
         f"restored to the last ones with a finite, lowest loss and training "
         f"stopped. Try a smaller learning_rate_init (it is "
-        f"{est.learning_rate_init!r}), scaling the inputs and targets, "
+        f"{cfg.learning_rate_init!r}), scaling the inputs and targets, "
         f"max_grad_norm, or a smaller momentum."
     )
 
@@ -136,7 +180,7 @@ def _resolve_batch_size(batch_size, n_samples):
     return int(np.clip(batch_size, 1, n_samples))
 
 
-def _split_validation(est, problem, y_raw):
+def _split_validation(est, cfg, problem, y_raw):
     """Rows for training and for the early-stopping validation score.
 
     With ``shuffle=True``: a random split (stratified for single-output
@@ -148,16 +192,16 @@ def _split_validation(est, problem, y_raw):
     from sklearn.model_selection import train_test_split
 
     n = problem.n_rows
-    if est.shuffle:
+    if cfg.shuffle:
         stratify = y_raw if (is_classifier(est) and est.n_outputs_ == 1) else None
         idx_train, idx_val = train_test_split(
             np.arange(n),
             random_state=est._random_state,
-            test_size=est.validation_fraction,
+            test_size=cfg.validation_fraction,
             stratify=stratify,
         )
     else:
-        n_val = math.ceil(est.validation_fraction * n)
+        n_val = math.ceil(cfg.validation_fraction * n)
         idx_train, idx_val = np.arange(n - n_val), np.arange(n - n_val, n)
     if idx_val.shape[0] < 2:
         raise ValueError(
@@ -177,7 +221,7 @@ def _layer_name(est, layer):
     return f"layer {layer + 1} of {n_trans} ({src} -> {dst})"
 
 
-def check_gradients(est, norms, it):
+def check_gradients(est, cfg, norms, it):
     """Warn once per fit when a layer's gradient vanishes or explodes."""
     if est._gradient_warned:
         return
@@ -212,7 +256,7 @@ def check_gradients(est, norms, it):
         msg = (
             f"Exploding gradient at iteration {it}: the weight-gradient norm of "
             f"{_layer_name(est, layer)} is {norms[layer]:.2g}. Remedies: a smaller "
-            f"learning_rate_init (it is {est.learning_rate_init!r}), max_grad_norm "
+            f"learning_rate_init (it is {cfg.learning_rate_init!r}), max_grad_norm "
             "(e.g. 1.0), batch_norm=True, or scaling the inputs and targets."
         )
     else:
@@ -233,31 +277,32 @@ class StochasticTrainer:
     :class:`~skbp._callbacks.FitTasks`) and :meth:`should_stop` decides.
     """
 
-    def __init__(self, est, problem, incremental, y_raw, gov, tasks):
-        self.est, self.gov, self.tasks, self.incremental = est, gov, tasks, incremental
+    def __init__(self, est, cfg, problem, incremental, y_raw, gov, tasks):
+        self.est, self.cfg, self.gov, self.tasks = est, cfg, gov, tasks
+        self.incremental = incremental
         layout, w = est._layout, est._w
         if not incremental or not hasattr(est, "_optimizer"):
             est._optimizer = OptimizerState(
-                est.solver, layout.n_params, w.dtype, est.learning_rate_init
+                cfg.solver, layout.n_params, w.dtype, cfg.learning_rate_init
             )
         self.opt = est._optimizer.astype(w.dtype)
         # divergence is judged against the start of this call: the data (and the
         # scale of the loss) may differ from those of earlier fit/partial_fit calls
         est._loss_ref = None
-        if est.early_stopping:
-            self.train, self.val = _split_validation(est, problem, y_raw)
+        if cfg.early_stopping:
+            self.train, self.val = _split_validation(est, cfg, problem, y_raw)
             self.y_val = est._decode_targets(self.val.Y)
         else:
             self.train, self.val, self.y_val = problem, None, None
         self.n_samples = self.train.n_rows
-        self.batch_size = _resolve_batch_size(est.batch_size, self.n_samples)
-        if est.batch_norm and self.batch_size < 2:
+        self.batch_size = _resolve_batch_size(cfg.batch_size, self.n_samples)
+        if cfg.batch_norm and self.batch_size < 2:
             raise ValueError(
                 "batch_norm=True needs mini-batches of at least 2 rows; got batch_size="
-                f"{est.batch_size!r} with n_samples = {self.n_samples}."
+                f"{cfg.batch_size!r} with n_samples = {self.n_samples}."
             )
         # with batch norm a one-row last batch joins the one before: one row more
-        self.ws = workspace(est, self.batch_size + int(est.batch_norm), self.train.sparse, True)
+        self.ws = workspace(est, self.batch_size + int(cfg.batch_norm), self.train.sparse, True)
         self.sums = np.zeros(4, dtype=np.float64)
         self.gnorm = np.zeros(layout.sizes.shape[0] - 1, dtype=np.float64)
         self.best_w, self.best_w_loss = w.copy(), np.inf
@@ -272,34 +317,35 @@ class StochasticTrainer:
 
     def _epoch_args(self):
         """``run_epoch``'s records, but the optimizer's (see :meth:`_optimizer`)."""
+        cfg = self.cfg
         est, train, ws = self.est, self.train, self.ws
         rng = np.array(
             [est._random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)],
             dtype=np.uint64,
         )
-        max_grad_norm = 0.0 if est.max_grad_norm is None else float(est.max_grad_norm)
-        penalty = Penalty(float(est.alpha), float(est.l1_ratio), max_grad_norm)
+        penalty = Penalty(float(cfg.alpha), float(cfg.l1_ratio), cfg.max_grad_norm)
         epoch = Epoch(
-            np.arange(self.n_samples, dtype=np.int64), bool(est.shuffle), rng,
+            np.arange(self.n_samples, dtype=np.int64), bool(cfg.shuffle), rng,
             self.batch_size, ws.grad, self.gnorm, self.sums,
         )  # fmt: skip
         return [train.data(), est._w, network(est), ws.bufs, est._bn_run, penalty, None, epoch]
 
     def _optimizer(self):
         """The optimizer record at this epoch's learning rate."""
-        est, opt = self.est, self.opt
+        cfg, opt = self.cfg, self.opt
         return Optimizer(
-            opt.code, float(opt.learning_rate), float(est.momentum),
-            bool(est.nesterovs_momentum), float(est.beta_1), float(est.beta_2),
-            float(est.epsilon), opt.m, opt.v, opt.t,
+            opt.code, float(opt.learning_rate), float(cfg.momentum),
+            bool(cfg.nesterovs_momentum), float(cfg.beta_1), float(cfg.beta_2),
+            float(cfg.epsilon), opt.m, opt.v, opt.t,
         )  # fmt: skip
 
     def run(self):
         """Train for up to ``max_iter`` epochs (one for ``partial_fit``)."""
+        cfg = self.cfg
         est, tasks = self.est, self.tasks
         est.n_iter_ = 0
         try:
-            for _ in range(est.max_iter):
+            for _ in range(cfg.max_iter):
                 tasks.begin("epoch")
                 t0 = time.perf_counter()
                 status = self.epoch()
@@ -308,13 +354,13 @@ class StochasticTrainer:
                     break
                 self.record(time.perf_counter() - t0)
                 self.track_improvement()
-                _end_of_epoch_schedule(est, self.opt)
+                _end_of_epoch_schedule(est, self.cfg, self.opt)
                 if self.should_stop(tasks.end()):
                     break
         except KeyboardInterrupt:
             tasks.abandon()
             warnings.warn("Training interrupted by user.")
-        if est.early_stopping:
+        if cfg.early_stopping:
             est._w[:] = est._best_w
             est._bn_run[:] = est._best_bn_run
 
@@ -339,7 +385,7 @@ class StochasticTrainer:
             est._w[:] = self.best_w
             est._bn_run[:] = self.best_run
             ws_full = _full_workspace(est, self.train)
-            best_loss = float(full_loss(est, self.train, ws_full))
+            best_loss = float(full_loss(est, self.cfg, self.train, ws_full))
             if est.n_iter_ == 0 and not (
                 np.isfinite(best_loss) and np.isfinite(ws_full.grad).all()
             ):
@@ -348,7 +394,7 @@ class StochasticTrainer:
                 # there: the data overflows, whatever the learning rate
                 raise ValueError(_nonfinite_start_message(best_loss, self.train))
             est.loss_ = best_loss
-            warnings.warn(_diverged_message(est, est.n_iter_ + 1, why), DivergenceWarning)
+            warnings.warn(_diverged_message(self.cfg, est.n_iter_ + 1, why), DivergenceWarning)
             return True
         if self.loss <= self.best_w_loss:
             self.best_w[:] = self.w_start
@@ -358,6 +404,7 @@ class StochasticTrainer:
 
     def record(self, seconds):
         """The epoch's books: counters, loss curve, gradient norms, printing, diagnostics."""
+        cfg = self.cfg
         est = self.est
         est.n_iter_ += 1
         est.loss_ = float(self.loss)
@@ -365,51 +412,50 @@ class StochasticTrainer:
         est.loss_curve_.append(est.loss_)
         norms = self.gnorm / max(self.sums[2], 1.0)
         est._gradient_norms.append(norms.copy())
-        if est.verbose:
+        if cfg.verbose:
             print(
                 "Iteration %d, loss = %.8f, gradient norms per layer = %s, time = %.3f s"
                 % (est.n_iter_, est.loss_, np.array2string(norms, precision=3), seconds)
             )
-        check_gradients(est, norms, est.n_iter_)
+        check_gradients(est, self.cfg, norms, est.n_iter_)
 
     def track_improvement(self):
         """The validation score or training loss against the best so far."""
-        _update_no_improvement_count(
-            self.est, self.est.early_stopping, self.val, self.y_val, self.val_gov
-        )
+        _update_no_improvement_count(self.est, self.cfg, self.val, self.y_val, self.val_gov)
 
     def should_stop(self, callback_stop):
         """Whether training ends after this epoch (and why, with a warning where due)."""
+        cfg = self.cfg
         est = self.est
-        if est._no_improvement_count > est.n_iter_no_change:
-            what = "Validation score" if est.early_stopping else "Training loss"
+        if est._no_improvement_count > cfg.n_iter_no_change:
+            what = "Validation score" if cfg.early_stopping else "Training loss"
             msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
-                what, est.tol, est.n_iter_no_change,
+                what, cfg.tol, cfg.n_iter_no_change,
             )  # fmt: skip
-            if _trigger_stopping(est, self.opt, msg):
+            if _trigger_stopping(cfg, self.opt, msg):
                 return True
             est._no_improvement_count = 0
         if callback_stop:
-            if est.verbose:
+            if cfg.verbose:
                 print("A callback asked to stop after iteration %d. Stopping." % est.n_iter_)
             return True
         if self.incremental:
             return True
-        if est.n_iter_ == est.max_iter:
+        if est.n_iter_ == cfg.max_iter:
             warnings.warn(
                 "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                "optimization hasn't converged yet." % est.max_iter,
+                "optimization hasn't converged yet." % cfg.max_iter,
                 ConvergenceWarning,
             )
         return False
 
 
-def _end_of_epoch_schedule(est, opt):
+def _end_of_epoch_schedule(est, cfg, opt):
     """Learning-rate schedules, applied after every epoch for SGD and Adam alike."""
-    if est.learning_rate == "invscaling":
-        opt.learning_rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
-    elif est.learning_rate == "exponential":
-        opt.learning_rate *= est.decay_rate
+    if cfg.learning_rate == "invscaling":
+        opt.learning_rate = cfg.learning_rate_init / (est.t_ + 1) ** cfg.power_t
+    elif cfg.learning_rate == "exponential":
+        opt.learning_rate *= cfg.decay_rate
 
 
 def _divergence(est, status, loss, w):
@@ -424,29 +470,29 @@ def _divergence(est, status, loss, w):
     return ""
 
 
-def _trigger_stopping(est, opt, msg):
+def _trigger_stopping(cfg, opt, msg):
     """scikit-learn's rule: stop, or divide an adaptive learning rate by 5."""
-    if est.learning_rate != "adaptive":
-        if est.verbose:
+    if cfg.learning_rate != "adaptive":
+        if cfg.verbose:
             print(msg + " Stopping.")
         return True
     if opt.learning_rate <= 1e-6:
-        if est.verbose:
+        if cfg.verbose:
             print(msg + " Learning rate too small. Stopping.")
         return True
     opt.learning_rate /= 5.0
-    if est.verbose:
+    if cfg.verbose:
         print(msg + " Setting learning rate to %f" % opt.learning_rate)
     return False
 
 
-def _update_no_improvement_count(est, early_stopping, val, y_val, gov):
-    if early_stopping:
+def _update_no_improvement_count(est, cfg, val, y_val, gov):
+    if cfg.early_stopping:
         score = est._score_output(network_output(est, val, gov), y_val, val.sw)
         est.validation_scores_.append(score)
-        if est.verbose:
+        if cfg.verbose:
             print("Validation score: %f" % score)
-        if score < est.best_validation_score_ + est.tol:
+        if score < est.best_validation_score_ + cfg.tol:
             est._no_improvement_count += 1
         else:
             est._no_improvement_count = 0
@@ -455,7 +501,7 @@ def _update_no_improvement_count(est, early_stopping, val, y_val, gov):
             est._best_w = est._w.copy()
             est._best_bn_run = est._bn_run.copy()
     else:
-        if est.loss_curve_[-1] > est.best_loss_ - est.tol:
+        if est.loss_curve_[-1] > est.best_loss_ - cfg.tol:
             est._no_improvement_count += 1
         else:
             est._no_improvement_count = 0
@@ -474,8 +520,8 @@ class LbfgsTrainer:
     and the running statistics used by ``predict`` are set to them at the end.
     """
 
-    def __init__(self, est, problem, gov, tasks):
-        self.est, self.problem, self.gov, self.tasks = est, problem, gov, tasks
+    def __init__(self, est, cfg, problem, gov, tasks):
+        self.est, self.cfg, self.problem, self.gov, self.tasks = est, cfg, problem, gov, tasks
         self.ws = _full_workspace(est, problem)
         # "w": the starting parameters until a finite loss
         self.best = {"loss": np.inf, "w": est._w.copy()}
@@ -494,7 +540,7 @@ class LbfgsTrainer:
         w[:] = x
         n = self.gov.threads() if self.parallel else 1
         t0 = time.perf_counter()
-        loss = full_loss(est, self.problem, self.ws, gnorm=self.norms)
+        loss = full_loss(est, self.cfg, self.problem, self.ws, gnorm=self.norms)
         self.gov.record(n, time.perf_counter() - t0)
         first = best["loss"] == np.inf  # no finite evaluation yet: this is the first
         if first and not (np.isfinite(loss) and np.isfinite(self.ws.grad).all()):
@@ -508,27 +554,29 @@ class LbfgsTrainer:
 
     def end_of_iteration(self, intermediate_result):
         """scipy's callback after each iteration."""
+        cfg = self.cfg
         est = self.est
         self.curve.append(float(intermediate_result.fun))
         # self.norms: each layer's data-gradient norm at the last evaluation
         self.grad_norms.append(self.norms.copy())
-        if est.verbose:
+        if cfg.verbose:
             now = time.perf_counter()
             print(
                 "Iteration %d, loss = %.8f, time = %.3f s"
                 % (len(self.curve), self.curve[-1], now - self.t0)
             )
             self.t0 = now
-        check_gradients(est, self.norms, len(self.curve))
+        check_gradients(est, self.cfg, self.norms, len(self.curve))
         est.n_iter_, est.loss_ = len(self.curve), self.curve[-1]
         est.loss_curve_ = self.curve
         if self.tasks.end(intermediate_result.x):
             self.stopped = True
-            if est.verbose:
+            if cfg.verbose:
                 print("A callback asked to stop after iteration %d. Stopping." % est.n_iter_)
             raise StopIteration
 
     def run(self):
+        cfg = self.cfg
         est = self.est
         w = est._w
         try:
@@ -538,7 +586,7 @@ class LbfgsTrainer:
                 method="L-BFGS-B",
                 jac=True,
                 callback=self.end_of_iteration,
-                options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol},
+                options={"maxfun": cfg.max_fun, "maxiter": cfg.max_iter, "gtol": cfg.tol},
             )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
@@ -549,7 +597,7 @@ class LbfgsTrainer:
         else:
             self._finish(res)
         if est._layout.batch_norm:
-            full_loss(est, self.problem, self.ws, bn_momentum=1.0)
+            full_loss(est, self.cfg, self.problem, self.ws, bn_momentum=1.0)
         est.loss_curve_ = self.curve
         est._gradient_norms = self.grad_norms
         est.best_loss_ = min(self.curve) if self.curve else est.loss_
@@ -562,18 +610,19 @@ class LbfgsTrainer:
         if np.isfinite(best["loss"]):
             est.loss_ = float(best["loss"])
         else:  # interrupted before the first evaluation finished
-            est.loss_ = float(full_loss(est, self.problem, self.ws))
+            est.loss_ = float(full_loss(est, self.cfg, self.problem, self.ws))
 
     def _finish(self, res):
+        cfg = self.cfg
         est, w = self.est, self.est._w
         w[:] = res.x
-        est.n_iter_ = min(int(res.nit), est.max_iter) if not self.stopped else len(self.curve)
+        est.n_iter_ = min(int(res.nit), cfg.max_iter) if not self.stopped else len(self.curve)
         est.loss_ = float(res.fun)
         if not np.isfinite(res.fun) or not np.isfinite(w).all():
             w[:] = self.best["w"]
             est.loss_ = float(self.best["loss"])
             warnings.warn(
-                _diverged_message(est, est.n_iter_, "the loss became infinite or NaN"),
+                _diverged_message(self.cfg, est.n_iter_, "the loss became infinite or NaN"),
                 DivergenceWarning,
             )
         elif res.status != 0 and not self.stopped:
