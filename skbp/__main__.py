@@ -5,12 +5,18 @@ python -m skbp compile             # compile every kernel, float64 and float32
 python -m skbp compile --dtype float32
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
-def _info():
+def _info() -> None:
     import numba
     import sklearn
 
@@ -28,7 +34,7 @@ def _info():
     print("`python -m skbp compile` compiles every kernel ahead of time.")
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m skbp", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command")
     c = sub.add_parser("compile", help="compile (or load) every kernel into the on-disk cache")

@@ -5,9 +5,12 @@ Public methods validate, then hand clean arrays to the training loops in
 integer codes here, once per fit.
 """
 
+from __future__ import annotations
+
 import numbers
 import warnings
 from abc import ABCMeta, abstractmethod
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -25,10 +28,20 @@ from ._threads import thread_context
 from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig
 from .exceptions import PrecisionWarning
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    import scipy.sparse as sp
+    from numpy.typing import ArrayLike, DTypeLike
+    from sklearn.utils import Tags
+    from typing_extensions import Self
+
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 
 
-def _per_hidden_layer(value, n_hidden, name, check):
+def _per_hidden_layer(
+    value: str | float | Iterable[Any], n_hidden: int, name: str, check: Callable[[Any], None]
+) -> list[Any]:
     """One value per hidden layer from a scalar or a sequence, validated."""
     if isinstance(value, (str, numbers.Real)):
         values = [value] * n_hidden
@@ -44,19 +57,21 @@ def _per_hidden_layer(value, n_hidden, name, check):
     return values
 
 
-def _check_activation(v):
+def _check_activation(v: object) -> None:
     if not isinstance(v, str) or v not in ACTIVATION_CODES:
         raise ValueError(
             f"activation entries must be one of {sorted(ACTIVATION_CODES)}; got {v!r}."
         )
 
 
-def _check_dropout(v):
+def _check_dropout(v: object) -> None:
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < 1:
         raise ValueError(f"dropout rates must be floats in [0, 1); got {v!r}.")
 
 
-def check_hidden_layer_sizes(hidden_layer_sizes, n_features, n_outputs):
+def check_hidden_layer_sizes(
+    hidden_layer_sizes: int | Iterable[int] | str, n_features: int, n_outputs: int
+) -> list[int]:
     """Return ``hidden_layer_sizes`` as a list of positive ints, or raise.
 
     ``"auto"`` is one hidden layer of ``max(1, round(1.5 * (n_features +
@@ -134,12 +149,16 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
 
     @abstractmethod
     def __init__(
-        self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
-        learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,
-        verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
-        validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun,
-        decay_rate, dropout, batch_norm, residual, l1_ratio, max_grad_norm, n_jobs,
-    ):  # fmt: skip
+        self, hidden_layer_sizes: int | Iterable[int] | str, activation: str | Sequence[str],
+        solver: str, alpha: float, batch_size: int | str, learning_rate: str,
+        learning_rate_init: float, power_t: float, max_iter: int, loss: str, shuffle: bool,
+        random_state: int | np.random.RandomState | None, tol: float, verbose: bool,
+        warm_start: bool, momentum: float, nesterovs_momentum: bool, early_stopping: bool,
+        validation_fraction: float, beta_1: float, beta_2: float, epsilon: float,
+        n_iter_no_change: float, max_fun: int, decay_rate: float,
+        dropout: float | Iterable[float], batch_norm: bool, residual: bool, l1_ratio: float,
+        max_grad_norm: float | None, n_jobs: int | None,
+    ) -> None:  # fmt: skip
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
@@ -174,26 +193,30 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
-    def _validate_input(self, X, y, incremental, reset):
+    def _validate_input(
+        self, X: ArrayLike | sp.spmatrix | sp.sparray, y: ArrayLike, incremental: bool, reset: bool
+    ) -> tuple[np.ndarray | sp.spmatrix | sp.sparray, np.ndarray]:
         """Validate X and y; (re)define the target encoding on a first fit."""
 
     @abstractmethod
-    def _encode_targets(self, y, dtype):
+    def _encode_targets(self, y: np.ndarray, dtype: DTypeLike) -> np.ndarray:
         """2-D float targets the network is trained on."""
 
     @abstractmethod
-    def _decode_targets(self, Y):
+    def _decode_targets(self, Y: np.ndarray) -> np.ndarray:
         """Inverse of ``_encode_targets`` (used for validation scores)."""
 
     @abstractmethod
-    def _output_activation(self):
+    def _output_activation(self) -> str:
         """Name of the output activation for the fitted targets."""
 
     @abstractmethod
-    def _outputs_to_predictions(self, P):
+    def _outputs_to_predictions(self, P: np.ndarray) -> np.ndarray:
         """What ``predict`` returns for the network outputs ``P``."""
 
-    def _score_output(self, P, y, sample_weight):
+    def _score_output(
+        self, P: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None
+    ) -> float:
         """Score of network outputs ``P`` against ``y`` (early stopping's validation).
 
         ``_score_metric`` is accuracy for the classifier and R² for the regressor,
@@ -204,7 +227,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         return self._score_metric(y, self._outputs_to_predictions(P), sample_weight=sample_weight)
 
     # ------------------------------------------------------------ parameters
-    def _packed_params(self):
+    def _packed_params(self) -> np.ndarray:
         """The flat parameter vector, repacked if ``coefs_``/``intercepts_`` were replaced."""
         w = self._w
         views = self.coefs_ + self.intercepts_
@@ -229,13 +252,13 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         "bn_running_vars_",
     )
 
-    def _set_views(self):
+    def _set_views(self) -> None:
         layout = self._layout
         self.coefs_, self.intercepts_ = layout.unpack(self._w)
         self.bn_scales_, self.bn_shifts_ = layout.unpack_bn(self._w)
         self.bn_running_means_, self.bn_running_vars_ = layout.unpack_running(self._bn_run)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # BaseEstimator may return the instance __dict__ itself: never mutate it.
         state = dict(super().__getstate__())
         if "_w" in state:
@@ -246,13 +269,13 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
                 state.pop(name, None)
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         if "_w" in state:
             self._check_state()
             self._set_views()
 
-    def _check_state(self):
+    def _check_state(self) -> None:
         """``ValueError`` unless the unpickled arrays fit the network they describe.
 
         The kernels index the flat vectors by the layout's offsets without bounds
@@ -295,7 +318,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             )
 
     # -------------------------------------------------------------------- fit
-    def _initialize(self, layer_units, dtype):
+    def _initialize(self, layer_units: list[int], dtype: DTypeLike) -> None:
         self.n_iter_ = 0
         self.t_ = 0
         self.n_layers_ = len(layer_units)
@@ -315,7 +338,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             self.loss_curve_ = []
             self._reset_stopping_books()
 
-    def _reset_stopping_books(self):
+    def _reset_stopping_books(self) -> None:
         """The attributes the stochastic solvers' stopping rule keeps, at their start."""
         self._no_improvement_count = 0
         if self.early_stopping:
@@ -325,7 +348,13 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             self.validation_scores_, self.best_validation_score_ = None, None
             self.best_loss_ = np.inf
 
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(
+        self,
+        X: ArrayLike | sp.spmatrix | sp.sparray,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        incremental: bool = False,
+    ) -> Self:
         """Validate everything, set up the network, then hand it to a trainer."""
         self._validate_params()
         if self.n_jobs == 0:
@@ -356,7 +385,14 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         tasks.close()
         return self
 
-    def _fit_sample_weight(self, X, y, sample_weight, dtype, incremental):
+    def _fit_sample_weight(
+        self,
+        X: np.ndarray | sp.spmatrix | sp.sparray,
+        y: np.ndarray,
+        sample_weight: ArrayLike | None,
+        dtype: DTypeLike,
+        incremental: bool,
+    ) -> np.ndarray | None:
         """Validated sample weights times class weights (``None``: all ones)."""
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
@@ -367,7 +403,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             raise ValueError("sample_weight must have a positive sum; all weights are zero.")
         return sample_weight
 
-    def _prepare_network(self, n_features, dtype, first_pass):
+    def _prepare_network(self, n_features: int, dtype: DTypeLike, first_pass: bool) -> list[int]:
         """A new network, or the fitted one checked for continuing; per-layer options set.
 
         Returns the layer widths (input and output included).
@@ -402,7 +438,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self._out_code = OUTPUT_CODES[self.out_activation_]
         return layer_units
 
-    def _continue(self, layer_units):
+    def _continue(self, layer_units: list[int]) -> None:
         """Check that warm_start/partial_fit can continue the fitted network."""
         self._packed_params()
         if list(self._layout.sizes) != layer_units or (
@@ -421,12 +457,19 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             self.loss_curve_ = list(getattr(self, "loss_curve_", []))
             self._reset_stopping_books()
 
-    def _class_sample_weight(self, y, sample_weight, incremental):
+    def _class_sample_weight(
+        self, y: np.ndarray, sample_weight: np.ndarray | None, incremental: bool
+    ) -> np.ndarray | None:
         """Sample weights combined with class weights (classifier hook)."""
         return sample_weight
 
     @with_callbacks
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X: ArrayLike | sp.spmatrix | sp.sparray,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> Self:
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -447,7 +490,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
-    def _check_solver(self):
+    def _check_solver(self) -> bool:
         if self.solver not in _STOCHASTIC_SOLVERS:
             raise AttributeError(
                 "partial_fit is only available for stochastic optimizers. "
@@ -456,7 +499,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         return True
 
     # ---------------------------------------------------------------- predict
-    def _network_output(self, X):
+    def _network_output(self, X: np.ndarray | sp.spmatrix | sp.sparray) -> np.ndarray:
         """Output-layer activations for validated ``X``."""
         if X.shape[0] * self._layout.max_coef <= SMALL_WORK:
             # every product runs in skbp's own loops, on this thread: no BLAS or
@@ -467,7 +510,9 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         with thread_context(getattr(self, "n_jobs", None)) as gov:
             return network_output(self, Problem(X, self._w.dtype), gov)
 
-    def _forward_pass_fast(self, X, check_input=True):
+    def _forward_pass_fast(
+        self, X: ArrayLike | sp.spmatrix | sp.sparray, check_input: bool = True
+    ) -> np.ndarray:
         """Output-layer activations for X (validated unless ``check_input=False``).
 
         Rows beyond the range of the model's dtype (float64 rows for a float32
@@ -485,7 +530,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         _warn_if_nonfinite(out)
         return out
 
-    def _plain_input(self, X):
+    def _plain_input(self, X: object) -> bool:
         """Whether ``X`` is a finite float ndarray of the fitted width (the fast path).
 
         Anything else (lists, DataFrames, sparse, other dtypes, wrong width,
@@ -501,17 +546,19 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             and bool(np.isfinite(X).all())
         )
 
-    def _check_fitted(self):
+    def _check_fitted(self) -> None:
         if "_w" not in self.__dict__:  # check_is_fitted's test, without its overhead
             check_is_fitted(self, "_w")
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
 
 
-def _warn_if_too_large_for(dtype, X, Y):
+def _warn_if_too_large_for(
+    dtype: DTypeLike, X: np.ndarray | sp.spmatrix | sp.sparray, Y: np.ndarray
+) -> None:
     """:class:`~skbp.exceptions.PrecisionWarning` when float32 training would overflow."""
     if np.dtype(dtype) != np.float32:
         return
@@ -529,7 +576,7 @@ def _warn_if_too_large_for(dtype, X, Y):
             )
 
 
-def _check_range(X, dtype):
+def _check_range(X: np.ndarray | sp.spmatrix | sp.sparray, dtype: np.dtype) -> None:
     """``ValueError`` when float64 ``X`` holds values a ``dtype`` (float32) model can't."""
     if X.dtype == dtype or np.dtype(dtype) != np.float32:
         return
@@ -543,7 +590,7 @@ def _check_range(X, dtype):
         )
 
 
-def _warn_if_nonfinite(y_pred):
+def _warn_if_nonfinite(y_pred: np.ndarray) -> None:
     """Warn when some outputs are NaN or infinite (they would be predicted silently).
 
     Training keeps the parameters finite, but an input far outside the training

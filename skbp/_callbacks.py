@@ -11,6 +11,21 @@ Without callbacks nothing is created or called (no cost per epoch), and with
 a scikit-learn older than 1.9 the estimators simply have no ``set_callbacks``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from ._base import BaseBP
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+
 try:  # scikit-learn >= 1.9
     from sklearn.callback import CallbackSupportMixin, with_callbacks
 except ImportError:  # pragma: no cover - exercised with older scikit-learn only
@@ -18,14 +33,14 @@ except ImportError:  # pragma: no cover - exercised with older scikit-learn only
     class CallbackSupportMixin:
         """Stand-in: this scikit-learn has no callback API."""
 
-    def with_callbacks(method):
+    def with_callbacks(method: _F) -> _F:
         return method
 
 
 __all__ = ["CallbackSupportMixin", "FitTasks", "with_callbacks"]
 
 
-def snapshot(est, w=None):
+def snapshot(est: BaseBP, w: np.ndarray | None = None) -> dict[str, Any]:
     """The fitted attributes of ``est`` as they stand now, as copies.
 
     ``w`` replaces the current flat parameter vector (L-BFGS hands its accepted
@@ -68,7 +83,14 @@ class FitTasks:
     each epoch or iteration, and :meth:`close` ends the root task.
     """
 
-    def __init__(self, est, X, y, sample_weight, max_subtasks):
+    def __init__(
+        self,
+        est: BaseBP,
+        X: np.ndarray | sp.spmatrix | sp.sparray,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None,
+        max_subtasks: int,
+    ) -> None:
         self.est = est
         self.active = bool(getattr(est, "_skl_callbacks", None)) and hasattr(
             est, "_init_callback_context"
@@ -81,10 +103,10 @@ class FitTasks:
         self.root = est._init_callback_context(max_subtasks=max_subtasks)
         self.root.call_on_fit_task_begin(estimator=est, X=X, y=y, metadata=self.metadata)
 
-    def _hooks(self, **attrs):
+    def _hooks(self, **attrs: Any) -> dict[str, Any]:
         return dict(estimator=self.est, X=self.X, y=self.y, metadata=self.metadata, **attrs)
 
-    def begin(self, name):
+    def begin(self, name: str) -> None:
         """Start the next subtask (an epoch or an L-BFGS iteration)."""
         if not self.active:
             return
@@ -93,7 +115,7 @@ class FitTasks:
             **self._hooks(reconstruction_attributes=lambda: snapshot(self.est))
         )
 
-    def end(self, w=None):
+    def end(self, w: np.ndarray | None = None) -> bool:
         """End the open subtask with the model as it stands; True: a callback asks to stop.
 
         ``w`` is the parameter vector the model has now, where it is not yet
@@ -108,13 +130,13 @@ class FitTasks:
             )
         )
 
-    def abandon(self):
+    def abandon(self) -> None:
         """End an open subtask that did not complete (no model is handed over)."""
         if self.task is not None:
             task, self.task = self.task, None
             task.call_on_fit_task_end(estimator=self.est)
 
-    def close(self):
+    def close(self) -> None:
         """End the root task: the fitted estimator is the estimator itself."""
         if not self.active:
             return

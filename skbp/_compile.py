@@ -6,19 +6,25 @@ gradient for L-BFGS, prediction serial and in parallel chunks, dense and sparse
 input, the toolkit options), so that no user process compiles anything.
 """
 
+from __future__ import annotations
+
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numba.core.registry import CPUDispatcher
 
 from . import _cache
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
 #: modules holding skbp's compiled kernels
 KERNEL_MODULES = ("_epoch", "_kernels", "_matmul", "_optim", "_threads", "_update")
 
 
-def dispatchers():
+def dispatchers() -> Iterator[tuple[str, CPUDispatcher]]:
     """``(qualified name, dispatcher)`` of every kernel skbp defines."""
     import importlib
 
@@ -30,7 +36,7 @@ def dispatchers():
                 yield f"{mod.__name__}.{name}", obj
 
 
-def _exercise(dtype):
+def _exercise(dtype: type[np.floating]) -> None:
     """Small fits and predictions that reach every kernel family in ``dtype``."""
     import scipy.sparse as sp
     from sklearn.exceptions import ConvergenceWarning
@@ -66,14 +72,14 @@ class _TwoThreads:
 
     n_max = 2
 
-    def threads(self):
+    def threads(self) -> int:
         return 2
 
-    def record(self, *args):
+    def record(self, *args: object) -> None:
         pass
 
 
-def _default_path(dtype):
+def _default_path(dtype: type[np.floating]) -> None:
     """What a default fit, ``predict`` (many rows, in parallel chunks too, however
     few cores) and a one-row ``predict`` reach in ``dtype``."""
     from sklearn.exceptions import ConvergenceWarning
@@ -93,7 +99,7 @@ def _default_path(dtype):
     network_output(clf, Problem(X, X.dtype), gov=_TwoThreads())
 
 
-def precompile(dtype="float64", everything=False):
+def precompile(dtype: str | Iterable[str] = "float64", everything: bool = False) -> float:
     """Compile skbp's kernels now (or load them from the on-disk cache).
 
     The first fit on a machine compiles the kernels it needs, and a later
@@ -128,7 +134,9 @@ def precompile(dtype="float64", everything=False):
     return time.perf_counter() - t0
 
 
-def compile_all(dtypes=("float64", "float32"), out=print):
+def compile_all(
+    dtypes: Iterable[str] = ("float64", "float32"), out: Callable[[str], object] = print
+) -> dict[str, float]:
     """Compile (or load) every kernel for ``dtypes``; report what and how long.
 
     Returns ``{dtype: seconds}``.

@@ -6,13 +6,22 @@ Only C-contiguous float32/float64 arrays and int64 index arrays reach a kernel
 ``Xd``.  Both take the same compiled code path.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.sparse as sp
 
 from ._records import Buffers, Data
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
 
-def readonly(a, dtype=None):
+    from ._layout import Layout
+
+
+def readonly(a: ArrayLike, dtype: DTypeLike | None = None) -> np.ndarray:
     """C-contiguous ``a`` in ``dtype`` as a read-only view.
 
     Kernels only read the data, and Numba compiles a separate version for
@@ -28,7 +37,7 @@ def readonly(a, dtype=None):
 _EMPTY = {}
 
 
-def _empty(dtype):
+def _empty(dtype: np.dtype) -> np.ndarray:
     """A shared read-only size-0 array of ``dtype`` (for the unused inputs)."""
     e = _EMPTY.get(dtype)
     if e is None:
@@ -36,7 +45,7 @@ def _empty(dtype):
     return e
 
 
-def _empty2d(dtype):
+def _empty2d(dtype: np.dtype) -> np.ndarray:
     """A shared read-only ``(0, 0)`` array of ``dtype`` (no targets: prediction)."""
     key = ("2d", dtype)
     e = _EMPTY.get(key)
@@ -45,14 +54,14 @@ def _empty2d(dtype):
     return e
 
 
-def empty_data(Xd):
+def empty_data(Xd: np.ndarray) -> Data:
     """The ``Data`` record of a dense read-only ``Xd`` to predict on (no targets)."""
     ei = _empty(np.dtype(np.int64))
     e = _empty(Xd.dtype)
     return Data(Xd, e, ei, ei, False, _empty2d(Xd.dtype), e)
 
 
-def max_abs(A):
+def max_abs(A: np.ndarray | sp.spmatrix | sp.sparray) -> float:
     """The largest absolute value of a dense array or of a sparse matrix's entries (0 if empty)."""
     data = A.data if sp.issparse(A) else np.asarray(A)
     return float(np.max(np.abs(data))) if data.size else 0.0
@@ -70,7 +79,13 @@ class Problem:
         ``None`` means unit weights.
     """
 
-    def __init__(self, X, dtype, Y=None, sample_weight=None):
+    def __init__(
+        self,
+        X: np.ndarray | sp.spmatrix | sp.sparray,
+        dtype: DTypeLike,
+        Y: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> None:
         self.dtype = np.dtype(dtype)
         self.n_rows = X.shape[0]
         self.sparse = sp.issparse(X)
@@ -94,7 +109,7 @@ class Problem:
                 sample_weight = np.ones(self.n_rows)
             self.sw = readonly(sample_weight, dtype)
 
-    def data(self):
+    def data(self) -> Data:
         """The rows as kernels take them (``skbp._records.Data``)."""
         return Data(self.Xd, self.Xdat, self.Xind, self.Xptr, self.sparse, self.Y, self.sw)
 
@@ -116,12 +131,20 @@ class Workspace:
         (dropout or residual connections change the latter).
     """
 
-    def __init__(self, layout, batch_rows, dtype, sparse, dropout=False, keep_activations=False):
+    def __init__(
+        self,
+        layout: Layout,
+        batch_rows: int,
+        dtype: DTypeLike,
+        sparse: bool,
+        dropout: bool = False,
+        keep_activations: bool = False,
+    ) -> None:
         n_in = 0 if sparse else int(layout.sizes[0])
         rows = self.batch_rows = int(batch_rows)
         per_row = rows * layout.act_width
 
-        def buf(n):
+        def buf(n: int) -> np.ndarray:
             return np.empty(n, dtype=dtype)
 
         self.bufs = Buffers(
@@ -138,5 +161,5 @@ class Workspace:
         self.grad = np.empty(layout.n_params, dtype=dtype)
 
     @property
-    def masks(self):
+    def masks(self) -> np.ndarray:
         return self.bufs.masks

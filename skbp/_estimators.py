@@ -1,5 +1,9 @@
 """The public estimators: BPClassifier and BPRegressor."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
@@ -12,6 +16,14 @@ from sklearn.utils.validation import column_or_1d, validate_data
 
 from ._base import BaseBP
 from ._callbacks import with_callbacks
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    import scipy.sparse as sp
+    from numpy.typing import ArrayLike, DTypeLike
+    from sklearn.utils import Tags
+    from typing_extensions import Self
 
 _COMMON_PARAMS = """
     hidden_layer_sizes : array-like of shape (n_layers - 2,) or 'auto', \
@@ -288,15 +300,20 @@ class BPClassifier(ClassifierMixin, BaseBP):
     """
 
     def __init__(
-        self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-        alpha=0.0001, batch_size="auto", learning_rate="constant",
-        learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-        random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-        nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-        beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-        decay_rate=0.95, dropout=0.0, batch_norm=False, residual=False, l1_ratio=0.0,
-        max_grad_norm=None, class_weight=None, n_jobs=None,
-    ):  # fmt: skip
+        self, hidden_layer_sizes: int | Iterable[int] | str = (100,),
+        activation: str | Sequence[str] = "relu", *, solver: str = "adam",
+        alpha: float = 0.0001, batch_size: int | str = "auto", learning_rate: str = "constant",
+        learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+        shuffle: bool = True, random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4, verbose: bool = False, warm_start: bool = False,
+        momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
+        validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+        epsilon: float = 1e-8, n_iter_no_change: float = 10, max_fun: int = 15000,
+        decay_rate: float = 0.95, dropout: float | Iterable[float] = 0.0,
+        batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
+        max_grad_norm: float | None = None, class_weight: dict[Any, float] | str | None = None,
+        n_jobs: int | None = None,
+    ) -> None:  # fmt: skip
         self.class_weight = class_weight
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -312,7 +329,9 @@ class BPClassifier(ClassifierMixin, BaseBP):
             n_jobs=n_jobs,
         )  # fmt: skip
 
-    def _validate_input(self, X, y, incremental, reset):
+    def _validate_input(
+        self, X: ArrayLike | sp.spmatrix | sp.sparray, y: ArrayLike, incremental: bool, reset: bool
+    ) -> tuple[np.ndarray | sp.spmatrix | sp.sparray, np.ndarray]:
         X, y = validate_data(
             self, X, y, accept_sparse=["csr", "csc", "coo"], multi_output=True,
             dtype=(np.float64, np.float32), order="C", reset=reset,
@@ -344,7 +363,9 @@ class BPClassifier(ClassifierMixin, BaseBP):
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
-    def _class_sample_weight(self, y, sample_weight, incremental):
+    def _class_sample_weight(
+        self, y: np.ndarray, sample_weight: np.ndarray | None, incremental: bool
+    ) -> np.ndarray | None:
         if self.class_weight is None:
             return sample_weight
         if incremental and self.class_weight == "balanced":
@@ -374,7 +395,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
             return cw.astype(np.float64)
         return sample_weight * cw.astype(sample_weight.dtype)
 
-    def _encode_targets(self, y, dtype):
+    def _encode_targets(self, y: np.ndarray, dtype: DTypeLike) -> np.ndarray:
         lb = self._label_binarizer
         if (
             lb.y_type_ in ("binary", "multiclass") and not lb.sparse_output
@@ -392,15 +413,15 @@ class BPClassifier(ClassifierMixin, BaseBP):
                 return Y
         return lb.transform(y).astype(dtype)
 
-    def _decode_targets(self, Y):
+    def _decode_targets(self, Y: np.ndarray) -> np.ndarray:
         return self._label_binarizer.inverse_transform(Y[:, 0] if Y.shape[1] == 1 else Y)
 
-    def _output_activation(self):
+    def _output_activation(self) -> str:
         if self._label_binarizer.y_type_ == "multiclass":
             return "softmax"
         return "logistic"
 
-    def _labels_from_output(self, P):
+    def _labels_from_output(self, P: np.ndarray) -> np.ndarray:
         lb = self._label_binarizer
         if len(lb.classes_) == 1:
             # one class seen in training (LabelBinarizer encodes it as 0): it is
@@ -417,10 +438,10 @@ class BPClassifier(ClassifierMixin, BaseBP):
 
     _score_metric = staticmethod(accuracy_score)
 
-    def _outputs_to_predictions(self, P):
+    def _outputs_to_predictions(self, P: np.ndarray) -> np.ndarray:
         return self._labels_from_output(P)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike | sp.spmatrix | sp.sparray) -> np.ndarray:
         """Predict using the trained network.
 
         Parameters
@@ -438,7 +459,13 @@ class BPClassifier(ClassifierMixin, BaseBP):
 
     @available_if(lambda est: est._check_solver())
     @with_callbacks
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(
+        self,
+        X: ArrayLike | sp.spmatrix | sp.sparray,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        classes: ArrayLike | None = None,
+    ) -> Self:
         """Update the model with one epoch over the given data.
 
         Parameters
@@ -466,7 +493,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
                 self._label_binarizer.fit(classes)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike | sp.spmatrix | sp.sparray) -> np.ndarray:
         """Probability estimates.
 
         Parameters
@@ -494,7 +521,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
             return proba
         return y_pred
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike | sp.spmatrix | sp.sparray) -> np.ndarray:
         """Logarithm of the probability estimates.
 
         Parameters
@@ -510,7 +537,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
         y_prob = self.predict_proba(X)
         return np.log(y_prob, out=y_prob)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
@@ -561,15 +588,19 @@ class BPRegressor(RegressorMixin, BaseBP):
     }
 
     def __init__(
-        self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-        solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-        learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-        random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-        nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-        beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-        decay_rate=0.95, dropout=0.0, batch_norm=False, residual=False, l1_ratio=0.0,
-        max_grad_norm=None, n_jobs=None,
-    ):  # fmt: skip
+        self, loss: str = "squared_error", hidden_layer_sizes: int | Iterable[int] | str = (100,),
+        activation: str | Sequence[str] = "relu", *, solver: str = "adam",
+        alpha: float = 0.0001, batch_size: int | str = "auto", learning_rate: str = "constant",
+        learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+        shuffle: bool = True, random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4, verbose: bool = False, warm_start: bool = False,
+        momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
+        validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+        epsilon: float = 1e-8, n_iter_no_change: float = 10, max_fun: int = 15000,
+        decay_rate: float = 0.95, dropout: float | Iterable[float] = 0.0,
+        batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
+        max_grad_norm: float | None = None, n_jobs: int | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -584,7 +615,9 @@ class BPRegressor(RegressorMixin, BaseBP):
             n_jobs=n_jobs,
         )  # fmt: skip
 
-    def _validate_input(self, X, y, incremental, reset):
+    def _validate_input(
+        self, X: ArrayLike | sp.spmatrix | sp.sparray, y: ArrayLike, incremental: bool, reset: bool
+    ) -> tuple[np.ndarray | sp.spmatrix | sp.sparray, np.ndarray]:
         X, y = validate_data(
             self, X, y, accept_sparse=["csr", "csc", "coo"], multi_output=True,
             y_numeric=True, dtype=(np.float64, np.float32), order="C", reset=reset,
@@ -597,21 +630,21 @@ class BPRegressor(RegressorMixin, BaseBP):
             )
         return X, y
 
-    def _encode_targets(self, y, dtype):
+    def _encode_targets(self, y: np.ndarray, dtype: DTypeLike) -> np.ndarray:
         return np.asarray(y, dtype=dtype).reshape(y.shape[0], -1)
 
-    def _decode_targets(self, Y):
+    def _decode_targets(self, Y: np.ndarray) -> np.ndarray:
         return Y.ravel() if Y.shape[1] == 1 else Y
 
-    def _output_activation(self):
+    def _output_activation(self) -> str:
         return "exp" if self.loss == "poisson" else "identity"
 
     _score_metric = staticmethod(r2_score)
 
-    def _outputs_to_predictions(self, P):
+    def _outputs_to_predictions(self, P: np.ndarray) -> np.ndarray:
         return self._decode_targets(P)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike | sp.spmatrix | sp.sparray) -> np.ndarray:
         """Predict using the trained network.
 
         Parameters
@@ -629,7 +662,12 @@ class BPRegressor(RegressorMixin, BaseBP):
 
     @available_if(lambda est: est._check_solver())
     @with_callbacks
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(
+        self,
+        X: ArrayLike | sp.spmatrix | sp.sparray,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> Self:
         """Update the model with one epoch over the given data.
 
         Parameters

@@ -8,9 +8,18 @@ views into it, and the compiled kernels receive ``w`` plus the integer offset
 table below, so the depth of a network never creates a new compiled version.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ._records import Net
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from numpy.typing import DTypeLike
 
 
 class Layout:
@@ -22,7 +31,7 @@ class Layout:
         Widths of all layers, input and output included.
     """
 
-    def __init__(self, layer_units, batch_norm=False):
+    def __init__(self, layer_units: Sequence[int] | np.ndarray, batch_norm: bool = False) -> None:
         self.sizes = np.asarray(layer_units, dtype=np.int64)
         self.batch_norm = bool(batch_norm)
         n_trans = len(self.sizes) - 1
@@ -58,7 +67,7 @@ class Layout:
         #: 1 where a transition adds a residual skip (set by ``set_residual``)
         self.res = np.zeros(n_trans, dtype=np.int64)
 
-    def set_residual(self, residual):
+    def set_residual(self, residual: bool) -> int:
         """Skip connections between consecutive hidden layers of equal width.
 
         Transition ``l`` (hidden layer ``l`` to hidden layer ``l + 1``, for
@@ -73,13 +82,13 @@ class Layout:
                     self.res[l] = 1
         return int(self.res.sum())
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # arrays loaded from a read-only memmap (joblib) become writable copies
         self.__dict__.update(
             {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
         )
 
-    def net(self, drop_p, out_code, tune):
+    def net(self, drop_p: np.ndarray, out_code: int, tune: np.ndarray) -> Net:
         """The network as the kernels take it: a ``skbp._records.Net``.
 
         Its arrays are read-only views (also after unpickling), so kernels see
@@ -98,12 +107,12 @@ class Layout:
             self._views = views = tuple(views)
         return Net(*views, tune, drop_p, int(out_code), self.batch_norm)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_views", None)
         return state
 
-    def unpack(self, w):
+    def unpack(self, w: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Return ``coefs_`` and ``intercepts_`` as views into ``w``."""
         coefs, intercepts = [], []
         for i in range(len(self.sizes) - 1):
@@ -113,7 +122,7 @@ class Layout:
             intercepts.append(w[b0 : b0 + fo])
         return coefs, intercepts
 
-    def unpack_bn(self, w):
+    def unpack_bn(self, w: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Batch-norm scales and shifts of each hidden layer, as views into ``w``."""
         scales, shifts = [], []
         if self.batch_norm:
@@ -123,7 +132,7 @@ class Layout:
                 shifts.append(w[b0 + fo : b0 + 2 * fo])
         return scales, shifts
 
-    def unpack_running(self, run):
+    def unpack_running(self, run: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Running means and variances of each hidden layer, as views into ``run``."""
         means, variances = [], []
         if self.batch_norm:
@@ -133,7 +142,13 @@ class Layout:
                 variances.append(run[self.act_width + u : self.act_width + u + fo])
         return means, variances
 
-    def pack(self, coefs, intercepts, dtype, rest=None):
+    def pack(
+        self,
+        coefs: Sequence[np.ndarray],
+        intercepts: Sequence[np.ndarray],
+        dtype: DTypeLike,
+        rest: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Copy lists of weight matrices and bias vectors into a new flat vector.
 
         ``rest`` supplies the parameters after the biases (batch norm's).
@@ -158,7 +173,7 @@ class Layout:
                 w[b0 + fo : b0 + 2 * fo] = 0.0
         return w
 
-    def new_running_stats(self, dtype):
+    def new_running_stats(self, dtype: DTypeLike) -> np.ndarray:
         """Running means (0) and variances (1) of batch norm; size 0 without it."""
         if not self.batch_norm:
             return np.zeros(0, dtype=dtype)
@@ -166,7 +181,12 @@ class Layout:
         run[self.act_width :] = 1.0
         return run
 
-    def init_params(self, random_state, activations, dtype):
+    def init_params(
+        self,
+        random_state: np.random.RandomState,
+        activations: str | Sequence[str],
+        dtype: DTypeLike,
+    ) -> np.ndarray:
         """Glorot-uniform initialisation, drawn exactly as scikit-learn's MLP.
 
         The draws (weights then bias, layer by layer, from ``random_state``)

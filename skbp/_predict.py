@@ -5,8 +5,11 @@ deterministic; it is the same, bit for bit, whether the rows run serially, in
 governed steps or spread over threads (``skbp._kernels.predict_chunks``).
 """
 
+from __future__ import annotations
+
 import threading
 import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +19,12 @@ from ._matmul import tune_array
 from ._steps import GovernedSteps
 from ._threads import parallel_available
 
+if TYPE_CHECKING:
+    from ._base import BaseBP
+    from ._data import Problem
+    from ._records import Data, Net
+    from ._threads import ThreadGovernor
+
 #: rows per chunk for prediction and the full-batch (L-BFGS) gradient
 CHUNK_ROWS = 256
 
@@ -23,7 +32,7 @@ CHUNK_ROWS = 256
 _NETS = weakref.WeakKeyDictionary()
 
 
-def network(est, split=True):
+def network(est: BaseBP, split: bool = True) -> Net:
     """The fitted network as the kernels take it (``skbp._records.Net``).
 
     ``split=False``: products are never split over threads (prediction
@@ -42,7 +51,7 @@ def network(est, split=True):
     return net
 
 
-def workspace(est, rows, sparse, train):
+def workspace(est: BaseBP, rows: int, sparse: bool, train: bool) -> Workspace:
     """Work buffers for batches of ``rows`` rows of ``est``'s network."""
     layout = est._layout
     dropout = train and bool(np.any(est._drop_p > 0))
@@ -53,7 +62,7 @@ def workspace(est, rows, sparse, train):
 _local = threading.local()
 
 
-def _predict_workspace(est, rows, sparse):
+def _predict_workspace(est: BaseBP, rows: int, sparse: bool) -> Workspace:
     """A prediction workspace, reused for small inputs (per thread and network).
 
     Allocating the buffers is a good part of a single-row prediction; a
@@ -73,7 +82,7 @@ def _predict_workspace(est, rows, sparse):
     return ws
 
 
-def small_output(est, X):
+def small_output(est: BaseBP, X: np.ndarray) -> np.ndarray:
     """:func:`network_output` for a dense float ndarray, without building a ``Problem``.
 
     The single-row fast path (``BaseBP._forward_pass_fast``).
@@ -81,7 +90,7 @@ def small_output(est, X):
     return _output(est, empty_data(readonly(X, est._w.dtype)), X.shape[0])
 
 
-def network_output(est, problem, gov=None):
+def network_output(est: BaseBP, problem: Problem, gov: ThreadGovernor | None = None) -> np.ndarray:
     """Output-layer activations for every row of ``problem``, in the model dtype.
 
     With a :class:`~skbp._threads.ThreadGovernor` the rows run in governed steps
@@ -90,7 +99,7 @@ def network_output(est, problem, gov=None):
     return _output(est, problem.data(), problem.n_rows, gov)
 
 
-def _output(est, data, n_rows, gov=None):
+def _output(est: BaseBP, data: Data, n_rows: int, gov: ThreadGovernor | None = None) -> np.ndarray:
     w = est._packed_params()
     chunk = min(CHUNK_ROWS, n_rows) if n_rows > 0 else 1
     ws = _predict_workspace(est, chunk, data.sparse)
@@ -100,7 +109,7 @@ def _output(est, data, n_rows, gov=None):
         predict(data, 0, n_rows, *args)
         return out
 
-    def step(n, start, stop):
+    def step(n: int, start: int, stop: int) -> int:
         (predict_chunks if n > 1 else predict)(data, start, stop, *args)
         return stop
 

@@ -7,16 +7,25 @@ never depend on the thread count, a step may run serially or in parallel at
 no cost to reproducibility.
 """
 
+from __future__ import annotations
+
 import time
+from typing import TYPE_CHECKING
 
 from . import _matmul, _update
 from ._threads import parallel_available
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._layout import Layout
+    from ._threads import ThreadGovernor
 
 #: a governed step of training or prediction aims at this much wall time (seconds)
 STEP_SECONDS = 0.02
 
 
-def has_parallel_work(layout, batch_rows, sparse):
+def has_parallel_work(layout: Layout, batch_rows: int, sparse: bool) -> bool:
     """Whether a step on ``batch_rows`` rows has a parallel region at all.
 
     The update sweep runs in parallel from ``PAR_MIN_PARAMS`` parameters, and a
@@ -51,12 +60,12 @@ class GovernedSteps:
     kept from one :meth:`run` to the next (epoch after epoch).
     """
 
-    def __init__(self, gov, quantum):
+    def __init__(self, gov: ThreadGovernor, quantum: int) -> None:
         self.gov = gov
         self.quantum = int(quantum)
         self.rows = self.quantum  # the first step: one quantum
 
-    def run(self, n_rows, step):
+    def run(self, n_rows: int, step: Callable[[int, int, int], int]) -> None:
         """Call ``step(n_threads, start, stop)`` over ``[0, n_rows)``.
 
         ``step`` returns the row where the next step starts (it may run past

@@ -6,10 +6,13 @@ handling -- as the named steps of two trainers, :class:`StochasticTrainer`
 (SGD, Adam) and :class:`LbfgsTrainer`.  Nothing here loops over mini-batches.
 """
 
+from __future__ import annotations
+
 import math
 import time
 import warnings
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.optimize
@@ -25,6 +28,14 @@ from ._records import Epoch, Optimizer, Penalty
 from ._steps import GovernedSteps, has_parallel_work
 from ._threads import ThreadGovernor
 from .exceptions import DivergenceWarning, GradientWarning
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ._base import BaseBP
+    from ._callbacks import FitTasks
+    from ._data import Workspace
+    from ._layout import Layout
 
 #: a fit has diverged when its loss exceeds this many times where it started
 DIVERGENCE_FACTOR = 1e4
@@ -71,7 +82,7 @@ class TrainConfig:
     verbose: bool
 
     @classmethod
-    def from_estimator(cls, est):
+    def from_estimator(cls, est: BaseBP) -> TrainConfig:
         """The configuration of ``est``'s (already validated) parameters."""
         values = {f.name: getattr(est, f.name) for f in fields(cls)}
         values["max_grad_norm"] = float(est.max_grad_norm or 0.0)
@@ -79,7 +90,7 @@ class TrainConfig:
         return cls(**values)
 
 
-def run_epoch_steps(steps, args, n_rows):
+def run_epoch_steps(steps: GovernedSteps | None, args: list[Any], n_rows: int) -> int:
     """:func:`~skbp._epoch.run_epoch` over all rows of an epoch; its status.
 
     ``args`` are run_epoch's records; ``steps`` is a :class:`GovernedSteps` in
@@ -92,7 +103,7 @@ def run_epoch_steps(steps, args, n_rows):
         return run_epoch(*args, 0, n_rows)
     status = [EPOCH_OK]
 
-    def step(n, start, stop):
+    def step(n: int, start: int, stop: int) -> int:
         status[0] = run_epoch(*args, start, stop)
         return int(sums[3]) if status[0] == EPOCH_OK else n_rows
 
@@ -100,14 +111,15 @@ def run_epoch_steps(steps, args, n_rows):
     return status[0]
 
 
-def _full_workspace(est, problem):
+def _full_workspace(est: BaseBP, problem: Problem) -> Workspace:
     # Batch norm normalises over the whole batch: one chunk holds every row.
     rows = problem.n_rows if est._layout.batch_norm else min(CHUNK_ROWS, problem.n_rows)
     return workspace(est, max(1, rows), problem.sparse, train=True)
 
 
-def loss_grad(layout, w, problem, ws, out_code, alpha, l1_ratio, drop_p, bn_run, bn_momentum=0.0,
-              gnorm=None):  # fmt: skip
+def loss_grad(layout: Layout, w: np.ndarray, problem: Problem, ws: Workspace, out_code: int,
+              alpha: float, l1_ratio: float, drop_p: ArrayLike, bn_run: np.ndarray,
+              bn_momentum: float = 0.0, gnorm: np.ndarray | None = None) -> float:  # fmt: skip
     """Objective and gradient (left in ``ws.grad``) over all rows of ``problem``.
 
     The one place that calls ``full_loss_grad``: the estimators (L-BFGS,
@@ -124,14 +136,21 @@ def loss_grad(layout, w, problem, ws, out_code, alpha, l1_ratio, drop_p, bn_run,
     )
 
 
-def readonly_float(a):
+def readonly_float(a: ArrayLike) -> np.ndarray:
     """``a`` as a read-only float64 array (what a ``Net`` holds)."""
     v = np.array(a, dtype=np.float64)
     v.flags.writeable = False
     return v
 
 
-def full_loss(est, cfg, problem, ws, bn_momentum=0.0, gnorm=None):
+def full_loss(
+    est: BaseBP,
+    cfg: TrainConfig,
+    problem: Problem,
+    ws: Workspace,
+    bn_momentum: float = 0.0,
+    gnorm: np.ndarray | None = None,
+) -> float:
     """Objective over all rows of ``problem`` at the estimator's current parameters.
 
     Dropout is off (the network ``predict`` uses; L-BFGS refuses dropout).
@@ -144,7 +163,7 @@ def full_loss(est, cfg, problem, ws, bn_momentum=0.0, gnorm=None):
     )  # fmt: skip
 
 
-def _nonfinite_start_message(loss, problem):
+def _nonfinite_start_message(loss: float, problem: Problem) -> str:
     """scikit-learn's message for data that overflows, with what skbp measured."""
     big_x = max_abs(problem.Xdat if problem.sparse else problem.Xd)
     big_y = max_abs(problem.Y)
@@ -158,7 +177,7 @@ def _nonfinite_start_message(loss, problem):
     )
 
 
-def _diverged_message(cfg, it, why):
+def _diverged_message(cfg: TrainConfig, it: int, why: str) -> str:
     return (
         f"Training diverged at iteration {it}: {why}. The parameters were "
         f"restored to the last ones with a finite, lowest loss and training "
@@ -168,7 +187,7 @@ def _diverged_message(cfg, it, why):
     )
 
 
-def _resolve_batch_size(batch_size, n_samples):
+def _resolve_batch_size(batch_size: str | int, n_samples: int) -> int:
     if batch_size == "auto":
         return min(200, n_samples)
     if batch_size == "full":
@@ -180,7 +199,9 @@ def _resolve_batch_size(batch_size, n_samples):
     return int(np.clip(batch_size, 1, n_samples))
 
 
-def _split_validation(est, cfg, problem, y_raw):
+def _split_validation(
+    est: BaseBP, cfg: TrainConfig, problem: Problem, y_raw: np.ndarray
+) -> tuple[Problem, Problem]:
     """Rows for training and for the early-stopping validation score.
 
     With ``shuffle=True``: a random split (stratified for single-output
@@ -214,14 +235,14 @@ def _split_validation(est, cfg, problem, y_raw):
     return train, val
 
 
-def _layer_name(est, layer):
+def _layer_name(est: BaseBP, layer: int) -> str:
     n_trans = est.n_layers_ - 1
     src = "input" if layer == 0 else f"hidden layer {layer}"
     dst = "output" if layer == n_trans - 1 else f"hidden layer {layer + 1}"
     return f"layer {layer + 1} of {n_trans} ({src} -> {dst})"
 
 
-def check_gradients(est, cfg, norms, it):
+def check_gradients(est: BaseBP, cfg: TrainConfig, norms: np.ndarray, it: int) -> None:
     """Warn once per fit when a layer's gradient vanishes or explodes."""
     if est._gradient_warned:
         return
@@ -277,7 +298,16 @@ class StochasticTrainer:
     :class:`~skbp._callbacks.FitTasks`) and :meth:`should_stop` decides.
     """
 
-    def __init__(self, est, cfg, problem, incremental, y_raw, gov, tasks):
+    def __init__(
+        self,
+        est: BaseBP,
+        cfg: TrainConfig,
+        problem: Problem,
+        incremental: bool,
+        y_raw: np.ndarray,
+        gov: ThreadGovernor,
+        tasks: FitTasks,
+    ) -> None:
         self.est, self.cfg, self.gov, self.tasks = est, cfg, gov, tasks
         self.incremental = incremental
         layout, w = est._layout, est._w
@@ -315,7 +345,7 @@ class StochasticTrainer:
         self.val_gov = ThreadGovernor(gov.n_max)  # its own timings: prediction is cheaper
         self.args = self._epoch_args()
 
-    def _epoch_args(self):
+    def _epoch_args(self) -> list[Any]:
         """``run_epoch``'s records, but the optimizer's (see :meth:`_optimizer`)."""
         cfg = self.cfg
         est, train, ws = self.est, self.train, self.ws
@@ -330,7 +360,7 @@ class StochasticTrainer:
         )  # fmt: skip
         return [train.data(), est._w, network(est), ws.bufs, est._bn_run, penalty, None, epoch]
 
-    def _optimizer(self):
+    def _optimizer(self) -> Optimizer:
         """The optimizer record at this epoch's learning rate."""
         cfg, opt = self.cfg, self.opt
         return Optimizer(
@@ -339,7 +369,7 @@ class StochasticTrainer:
             float(cfg.epsilon), opt.m, opt.v, opt.t,
         )  # fmt: skip
 
-    def run(self):
+    def run(self) -> None:
         """Train for up to ``max_iter`` epochs (one for ``partial_fit``)."""
         cfg = self.cfg
         est, tasks = self.est, self.tasks
@@ -364,7 +394,7 @@ class StochasticTrainer:
             est._w[:] = est._best_w
             est._bn_run[:] = est._best_bn_run
 
-    def epoch(self):
+    def epoch(self) -> int:
         """One pass over the training rows (compiled); its status."""
         est = self.est
         self.gnorm[:] = 0.0
@@ -377,7 +407,7 @@ class StochasticTrainer:
         self.loss = self.sums[0] / self.n_samples
         return status
 
-    def diverged(self, status):
+    def diverged(self, status: int) -> bool:
         """Whether the epoch diverged: then the best parameters are back, with a warning."""
         est = self.est
         why = _divergence(est, status, self.loss, est._w)
@@ -402,7 +432,7 @@ class StochasticTrainer:
             self.best_w_loss = self.loss
         return False
 
-    def record(self, seconds):
+    def record(self, seconds: float) -> None:
         """The epoch's books: counters, loss curve, gradient norms, printing, diagnostics."""
         cfg = self.cfg
         est = self.est
@@ -419,11 +449,11 @@ class StochasticTrainer:
             )
         check_gradients(est, self.cfg, norms, est.n_iter_)
 
-    def track_improvement(self):
+    def track_improvement(self) -> None:
         """The validation score or training loss against the best so far."""
         _update_no_improvement_count(self.est, self.cfg, self.val, self.y_val, self.val_gov)
 
-    def should_stop(self, callback_stop):
+    def should_stop(self, callback_stop: bool) -> bool:
         """Whether training ends after this epoch (and why, with a warning where due)."""
         cfg = self.cfg
         est = self.est
@@ -450,7 +480,7 @@ class StochasticTrainer:
         return False
 
 
-def _end_of_epoch_schedule(est, cfg, opt):
+def _end_of_epoch_schedule(est: BaseBP, cfg: TrainConfig, opt: OptimizerState) -> None:
     """Learning-rate schedules, applied after every epoch for SGD and Adam alike."""
     if cfg.learning_rate == "invscaling":
         opt.learning_rate = cfg.learning_rate_init / (est.t_ + 1) ** cfg.power_t
@@ -458,7 +488,7 @@ def _end_of_epoch_schedule(est, cfg, opt):
         opt.learning_rate *= cfg.decay_rate
 
 
-def _divergence(est, status, loss, w):
+def _divergence(est: BaseBP, status: int, loss: float, w: np.ndarray) -> str:
     """Why the last epoch counts as diverged, or an empty string."""
     if status != EPOCH_OK or not np.isfinite(loss):
         return "the training loss became infinite or NaN"
@@ -470,7 +500,7 @@ def _divergence(est, status, loss, w):
     return ""
 
 
-def _trigger_stopping(cfg, opt, msg):
+def _trigger_stopping(cfg: TrainConfig, opt: OptimizerState, msg: str) -> bool:
     """scikit-learn's rule: stop, or divide an adaptive learning rate by 5."""
     if cfg.learning_rate != "adaptive":
         if cfg.verbose:
@@ -486,7 +516,13 @@ def _trigger_stopping(cfg, opt, msg):
     return False
 
 
-def _update_no_improvement_count(est, cfg, val, y_val, gov):
+def _update_no_improvement_count(
+    est: BaseBP,
+    cfg: TrainConfig,
+    val: Problem | None,
+    y_val: np.ndarray | None,
+    gov: ThreadGovernor,
+) -> None:
     if cfg.early_stopping:
         score = est._score_output(network_output(est, val, gov), y_val, val.sw)
         est.validation_scores_.append(score)
@@ -520,7 +556,14 @@ class LbfgsTrainer:
     and the running statistics used by ``predict`` are set to them at the end.
     """
 
-    def __init__(self, est, cfg, problem, gov, tasks):
+    def __init__(
+        self,
+        est: BaseBP,
+        cfg: TrainConfig,
+        problem: Problem,
+        gov: ThreadGovernor,
+        tasks: FitTasks,
+    ) -> None:
         self.est, self.cfg, self.problem, self.gov, self.tasks = est, cfg, problem, gov, tasks
         self.ws = _full_workspace(est, problem)
         # "w": the starting parameters until a finite loss
@@ -532,7 +575,7 @@ class LbfgsTrainer:
         self.t0 = time.perf_counter()
         est._gradient_warned = False
 
-    def loss_grad(self, x):
+    def loss_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """scipy's objective: loss and gradient (float64) at ``x``."""
         est, w, best = self.est, self.est._w, self.best
         if self.tasks.task is None:
@@ -552,7 +595,7 @@ class LbfgsTrainer:
             best["w"][:] = w
         return loss, self.ws.grad.astype(np.float64)
 
-    def end_of_iteration(self, intermediate_result):
+    def end_of_iteration(self, intermediate_result: scipy.optimize.OptimizeResult) -> None:
         """scipy's callback after each iteration."""
         cfg = self.cfg
         est = self.est
@@ -575,7 +618,7 @@ class LbfgsTrainer:
                 print("A callback asked to stop after iteration %d. Stopping." % est.n_iter_)
             raise StopIteration
 
-    def run(self):
+    def run(self) -> None:
         cfg = self.cfg
         est = self.est
         w = est._w
@@ -602,7 +645,7 @@ class LbfgsTrainer:
         est._gradient_norms = self.grad_norms
         est.best_loss_ = min(self.curve) if self.curve else est.loss_
 
-    def _interrupted(self):
+    def _interrupted(self) -> None:
         """Ctrl-C: keep the best parameters evaluated so far (the start, at the latest)."""
         est, best = self.est, self.best
         est._w[:] = best["w"]
@@ -612,7 +655,7 @@ class LbfgsTrainer:
         else:  # interrupted before the first evaluation finished
             est.loss_ = float(full_loss(est, self.cfg, self.problem, self.ws))
 
-    def _finish(self, res):
+    def _finish(self, res: scipy.optimize.OptimizeResult) -> None:
         cfg = self.cfg
         est, w = self.est, self.est._w
         w[:] = res.x
