@@ -249,7 +249,11 @@ _DIFFERENCES = """
     * ``n_jobs`` (added) caps the threads of training and prediction, which
       adapt to the machine's load; the weights do not depend on it.  Inside
       fits and predictions BLAS runs on one thread (skbp splits large products
-      itself)."""
+      itself).
+    * With scikit-learn 1.9+, ``set_callbacks`` (added) takes scikit-learn's
+      callbacks (``sklearn.callback``): the fit is a task and each epoch or
+      L-BFGS iteration a subtask whose end can hand the callbacks the network
+      as it stands and stop the fit."""
 
 
 class BPClassifier(ClassifierMixin, BaseBP):

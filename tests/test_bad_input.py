@@ -11,6 +11,7 @@ else.
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import binary_data
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skbp import BPClassifier, BPRegressor
@@ -18,14 +19,8 @@ from skbp import BPClassifier, BPRegressor
 pytestmark = pytest.mark.filterwarnings("ignore")  # only errors matter here
 
 
-def _data(n=30, d=3, dtype=np.float64):
-    rng = np.random.RandomState(0)
-    X = rng.normal(size=(n, d)).astype(dtype)
-    return X, (X[:, 0] > 0).astype(int)
-
-
 def _fitted(cls, dtype=np.float64):
-    X, y = _data(dtype=dtype)
+    X, y = binary_data(dtype=dtype)
     return cls(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(
         X, y if cls is BPClassifier else X[:, 0]
     )
@@ -37,7 +32,7 @@ def _with(X, i, j, v):
     return X
 
 
-X0, Y0 = _data()
+X0, Y0 = binary_data()
 BIG = np.finfo(np.float64).max
 
 # (id, estimator class, action(est) -> None, exception, message regex)

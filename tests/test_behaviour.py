@@ -1,8 +1,12 @@
-"""Estimator behaviour: determinism, partial_fit, dtypes, sparse input, targets,
-sample weights, warm start, persistence, early stopping, accuracy targets and
-use inside scikit-learn's meta-estimators."""
+"""Estimator behaviour: determinism (dropout masks included), partial_fit, dtypes,
+sparse input, targets, sample and class weights, the L1 penalty, warm start,
+persistence, early stopping, learning-rate schedules, ``batch_size='full'``,
+``hidden_layer_sizes='auto'``, gradient clipping, accuracy targets and use inside
+scikit-learn's meta-estimators."""
 
+import copy
 import io
+import math
 import pickle
 import warnings
 
@@ -10,16 +14,25 @@ import joblib
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.datasets import load_diabetes, load_digits, make_classification
+from conftest import exploding_data, fit_recording, np_forward, reg_data, toolkit_classifier
+from sklearn.datasets import (
+    load_diabetes,
+    load_digits,
+    load_iris,
+    make_classification,
+    make_regression,
+)
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skbp import BPClassifier, BPRegressor
+from skbp._base import BaseBP
 from skbp._layout import Layout
+from skbp.exceptions import DivergenceWarning
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -29,13 +42,6 @@ def clf_data(n=120, n_classes=3, seed=0):
         n_samples=n, n_features=6, n_informative=4, n_classes=n_classes, random_state=seed
     )
     return X, y
-
-
-def reg_data(n=100, n_outputs=1, seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.normal(size=(n, 5))
-    y = np.sin(X @ rng.normal(size=(5, n_outputs))) + 0.05 * rng.normal(size=(n, n_outputs))
-    return X, (y[:, 0] if n_outputs == 1 else y)
 
 
 def params_of(est):
@@ -90,6 +96,32 @@ def test_shuffle_changes_the_trajectory():
     a = BPClassifier(shuffle=True, **kw).fit(X, y)
     b = BPClassifier(shuffle=False, **kw).fit(X, y)
     assert not np.allclose(a.coefs_[0], b.coefs_[0])
+
+
+def test_dropout_is_applied_in_training(toolkit_iris):
+    X, y, b = toolkit_iris
+    a = toolkit_classifier(dropout=0.0).fit(X, y)
+    assert not np.allclose(a.coefs_[0], b.coefs_[0])
+
+
+def test_dropout_masks_come_from_random_state():
+    X, y = load_iris(return_X_y=True)
+    a = toolkit_classifier(random_state=3).fit(X, y)
+    b = toolkit_classifier(random_state=3).fit(X, y)
+    for u, v in zip(a.coefs_ + a.bn_running_means_, b.coefs_ + b.bn_running_means_, strict=True):
+        np.testing.assert_array_equal(u, v)
+    c = toolkit_classifier(random_state=4).fit(X, y)
+    assert not np.allclose(a.coefs_[1], c.coefs_[1])
+    # from the same weights without shuffling, random_state only drives the masks
+    start = toolkit_classifier(shuffle=False, max_iter=1).fit(X, y)
+
+    def go_on(random_state, **kw):
+        est = copy.deepcopy(start).set_params(warm_start=True, random_state=random_state, **kw)
+        return est.fit(X, y).coefs_[0]
+
+    np.testing.assert_array_equal(go_on(3), go_on(3))
+    assert not np.allclose(go_on(3), go_on(4))
+    np.testing.assert_array_equal(go_on(3, dropout=0.0), go_on(4, dropout=0.0))
 
 
 # ----------------------------------------------------------------------------
@@ -208,6 +240,18 @@ def test_partial_fit_keeps_dtype_of_first_call():
     assert reg.predict(X).dtype == np.float32
 
 
+def test_float32_with_batch_norm_dropout_residual(toolkit_iris):
+    X, y, est64 = toolkit_iris
+    est = toolkit_classifier().fit(X.astype(np.float32), y)
+    for name in BaseBP._VIEWS:  # every fitted parameter list
+        assert all(a.dtype == np.float32 for a in getattr(est, name)), name
+    assert est.predict_proba(X.astype(np.float32)).dtype == np.float32
+    assert est.predict_proba(X).dtype == np.float32
+    assert est.score(X, y) > 0.7
+    assert est64.coefs_[0].dtype == np.float64
+    np.testing.assert_allclose(est.predict_proba(X), est64.predict_proba(X), atol=2e-2)
+
+
 # ----------------------------------------------------------------------------
 # Sparse input
 # ----------------------------------------------------------------------------
@@ -242,6 +286,32 @@ def test_sparse_float32_and_early_stopping():
     assert a.coefs_[0].dtype == np.float32
     np.testing.assert_allclose(a.validation_scores_, b.validation_scores_)
     assert_params_close(params_of(a), params_of(b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [BPClassifier, BPRegressor])
+def test_sparse_equals_dense_with_toolkit_options(cls):
+    X, y = load_iris(return_X_y=True)
+    if cls is BPRegressor:
+        y = X[:, 3] + 0.5 * X[:, 0]
+    X = X.copy()
+    X[np.random.RandomState(0).uniform(size=X.shape) < 0.3] = 0.0
+    params = dict(
+        hidden_layer_sizes=(6, 6),
+        batch_norm=True,
+        dropout=0.25,
+        residual=True,
+        max_iter=10,
+        batch_size=32,
+        random_state=0,
+    )
+    dense = cls(**params).fit(X, y)
+    csr = cls(**params).fit(sp.csr_matrix(X), y)
+    for name in ("coefs_", "intercepts_", "bn_scales_", "bn_running_means_", "bn_running_vars_"):
+        for u, v in zip(getattr(dense, name), getattr(csr, name), strict=True):
+            np.testing.assert_allclose(u, v, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        csr.predict(sp.csr_matrix(X)), dense.predict(X), rtol=1e-7, atol=1e-9
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -349,6 +419,101 @@ def test_sample_weight_changes_the_fit_and_none_equals_ones():
 
 
 # ----------------------------------------------------------------------------
+# Class weights
+# ----------------------------------------------------------------------------
+
+
+def imbalanced_data(n=1000, seed=0):
+    X, y = make_classification(
+        n_samples=n,
+        n_features=6,
+        n_informative=3,
+        n_redundant=0,
+        weights=[0.95],
+        flip_y=0.01,
+        class_sep=0.8,
+        random_state=seed,
+    )
+    return train_test_split(X, y, test_size=0.5, stratify=y, random_state=0)
+
+
+def test_class_weight_balanced_improves_balanced_accuracy():
+    X_train, X_test, y_train, y_test = imbalanced_data()
+    assert 0.02 < y_train.mean() < 0.1
+    scores = {}
+    for cw in (None, "balanced"):
+        est = BPClassifier(
+            hidden_layer_sizes=(8,),
+            alpha=1.0,
+            class_weight=cw,
+            max_iter=100,
+            learning_rate_init=0.01,
+            random_state=0,
+        ).fit(X_train, y_train)
+        scores[cw] = balanced_accuracy_score(y_test, est.predict(X_test))
+    assert scores["balanced"] > scores[None] + 0.1, scores
+
+
+def test_class_weight_dict_equals_sample_weight():
+    X, y = load_iris(return_X_y=True)
+    cw = {0: 0.5, 1: 3.0, 2: 1.5}
+    params = dict(hidden_layer_sizes=(5,), max_iter=20, random_state=0, batch_norm=True)
+    a = BPClassifier(class_weight=cw, **params).fit(X, y)
+    sw = np.array([cw[c] for c in y])
+    b = BPClassifier(**params).fit(X, y, sample_weight=sw)
+    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
+        np.testing.assert_array_equal(u, v)
+    # a class left out of the dict weighs 1
+    c = BPClassifier(class_weight={1: 3.0}, **params).fit(X, y)
+    d = BPClassifier(**params).fit(X, y, sample_weight=np.where(y == 1, 3.0, 1.0))
+    np.testing.assert_array_equal(c.coefs_[0], d.coefs_[0])
+    assert not np.array_equal(a.coefs_[0], BPClassifier(**params).fit(X, y).coefs_[0])
+
+
+@pytest.mark.parametrize("cw", ["balanced", {0: 2.0, 1: 0.5, 2: 4.0}], ids=["balanced", "dict"])
+def test_class_weight_multiplies_sample_weight(cw):
+    X, y = load_iris(return_X_y=True)
+    X, y = X[:130], y[:130]  # unequal class counts: 'balanced' is not uniform
+    sw = np.random.RandomState(0).uniform(0.5, 2.0, size=y.shape[0])
+    params = dict(hidden_layer_sizes=(5,), max_iter=20, random_state=0)
+    a = BPClassifier(class_weight=cw, **params).fit(X, y, sample_weight=sw)
+    if cw == "balanced":
+        counts = np.bincount(y)
+        per_class = y.shape[0] / (len(counts) * counts)
+    else:
+        per_class = np.array([cw[k] for k in range(3)])
+    b = BPClassifier(**params).fit(X, y, sample_weight=sw * per_class[y])
+    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------
+# L1 penalty
+# ----------------------------------------------------------------------------
+
+
+def test_l1_ratio_one_gives_sparser_weights():
+    X, y = make_regression(n_samples=200, n_features=20, n_informative=3, noise=1.0, random_state=0)
+    X /= X.std(axis=0)
+    y = (y - y.mean()) / y.std()
+    n_small = {}
+    for l1_ratio in (0.0, 1.0):
+        est = BPRegressor(
+            hidden_layer_sizes=(10,),
+            solver="sgd",
+            alpha=5.0,
+            l1_ratio=l1_ratio,
+            learning_rate_init=0.01,
+            max_iter=300,
+            random_state=0,
+        ).fit(X, y)
+        w = np.concatenate([c.ravel() for c in est.coefs_])
+        n_small[l1_ratio] = int(np.sum(np.abs(w) < 1e-3))
+        assert est.score(X, y) > 0.9
+    assert n_small[1.0] > n_small[0.0] + 50, n_small
+
+
+# ----------------------------------------------------------------------------
 # warm_start
 # ----------------------------------------------------------------------------
 
@@ -438,18 +603,32 @@ def test_warm_start_without_previous_fit_is_a_plain_fit():
 # ----------------------------------------------------------------------------
 
 
+def round_trip(est, dump):
+    """``est`` through ``pickle`` or ``joblib`` (in memory)."""
+    if dump == "pickle":
+        return pickle.loads(pickle.dumps(est))
+    buf = io.BytesIO()
+    joblib.dump(est, buf)
+    buf.seek(0)
+    return joblib.load(buf)
+
+
+@pytest.fixture(scope="module")
+def pickled_models():
+    """``{cls: (X, y, est)}``: the models test_pickle_round_trip pickles, fitted once for
+    both ``dump`` values (the test only reads them; it edits and trains the copies)."""
+    models = {}
+    for cls in (BPClassifier, BPRegressor):
+        X, y = clf_data() if cls is BPClassifier else reg_data()
+        models[cls] = X, y, cls(hidden_layer_sizes=(6, 3), random_state=0, max_iter=10).fit(X, y)
+    return models
+
+
 @pytest.mark.parametrize("dump", ["pickle", "joblib"])
 @pytest.mark.parametrize("cls", [BPClassifier, BPRegressor])
-def test_pickle_round_trip(cls, dump):
-    X, y = clf_data() if cls is BPClassifier else reg_data()
-    est = cls(hidden_layer_sizes=(6, 3), random_state=0, max_iter=10).fit(X, y)
-    if dump == "pickle":
-        est2 = pickle.loads(pickle.dumps(est))
-    else:
-        buf = io.BytesIO()
-        joblib.dump(est, buf)
-        buf.seek(0)
-        est2 = joblib.load(buf)
+def test_pickle_round_trip(cls, dump, pickled_models):
+    X, y, est = pickled_models[cls]
+    est2 = round_trip(est, dump)
     np.testing.assert_array_equal(est2.predict(X), est.predict(X))
     if cls is BPClassifier:
         np.testing.assert_array_equal(est2.predict_proba(X), est.predict_proba(X))
@@ -463,6 +642,24 @@ def test_pickle_round_trip(cls, dump):
     # the restored model keeps training
     est2.partial_fit(X, y)
     assert np.isfinite(est2.loss_)
+
+
+@pytest.mark.parametrize("dump", ["pickle", "joblib"])
+def test_pickle_batch_norm_dropout_model(dump, toolkit_iris):
+    X, _, est = toolkit_iris
+    est2 = round_trip(est, dump)
+    np.testing.assert_array_equal(est2.predict_proba(X), est.predict_proba(X))
+    np.testing.assert_array_equal(est2.predict(X), est.predict(X))
+    for name in BaseBP._VIEWS:  # every fitted parameter list
+        a, b = getattr(est, name), getattr(est2, name)
+        assert len(a) == len(b) > 0
+        for u, v in zip(a, b, strict=True):
+            np.testing.assert_array_equal(u, v)
+    # the running statistics are not the initial (0, 1)
+    assert not np.allclose(est2.bn_running_vars_[0], 1.0)
+    # in-place edits of the restored running statistics reach predict
+    est2.bn_running_means_[0][...] += 1.0
+    assert not np.allclose(est2.predict_proba(X), est.predict_proba(X))
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
@@ -511,12 +708,7 @@ def test_pickle_after_replacing_coefs():
 
 
 def _manual_predict(est, X):
-    a = X
-    for i, (W, b) in enumerate(zip(est.coefs_, est.intercepts_, strict=True)):
-        a = a @ W + b
-        if i < len(est.coefs_) - 1:
-            a = np.maximum(a, 0.0)
-    return a.ravel()
+    return np_forward(X, est.coefs_, est.intercepts_, est.activation, "identity").ravel()
 
 
 def test_replacing_coefs_array_is_honoured():
@@ -592,6 +784,197 @@ def test_no_early_stopping_attributes():
     assert clf.best_loss_ == min(clf.loss_curve_)
     assert clf.n_iter_ == 5 == len(clf.loss_curve_)
     assert clf.n_layers_ == 3
+
+
+def ordered_data(flipped_at_end):
+    """80 rows whose label is x0 > 0, except 20 rows with the label flipped."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(100, 2))
+    y = (X[:, 0] > 0).astype(int)
+    flip = slice(80, 100) if flipped_at_end else slice(0, 20)
+    y[flip] = 1 - y[flip]
+    return X, y
+
+
+def test_early_stopping_without_shuffle_holds_out_the_last_rows():
+    params = dict(
+        hidden_layer_sizes=(8,),
+        early_stopping=True,
+        shuffle=False,
+        validation_fraction=0.2,
+        learning_rate_init=0.02,
+        max_iter=60,
+        n_iter_no_change=5,
+        random_state=0,
+    )
+    X, y = ordered_data(flipped_at_end=True)
+    est = BPClassifier(**params).fit(X, y)
+    n_val = math.ceil(0.2 * X.shape[0])
+    assert n_val == 20
+    # the restored (best) model scores best_validation_score_ on the last rows
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    assert est.score(X[-n_val:], y[-n_val:]) == est.best_validation_score_
+    # the last rows' labels are the opposite of the rule the other rows follow
+    assert max(est.validation_scores_) < 0.5
+    # with the flipped rows at the start, the held-out last rows are easy
+    X2, y2 = ordered_data(flipped_at_end=False)
+    est2 = BPClassifier(**params).fit(X2, y2)
+    assert est2.best_validation_score_ > 0.8
+    assert est2.score(X2[-n_val:], y2[-n_val:]) == est2.best_validation_score_
+
+
+# ----------------------------------------------------------------------------
+# Learning-rate schedules, batch_size='full', hidden_layer_sizes='auto', clipping
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_exponential_schedule(solver):
+    X, y = reg_data(60, n_features=4)
+    lr0, d = 0.01, 0.8
+    params = dict(
+        hidden_layer_sizes=(6,),
+        solver=solver,
+        learning_rate_init=lr0,
+        max_iter=7,
+        n_iter_no_change=100,
+        random_state=0,
+    )
+    est = BPRegressor(learning_rate="exponential", decay_rate=d, **params).fit(X, y)
+    assert est.n_iter_ == 7
+    np.testing.assert_allclose(est._optimizer.learning_rate, lr0 * d**est.n_iter_, rtol=1e-12)
+    # the decayed rate is the one the updates use
+    const = BPRegressor(learning_rate="constant", **params).fit(X, y)
+    assert const._optimizer.learning_rate == lr0
+    assert not np.allclose(est.coefs_[0], const.coefs_[0])
+    one = BPRegressor(learning_rate="exponential", decay_rate=1.0, **params).fit(X, y)
+    np.testing.assert_array_equal(one.coefs_[0], const.coefs_[0])
+
+
+def test_invscaling_and_adaptive_apply_to_adam():
+    X, y = reg_data(60, n_features=4)
+    lr0 = 0.01
+    params = dict(hidden_layer_sizes=(6,), solver="adam", learning_rate_init=lr0, random_state=0)
+    const = BPRegressor(max_iter=4, n_iter_no_change=100, **params).fit(X, y)
+    inv = BPRegressor(
+        learning_rate="invscaling", power_t=0.5, max_iter=4, n_iter_no_change=100, **params
+    ).fit(X, y)
+    assert inv.t_ == 4 * X.shape[0]
+    np.testing.assert_allclose(inv._optimizer.learning_rate, lr0 / (inv.t_ + 1) ** 0.5)
+    assert not np.allclose(inv.coefs_[0], const.coefs_[0])
+    # adaptive: tol so large that no epoch improves; after n_iter_no_change + 1
+    # epochs without improvement (the first epoch sets the reference) the rate
+    # is divided by 5 and training goes on
+    ada = BPRegressor(
+        learning_rate="adaptive", tol=1e10, n_iter_no_change=2, max_iter=4, **params
+    ).fit(X, y)
+    assert ada.n_iter_ == 4
+    np.testing.assert_allclose(ada._optimizer.learning_rate, lr0 / 5)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_batch_size_full_equals_n_samples(solver):
+    X, y = reg_data(60, n_features=4)
+    params = dict(
+        hidden_layer_sizes=(5, 5),
+        solver=solver,
+        batch_norm=True,
+        dropout=0.2,
+        max_iter=5,
+        random_state=0,
+    )
+    a = BPRegressor(batch_size="full", **params).fit(X, y)
+    b = BPRegressor(batch_size=X.shape[0], **params).fit(X, y)
+    for u, v in zip(
+        a.coefs_ + a.intercepts_ + a.bn_running_vars_,
+        b.coefs_ + b.intercepts_ + b.bn_running_vars_,
+        strict=True,
+    ):
+        np.testing.assert_array_equal(u, v)
+    c = BPRegressor(batch_size=X.shape[0] // 2, **params).fit(X, y)
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+
+
+RNG = np.random.RandomState(0)
+
+
+@pytest.mark.parametrize(
+    "cls,X,y",
+    [
+        (BPClassifier, *load_iris(return_X_y=True)),
+        (BPClassifier, RNG.normal(size=(10, 7)), np.arange(10) % 2),
+        (BPRegressor, RNG.normal(size=(10, 5)), RNG.normal(size=(10, 2))),
+        (BPRegressor, RNG.normal(size=(10, 1)), RNG.normal(size=10)),
+    ],
+    ids=["iris", "binary-7", "reg-5-2", "reg-1-1"],
+)
+def test_hidden_layer_sizes_auto(cls, X, y):
+    est = cls(hidden_layer_sizes="auto", max_iter=2).fit(X, y)
+    expected = max(1, round(1.5 * (X.shape[1] + est.n_outputs_) / 2))
+    assert len(est.coefs_) == 2
+    assert est.coefs_[0].shape == (X.shape[1], expected)
+    assert est.hidden_layer_sizes == "auto"  # the parameter is not modified
+
+
+def flat(est):
+    return np.concatenate([a.ravel() for a in est.coefs_ + est.intercepts_])
+
+
+def test_max_grad_norm_scales_one_full_batch_step():
+    X, y = reg_data(60, n_features=4)
+    lr = 0.05
+    start = BPRegressor(
+        hidden_layer_sizes=(6,),
+        solver="sgd",
+        batch_size="full",
+        momentum=0.0,
+        shuffle=False,
+        max_iter=1,
+        learning_rate_init=lr,
+        alpha=0.01,
+        random_state=0,
+    ).fit(X, y)
+    w0 = flat(start)
+
+    def one_step(**kw):
+        est = copy.deepcopy(start).set_params(warm_start=True, **kw)
+        est.fit(X, y)
+        return flat(est) - w0
+
+    step = one_step()
+    grad = step / -lr
+    norm = np.linalg.norm(grad)
+    assert norm > 0.1
+    c = 0.3 * norm
+    clipped = one_step(max_grad_norm=c)
+    np.testing.assert_allclose(clipped, step * (c / norm), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(np.linalg.norm(clipped / -lr), c, rtol=1e-9)
+    # a bound above the gradient's norm changes nothing
+    np.testing.assert_array_equal(one_step(max_grad_norm=2 * norm), step)
+
+
+def test_max_grad_norm_bounds_every_update():
+    # huge targets: unclipped SGD diverges; each clipped update moves the
+    # weights by at most lr * max_grad_norm
+    X, y = exploding_data()
+    lr, c, batch = 1e-3, 1.0, 20
+    params = dict(
+        hidden_layer_sizes=(8,),
+        solver="sgd",
+        momentum=0.0,
+        batch_size=batch,
+        learning_rate_init=lr,
+        max_iter=3,
+        random_state=0,
+    )
+    assert fit_recording(BPRegressor(**params), X, y, DivergenceWarning)
+    tame = BPRegressor(max_grad_norm=c, **params)
+    assert not fit_recording(tame, X, y, DivergenceWarning)
+    assert tame.n_iter_ == 3
+    w0 = Layout([4, 8, 1]).init_params(np.random.RandomState(0), "relu", np.float64)
+    moved = np.linalg.norm(flat(tame) - w0)
+    n_updates = tame.n_iter_ * X.shape[0] // batch
+    assert 0 < moved <= lr * c * n_updates * (1 + 1e-9)
 
 
 # ----------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-"""Bad input and bad parameters raise errors that name the problem; divergence is
-caught, reported with a DivergenceWarning and leaves a usable model."""
+"""Bad input and bad parameters (the training toolkit's and ``class_weight`` included)
+raise errors that name the problem; divergence is caught, reported with a
+DivergenceWarning and leaves a usable model (with dropout too); warnings about the run."""
 
 import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import binary_data, fit_recording, reg_data
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import log_loss
@@ -16,13 +18,6 @@ from skbp.exceptions import DivergenceWarning
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 ESTIMATORS = [BPClassifier, BPRegressor]
-
-
-def data(n=30):
-    rng = np.random.RandomState(0)
-    X = rng.normal(size=(n, 3))
-    y = (X[:, 0] > 0).astype(int)
-    return X, y
 
 
 def small(cls, **kw):
@@ -39,13 +34,13 @@ def small(cls, **kw):
     "bad,match", [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")]
 )
 def test_non_finite_X_rejected(cls, bad, match):
-    X, y = data()
+    X, y = binary_data()
     X[4, 1] = bad
     with pytest.raises(ValueError, match=match):
         small(cls).fit(X, y)
     with pytest.raises(ValueError, match=match):
         small(cls).fit(sp.csr_matrix(X), y)
-    est = small(cls).fit(*data())
+    est = small(cls).fit(*binary_data())
     with pytest.raises(ValueError, match=match):
         est.predict(X)
     if cls is BPClassifier:
@@ -57,7 +52,7 @@ def test_non_finite_X_rejected(cls, bad, match):
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_wrong_number_of_features_at_predict(cls):
-    X, y = data()
+    X, y = binary_data()
     est = small(cls).fit(X, y)
     with pytest.raises(ValueError, match="3 features"):
         est.predict(X[:, :2])
@@ -75,7 +70,7 @@ def test_empty_X(cls):
         small(cls).fit(np.empty((0, 3)), np.empty(0))
     with pytest.raises(ValueError, match="0 feature"):
         small(cls).fit(np.empty((5, 0)), np.arange(5) % 2)
-    est = small(cls).fit(*data())
+    est = small(cls).fit(*binary_data())
     with pytest.raises(ValueError, match="0 sample"):
         est.predict(np.empty((0, 3)))
 
@@ -91,13 +86,13 @@ def test_string_X_rejected(cls):
 
 
 def test_mismatched_X_y_lengths():
-    X, y = data()
+    X, y = binary_data()
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         small(BPClassifier).fit(X, y[:10])
 
 
 def test_predict_before_fit():
-    X, _ = data()
+    X, _ = binary_data()
     for est in (BPClassifier(), BPRegressor()):
         with pytest.raises(NotFittedError):
             est.predict(X)
@@ -111,7 +106,7 @@ def test_predict_before_fit():
 
 
 def test_poisson_negative_y():
-    X, _ = data()
+    X, _ = binary_data()
     y = np.abs(X[:, 0])
     y[3] = -0.5
     with pytest.raises(ValueError, match="negative"):
@@ -124,19 +119,19 @@ def test_poisson_negative_y():
 
 
 def test_regressor_non_numeric_y():
-    X, _ = data(n=4)
+    X, _ = binary_data(n=4)
     with pytest.raises(ValueError, match="could not convert string to float"):
         small(BPRegressor).fit(X, np.array(["a", "b", "c", "d"]))
 
 
 def test_classifier_continuous_y():
-    X, _ = data()
+    X, _ = binary_data()
     with pytest.raises(ValueError, match="Unknown label type"):
         small(BPClassifier).fit(X, np.linspace(0, 1, X.shape[0]))
 
 
 def test_classifier_new_classes_after_first_fit():
-    X, y = data()
+    X, y = binary_data()
     clf = small(BPClassifier, warm_start=True).fit(X, y)
     with pytest.raises(ValueError, match="same classes"):
         clf.fit(X, y + 5)
@@ -165,7 +160,7 @@ def test_classifier_new_classes_after_first_fit():
     ],
 )
 def test_bad_hidden_layer_sizes(cls, sizes, exc):
-    X, y = data()
+    X, y = binary_data()
     with pytest.raises(exc, match="hidden_layer_sizes"):
         cls(hidden_layer_sizes=sizes, max_iter=2).fit(X, y)
 
@@ -193,22 +188,64 @@ def test_bad_hidden_layer_sizes(cls, sizes, exc):
     ],
 )
 def test_bad_parameters_name_the_parameter(cls, param, value):
-    X, y = data()
+    X, y = binary_data()
     with pytest.raises(ValueError, match=param):
         cls(**{param: value}).fit(X, y)
 
 
 def test_unknown_loss():
-    X, y = data()
+    X, y = binary_data()
     with pytest.raises(ValueError, match="loss"):
         BPRegressor(loss="absolute_error").fit(X, y)
     with pytest.raises(TypeError):
         BPClassifier(loss="log_loss")  # the classifier has no loss parameter
 
 
+BAD_PARAMS = [
+    (dict(dropout=1.5), "dropout"),
+    (dict(dropout=-0.1), "dropout"),
+    (dict(dropout=[0.1, 0.2, 0.3]), "dropout"),
+    (dict(dropout=[0.1, 1.0]), "dropout"),
+    (dict(decay_rate=0), "decay_rate"),
+    (dict(decay_rate=1.5), "decay_rate"),
+    (dict(activation="swish"), "activation"),
+    (dict(activation=["relu", "tanh", "elu"]), "activation"),
+    (dict(activation=["relu", "swish"]), "activation"),
+    (dict(l1_ratio=2), "l1_ratio"),
+    (dict(l1_ratio=-0.5), "l1_ratio"),
+    (dict(max_grad_norm=0), "max_grad_norm"),
+    (dict(max_grad_norm=-1.0), "max_grad_norm"),
+    (dict(dropout=0.2, solver="lbfgs"), "dropout"),
+    (dict(batch_norm=True, batch_size=1, solver="sgd"), "batch_norm"),
+    (dict(hidden_layer_sizes="big"), "hidden_layer_sizes"),
+    (dict(learning_rate="cosine"), "learning_rate"),
+]
+
+
+@pytest.mark.parametrize("cls", [BPClassifier, BPRegressor])
+@pytest.mark.parametrize("params,name", BAD_PARAMS, ids=[str(p) for p, _ in BAD_PARAMS])
+def test_bad_parameters_raise_naming_the_parameter(cls, params, name):
+    X, y = load_iris(return_X_y=True)
+    base = dict(hidden_layer_sizes=(4, 4), max_iter=2)
+    est = cls(**{**base, **params})
+    with pytest.raises((ValueError, TypeError), match=name):
+        est.fit(X, y)
+
+
+def test_class_weight_errors():
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match=r"class_weight.*\[5\]"):
+        BPClassifier(class_weight={0: 1.0, 5: 2.0}, max_iter=2).fit(X, y)
+    est = BPClassifier(class_weight="balanced", max_iter=2)
+    with pytest.raises(ValueError, match="class_weight='balanced'.*partial_fit"):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+    # a dict works with partial_fit
+    BPClassifier(class_weight={0: 2.0}).partial_fit(X, y, classes=[0, 1, 2])
+
+
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_partial_fit_with_lbfgs(cls):
-    X, y = data()
+    X, y = binary_data()
     est = cls(solver="lbfgs")
     assert not hasattr(est, "partial_fit")
     with pytest.raises(AttributeError, match="partial_fit"):
@@ -220,7 +257,7 @@ def test_partial_fit_with_lbfgs(cls):
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_partial_fit_with_early_stopping(cls):
-    X, y = data()
+    X, y = binary_data()
     kw = {"classes": [0, 1]} if cls is BPClassifier else {}
     with pytest.raises(ValueError, match="early_stopping"):
         cls(early_stopping=True).partial_fit(X, y, **kw)
@@ -234,14 +271,14 @@ def test_partial_fit_with_early_stopping(cls):
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_all_zero_sample_weights(cls, solver):
-    X, y = data()
+    X, y = binary_data()
     with pytest.raises(ValueError, match="[Ss]ample.?weight"):
         small(cls, solver=solver).fit(X, y, sample_weight=np.zeros(X.shape[0]))
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_negative_or_misshapen_sample_weights(cls):
-    X, y = data()
+    X, y = binary_data()
     sw = np.ones(X.shape[0])
     sw[2] = -1.0
     with pytest.raises(ValueError, match="[Nn]egative"):
@@ -259,13 +296,6 @@ def test_negative_or_misshapen_sample_weights(cls):
 # ----------------------------------------------------------------------------
 
 
-def _fit_recording(est, X, y):
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        est.fit(X, y)
-    return [w for w in rec if issubclass(w.category, DivergenceWarning)], rec
-
-
 def test_divergence_warning_is_a_convergence_warning():
     assert issubclass(DivergenceWarning, ConvergenceWarning)
 
@@ -273,7 +303,7 @@ def test_divergence_warning_is_a_convergence_warning():
 def test_regressor_divergence_warns_and_keeps_finite_model():
     X, y = load_diabetes(return_X_y=True)  # raw targets, ~25 to ~350
     reg = BPRegressor(solver="sgd", learning_rate_init=10, momentum=0, random_state=0)
-    div, _ = _fit_recording(reg, X, y)
+    div = fit_recording(reg, X, y, DivergenceWarning)
     assert len(div) == 1
     assert "learning_rate_init" in str(div[0].message)
     assert "10" in str(div[0].message)
@@ -290,7 +320,7 @@ def test_regressor_divergence_warns_and_keeps_finite_model():
     # the same fit with a sane learning rate does not warn
     X_small = X[:100]
     ok = BPRegressor(solver="sgd", learning_rate_init=1e-3, random_state=0, max_iter=5)
-    div, _ = _fit_recording(ok, X_small, y[:100])
+    div = fit_recording(ok, X_small, y[:100], DivergenceWarning)
     assert div == []
 
 
@@ -327,7 +357,7 @@ def test_divergence_restores_lowest_loss_parameters(cls, dataset, lr):
         batch_size=X.shape[0],
         max_iter=50,
     )
-    div, _ = _fit_recording(est, X, y)
+    div = fit_recording(est, X, y, DivergenceWarning)
     assert len(div) == 1
     assert len(est.loss_curve_) >= 1
     restored = _training_loss(est, X, y)
@@ -356,7 +386,7 @@ def test_divergence_with_huge_learning_rate_keeps_predictions_finite(cls, datase
         batch_size=X.shape[0],
         max_iter=20,
     )
-    div, _ = _fit_recording(est, X, y)
+    div = fit_recording(est, X, y, DivergenceWarning)
     assert len(div) == 1
     assert "learning_rate_init" in str(div[0].message)
     for a in est.coefs_ + est.intercepts_:
@@ -373,12 +403,36 @@ def test_classifier_divergence_with_mini_batches():
     X, y = load_iris(return_X_y=True)
     kw = dict(solver="sgd", momentum=0, random_state=0, batch_size=32, max_iter=20)
     clf = BPClassifier(learning_rate_init=1e200, **kw)
-    div, _ = _fit_recording(clf, X, y)
+    div = fit_recording(clf, X, y, DivergenceWarning)
     assert len(div) == 1 and "learning_rate_init" in str(div[0].message)
     init = BPClassifier(learning_rate_init=1e-300, **{**kw, "max_iter": 1}).fit(X, y)
     for a, b in zip(clf.coefs_ + clf.intercepts_, init.coefs_ + init.intercepts_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_divergence_with_dropout_reports_a_finite_loss():
+    # After a divergence loss_ is recomputed at the restored parameters: it must
+    # be the deterministic loss with dropout off (the network predict uses), not
+    # one computed with whatever a fresh masks buffer holds.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 3))
+    y = X[:, 0] - X[:, 1] + 0.1 * rng.normal(size=60)
+    est = BPRegressor(
+        hidden_layer_sizes=(8,),
+        solver="sgd",
+        learning_rate_init=10.0,
+        dropout=0.5,
+        batch_size=10,
+        max_iter=50,
+        random_state=0,
+    )
+    with pytest.warns(DivergenceWarning):
+        est.fit(X, y)
+    assert np.isfinite(est.predict(X)).all()
+    expected = _training_loss(est, X, y)
+    assert np.isfinite(est.loss_)
+    np.testing.assert_allclose(est.loss_, expected, rtol=1e-8)
 
 
 def _stream_data():
@@ -410,7 +464,7 @@ def test_no_false_divergence_when_warm_start_data_change_scale():
     reg = BPRegressor(hidden_layer_sizes=(16,), random_state=0, learning_rate_init=0.05,
                       max_iter=50, warm_start=True)  # fmt: skip
     reg.fit(X, y)
-    div, _ = _fit_recording(reg, X, 300 * y)
+    div = fit_recording(reg, X, 300 * y, DivergenceWarning)
     assert div == [], str(div[0].message)
     assert reg.n_iter_ >= 1
 
@@ -421,15 +475,24 @@ def test_no_false_divergence_when_warm_start_data_change_scale():
 
 
 def test_batch_size_larger_than_data_warns_and_clips():
-    X, y = data()
+    X, y = binary_data()
     with pytest.warns(UserWarning, match="batch_size"):
         clf = small(BPClassifier, batch_size=1000).fit(X, y)
     assert clf.n_iter_ == 3
 
 
+def test_residual_without_equal_widths_warns():
+    X, y = reg_data(60, n_features=4)
+    with pytest.warns(UserWarning, match="residual"):
+        BPRegressor(hidden_layer_sizes=(5, 4, 3), residual=True, max_iter=2).fit(X, y)
+    est = BPRegressor(hidden_layer_sizes=(5, 5, 3), residual=True, max_iter=2)
+    assert not [r for r in fit_recording(est, X, y) if "residual" in str(r.message)]
+    np.testing.assert_array_equal(est._layout.res, [0, 1, 0, 0])
+
+
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_max_iter_reached_warns(cls):
-    X, y = data()
+    X, y = binary_data()
     with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
         small(cls, solver="adam", tol=0.0).fit(X, y)
     with pytest.warns(ConvergenceWarning, match="max_iter"):
@@ -437,7 +500,7 @@ def test_max_iter_reached_warns(cls):
 
 
 def test_lbfgs_max_fun_warns():
-    X, y = data()
+    X, y = binary_data()
     with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
         clf = BPClassifier(hidden_layer_sizes=(3,), solver="lbfgs", max_fun=4, max_iter=100,
                            random_state=0, tol=0.0).fit(X, y)  # fmt: skip

@@ -1,4 +1,6 @@
-"""Numbers are never silently wrong (issue 9): overflow, dtype ranges, one class, damaged pickles.
+"""Numbers are never silently wrong (issue 9): overflow, dtype ranges, one class, damaged
+pickles, and the gradient diagnostics (``gradient_norms_``, vanishing and exploding
+gradients reported with a ``GradientWarning``).
 
 Includes scikit-learn's own ``test_nonfinite_params``,
 ``test_mlp_regressor_dtypes_casting`` and ``test_preserve_feature_names``
@@ -11,11 +13,15 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import bn_data, exploding_data, fit_recording, kernel_loss_grad
 from numpy.testing import assert_allclose
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 from skbp import BPClassifier, BPRegressor
+from skbp._data import Problem
+from skbp._kernels import ACTIVATION_CODES, OUT_IDENTITY
+from skbp._layout import Layout
 from skbp.exceptions import GradientWarning, PrecisionWarning
 
 ESTIMATORS = [BPClassifier, BPRegressor]
@@ -166,7 +172,9 @@ def test_nonfinite_start_restores_the_parameters_for_partial_fit():
 
 
 # ------------------------------------------------------------- pickled state
-def _fitted():
+@pytest.fixture(scope="module")
+def fitted_clf():
+    """``(clf, X)``, fitted once: the test below damages copies of its state, never ``clf``."""
     X = np.random.RandomState(0).rand(50, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -184,8 +192,8 @@ def _fitted():
     ],
     ids=["short", "long", "int", "features", "bn"],
 )
-def test_inconsistent_pickled_state_is_refused(edit, match):
-    clf, X = _fitted()
+def test_inconsistent_pickled_state_is_refused(edit, match, fitted_clf):
+    clf, X = fitted_clf
     state = clf.__getstate__()
     edit(state)
     bad = BPClassifier.__new__(BPClassifier)
@@ -194,3 +202,107 @@ def test_inconsistent_pickled_state_is_refused(edit, match):
     # an intact round trip still works
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+
+
+# ------------------------------------------------------- gradient diagnostics
+IGNORE_CONVERGENCE = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def digits_small():
+    X, y = load_digits(return_X_y=True)
+    return X[:300] / 16.0, y[:300]
+
+
+@IGNORE_CONVERGENCE
+def test_vanishing_gradient_warns_once_for_deep_sigmoid_net():
+    X, y = digits_small()
+    est = BPClassifier(
+        hidden_layer_sizes=(16,) * 12, activation="logistic", max_iter=5, random_state=0
+    )
+    grad_warnings = fit_recording(est, X, y, GradientWarning)
+    assert len(grad_warnings) == 1
+    msg = str(grad_warnings[0].message)
+    assert "Vanishing" in msg
+    assert "layer 1 of 13" in msg
+    g = est.gradient_norms_
+    assert g.shape == (est.n_iter_, est.n_layers_ - 1) == (5, 13)
+    assert np.isfinite(g).all()
+    assert np.all(g[:, 0] < 1e-4 * g[:, -1])
+    # once per fit: a second fit warns again, once
+    assert len(fit_recording(est, X, y, GradientWarning)) == 1
+
+
+@IGNORE_CONVERGENCE
+def test_no_gradient_warning_for_deep_relu_batch_norm_net():
+    X, y = digits_small()
+    est = BPClassifier(
+        hidden_layer_sizes=(16,) * 12,
+        activation="relu",
+        batch_norm=True,
+        max_iter=5,
+        random_state=0,
+    )
+    assert fit_recording(est, X, y, GradientWarning) == []
+    g = est.gradient_norms_
+    assert g.shape == (est.n_iter_, 13)
+    assert np.isfinite(g).all() and np.all(g > 0)
+    assert np.all(g[:, 0] > 1e-2 * g[:, -1])
+
+
+@IGNORE_CONVERGENCE
+def test_gradient_norms_are_the_data_gradient_norms_per_layer():
+    # one full-batch epoch: gradient_norms_[0] is, per layer, the norm of the
+    # data loss's weight gradient (mean over rows, no penalty) at the initial weights
+    X, y = bn_data(n=30, seed=8)
+    sw = np.random.RandomState(0).uniform(0.5, 2.0, size=30)
+    est = BPRegressor(
+        hidden_layer_sizes=(5, 4),
+        solver="sgd",
+        batch_size="full",
+        alpha=0.5,
+        max_iter=1,
+        random_state=0,
+    ).fit(X, y, sample_weight=sw)
+    layout = Layout([3, 5, 4, 1])
+    layout.codes[:2] = ACTIVATION_CODES["relu"]
+    w0 = layout.init_params(np.random.RandomState(0), "relu", np.float64)
+    problem = Problem(X, np.float64, y.reshape(-1, 1), sw)
+    # alpha = 0: the data loss only, the whole data set in one chunk
+    _, grad = kernel_loss_grad(layout, w0, problem, layout.codes.copy(), OUT_IDENTITY, 0.0, 30)
+    expected = [np.linalg.norm(g) for g in layout.unpack(grad)[0]]
+    assert est.gradient_norms_.shape == (1, 3)
+    np.testing.assert_allclose(est.gradient_norms_[0], expected, rtol=1e-10)
+
+
+@IGNORE_CONVERGENCE
+def test_gradient_norms_lbfgs_shape():
+    X, y = digits_small()
+    est = BPClassifier(hidden_layer_sizes=(8, 8), solver="lbfgs", max_iter=7, random_state=0)
+    est.fit(X, y)
+    assert est.gradient_norms_.shape == (est.n_iter_, 3)
+    assert np.isfinite(est.gradient_norms_).all()
+
+
+@IGNORE_CONVERGENCE
+def test_exploding_gradient_warns():
+    X, y = exploding_data()
+    est = BPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    grad_warnings = fit_recording(est, X, y, GradientWarning)
+    assert len(grad_warnings) == 1
+    msg = str(grad_warnings[0].message)
+    assert "Exploding" in msg and "max_grad_norm" in msg
+    assert "layer" in msg
+    assert est.gradient_norms_.max() > 1e4
+    # scaled targets do not warn
+    quiet = BPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    assert fit_recording(quiet, X / 100, y / y.std(), GradientWarning) == []
+
+
+@IGNORE_CONVERGENCE
+def test_verbose_prints_gradient_norms(capsys):
+    X, y = digits_small()
+    BPClassifier(hidden_layer_sizes=(4, 4), max_iter=3, verbose=True, random_state=0).fit(X, y)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "gradient norms" in line]
+    assert len(lines) == 3
+    assert lines[0].startswith("Iteration 1,")

@@ -1,55 +1,44 @@
 """skbp against an independent plain-NumPy MLP, hand-worked updates and scikit-learn.
 
-The reference below is written from scikit-learn's formulas, not from skbp's
-kernels: loss = weighted mean over rows of the data loss (summed over outputs)
-+ 0.5 * alpha * sum(W**2) / sum(sw); output delta = (p - y) * sw.
+The reference network (``np_forward`` and ``ref_row_loss`` in ``conftest.py``)
+is written from scikit-learn's formulas, not from skbp's kernels: loss =
+weighted mean over rows of the data loss (summed over outputs) + 0.5 * alpha *
+sum(W**2) / sum(sw); output delta = (p - y) * sw.
+
+Batch norm's running statistics are checked against NumPy's weighted batch
+statistics (momentum 0.1, biased variance, the sample weights applied), and
+``predict`` of a model with batch norm, dropout and residual skips against the
+reference network (running statistics, dropout off).
 """
 
+import copy
 import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.special import expit, softmax, xlogy
+from conftest import bn_data, kernel_loss_grad, np_forward, ref_row_loss, reg_data, weighted_stats
 from sklearn.datasets import load_iris, make_classification, make_multilabel_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 
 from skbp import BPClassifier, BPRegressor
-from skbp._data import Problem, Workspace
-from skbp._kernels import ACTIVATION_CODES, OUTPUT_CODES
+from skbp._base import BaseBP
+from skbp._data import Problem
+from skbp._kernels import ACTIVATION_CODES, BN_EPS, OUTPUT_CODES
 from skbp._layout import Layout
 from skbp._optim import adam_step, sgd_step
 from skbp._predict import network_output
-from skbp._training import loss_grad
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-
-def kernel_loss_grad(layout, w, problem, hidden, out_code, alpha, chunk):
-    """The compiled loss and gradient, called as ``fit_lbfgs`` calls it."""
-    layout.codes[:] = hidden
-    ws = Workspace(layout, chunk, problem.dtype, problem.sparse)
-    n_trans = len(layout.sizes) - 1
-    run = layout.new_running_stats(problem.dtype)
-    loss = loss_grad(layout, w, problem, ws, out_code, alpha, 0.0, np.zeros(n_trans), run)
-    return loss, ws.grad
+BN_MOMENTUM = 0.1  # documented momentum of the running statistics
 
 
 # ----------------------------------------------------------------------------
-# The NumPy reference network
+# The NumPy reference gradient (the forward pass: np_forward in conftest.py)
 # ----------------------------------------------------------------------------
-
-
-def ref_hidden(z, activation):
-    if activation == "identity":
-        return z
-    if activation == "logistic":
-        return expit(z)
-    if activation == "tanh":
-        return np.tanh(z)
-    return np.maximum(z, 0.0)
 
 
 def ref_hidden_derivative(a, activation):
@@ -63,42 +52,9 @@ def ref_hidden_derivative(a, activation):
     return (a > 0).astype(a.dtype)
 
 
-def ref_output(z, out):
-    if out == "identity":
-        return z
-    if out == "logistic":
-        return expit(z)
-    if out == "softmax":
-        return softmax(z, axis=1)
-    return np.exp(z)
-
-
-def ref_forward(X, coefs, intercepts, activation, out):
-    """All layer activations, input included."""
-    acts = [np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)]
-    for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
-        z = acts[-1] @ W + b
-        last = i == len(coefs) - 1
-        acts.append(ref_output(z, out) if last else ref_hidden(z, activation))
-    return acts
-
-
-def ref_row_loss(Y, P, out):
-    """Data loss of each row, summed over the outputs."""
-    eps = np.finfo(P.dtype).eps
-    if out == "identity":
-        return 0.5 * np.sum((P - Y) ** 2, axis=1)
-    if out == "logistic":
-        Pc = np.clip(P, eps, 1 - eps)
-        return -np.sum(xlogy(Y, Pc) + xlogy(1 - Y, 1 - Pc), axis=1)
-    if out == "softmax":
-        return -np.sum(xlogy(Y, np.clip(P, eps, 1 - eps)), axis=1)
-    return np.sum(xlogy(Y, Y / P) - Y + P, axis=1)
-
-
 def ref_loss_grad(X, Y, sw, coefs, intercepts, alpha, activation, out):
     """Loss and gradient, packed like scikit-learn's ``_pack`` (all W, then all b)."""
-    acts = ref_forward(X, coefs, intercepts, activation, out)
+    acts = np_forward(X, coefs, intercepts, activation, out, all_layers=True)
     sw_sum = sw.sum()
     penalty = 0.5 * alpha * sum(np.sum(W**2) for W in coefs) / sw_sum
     loss = np.sum(sw * ref_row_loss(Y, acts[-1], out)) / sw_sum + penalty
@@ -161,7 +117,7 @@ def test_predict_matches_reference_forward(activation, sparse):
         assert est.out_activation_ == out
         coefs, intercepts = random_params([4, 5, 3, est.n_outputs_], rng, scale=0.8)
         set_params(est, coefs, intercepts)
-        P = ref_forward(X, coefs, intercepts, activation, out)[-1]
+        P = np_forward(X, coefs, intercepts, activation, out)
         np.testing.assert_allclose(network_output(est, Problem(Xin, np.float64)), P, rtol=1e-12)
         if cls is BPClassifier:
             proba = est.predict_proba(Xin)
@@ -178,6 +134,27 @@ def test_predict_matches_reference_forward(activation, sparse):
         else:
             expected = P[:, 0] if est.n_outputs_ == 1 else P
             np.testing.assert_allclose(est.predict(Xin), expected, rtol=1e-12)
+
+
+def manual_predict_proba(est, X):
+    acts = [est.activation] * (est.n_layers_ - 2)
+    res = est._layout.res if est.residual else None
+    bn = (est.bn_scales_, est.bn_shifts_, est.bn_running_means_, est.bn_running_vars_)
+    return np_forward(X, est.coefs_, est.intercepts_, acts, "softmax", res=res, bn=bn)
+
+
+def test_predict_deterministic_and_dropout_off(toolkit_iris):
+    X, _, est = toolkit_iris
+    p1 = est.predict_proba(X)
+    np.testing.assert_array_equal(est.predict_proba(X), p1)
+    np.testing.assert_array_equal(copy.deepcopy(est).predict_proba(X), p1)
+    np.testing.assert_array_equal(est.predict(X), est.classes_[np.argmax(p1, axis=1)])
+    # dropout is off and batch norm uses its running statistics
+    np.testing.assert_allclose(p1, manual_predict_proba(est, X), rtol=1e-10, atol=1e-12)
+    # predicting a subset gives the same rows (no batch statistics at predict)
+    np.testing.assert_array_equal(est.predict_proba(X[7:9]), p1[7:9])
+    # and predict does not change the model
+    np.testing.assert_array_equal(est.predict_proba(X), p1)
 
 
 # ----------------------------------------------------------------------------
@@ -259,6 +236,165 @@ def test_init_params_identical_to_sklearn(activation):
     w = Layout([6, 7, 5, 3]).init_params(np.random.RandomState(3), activation, np.float64)
     np.testing.assert_array_equal(w, sk_w)
     np.testing.assert_array_equal(ours._packed_params(), sk_w)
+
+
+# ----------------------------------------------------------------------------
+# Batch norm's running statistics
+# ----------------------------------------------------------------------------
+
+
+def first_preactivation(est, X):
+    return X @ est.coefs_[0] + est.intercepts_[0]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "weighted"])
+@pytest.mark.parametrize("batch_size", ["n", "full"])
+def test_bn_running_stats_sgd_match_numpy(batch_size, weighted):
+    X, y = bn_data()
+    n = X.shape[0]
+    sw = np.random.RandomState(1).randint(1, 4, size=n).astype(float) if weighted else None
+    est = BPRegressor(
+        hidden_layer_sizes=(5,),
+        batch_norm=True,
+        solver="sgd",
+        batch_size=n if batch_size == "n" else "full",
+        shuffle=False,
+        max_iter=1,
+        learning_rate_init=0.05,
+        random_state=0,
+    )
+    # a fresh fit starts from (mean 0, var 1) and the initial weights, which
+    # are drawn from random_state exactly as scikit-learn draws them
+    est.fit(X, y, sample_weight=sw)
+    w0 = Layout([3, 5, 1]).init_params(np.random.RandomState(0), "relu", np.float64)
+    coefs0, intercepts0 = Layout([3, 5, 1]).unpack(w0)
+    mean, var = weighted_stats(X @ coefs0[0] + intercepts0[0], sw)
+    np.testing.assert_allclose(est.bn_running_means_[0], BN_MOMENTUM * mean, rtol=1e-10)
+    np.testing.assert_allclose(
+        est.bn_running_vars_[0], (1 - BN_MOMENTUM) + BN_MOMENTUM * var, rtol=1e-10
+    )
+    # from known weights and running statistics set by hand (views: edit in place)
+    rng = np.random.RandomState(2)
+    est.coefs_[0][...] = rng.normal(size=(3, 5))
+    est.intercepts_[0][...] = rng.normal(size=5)
+    est.bn_running_means_[0][...] = 0.0
+    est.bn_running_vars_[0][...] = 1.0
+    Z = first_preactivation(est, X)
+    est.set_params(warm_start=True).fit(X, y, sample_weight=sw)
+    mean, var = weighted_stats(Z, sw)
+    run_mean = BN_MOMENTUM * mean
+    run_var = (1 - BN_MOMENTUM) + BN_MOMENTUM * var
+    np.testing.assert_allclose(est.bn_running_means_[0], run_mean, rtol=1e-10)
+    np.testing.assert_allclose(est.bn_running_vars_[0], run_var, rtol=1e-10)
+    # one more epoch moves them by momentum 0.1 towards the new weights' statistics
+    Z = first_preactivation(est, X)
+    est.fit(X, y, sample_weight=sw)
+    mean, var = weighted_stats(Z, sw)
+    run_mean = (1 - BN_MOMENTUM) * run_mean + BN_MOMENTUM * mean
+    run_var = (1 - BN_MOMENTUM) * run_var + BN_MOMENTUM * var
+    np.testing.assert_allclose(est.bn_running_means_[0], run_mean, rtol=1e-10)
+    np.testing.assert_allclose(est.bn_running_vars_[0], run_var, rtol=1e-10)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "weighted"])
+def test_bn_running_stats_lbfgs_are_full_data_stats(weighted):
+    X, y = bn_data(seed=3)
+    sw = np.random.RandomState(4).randint(1, 4, size=X.shape[0]).astype(float) if weighted else None
+    est = BPRegressor(
+        hidden_layer_sizes=(5, 4), batch_norm=True, solver="lbfgs", max_iter=30, random_state=0
+    ).fit(X, y, sample_weight=sw)
+    assert est.n_iter_ > 1
+    mean, var = weighted_stats(first_preactivation(est, X), sw)
+    np.testing.assert_allclose(est.bn_running_means_[0], mean, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(est.bn_running_vars_[0], var, rtol=1e-9)
+    # the second layer's statistics: forward the first hidden layer with batch stats
+    z = first_preactivation(est, X)
+    bmean, bvar = weighted_stats(z, sw)
+    h = np.maximum(est.bn_scales_[0] * (z - bmean) / np.sqrt(bvar + BN_EPS) + est.bn_shifts_[0], 0)
+    mean2, var2 = weighted_stats(h @ est.coefs_[1] + est.intercepts_[1], sw)
+    np.testing.assert_allclose(est.bn_running_means_[1], mean2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(est.bn_running_vars_[1], var2, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "solver,kw,rtol",
+    [
+        ("sgd", dict(batch_size="full", max_iter=5, momentum=0.5), 1e-10),
+        ("lbfgs", dict(max_iter=15), 1e-6),
+    ],
+    ids=["full-batch-sgd", "lbfgs"],
+)
+def test_bn_weight_two_equals_repeated_row(solver, kw, rtol):
+    X, y = bn_data(n=30, seed=5)
+    sw = np.ones(X.shape[0])
+    sw[[3, 11]] = 2.0
+    X_rep = np.vstack([X, X[[3, 11]]])
+    y_rep = np.concatenate([y, y[[3, 11]]])
+    params = dict(
+        hidden_layer_sizes=(6, 4),
+        batch_norm=True,
+        solver=solver,
+        shuffle=False,
+        random_state=0,
+        **kw,
+    )
+    a = BPRegressor(**params).fit(X, y, sample_weight=sw)
+    b = BPRegressor(**params).fit(X_rep, y_rep)
+    for name in BaseBP._VIEWS:  # every fitted parameter list
+        for u, v in zip(getattr(a, name), getattr(b, name), strict=True):
+            np.testing.assert_allclose(u, v, rtol=rtol, atol=rtol * 1e-2)
+    # the weights are not ignored: unit weights train another network
+    c = BPRegressor(**params).fit(X, y)
+    assert not np.allclose(c.coefs_[0], a.coefs_[0], rtol=1e-4)
+
+
+def test_bn_running_stats_not_corrupted_by_a_trailing_one_row_batch():
+    # With n_samples % batch_size == 1 the last mini-batch of every epoch would
+    # have a single row, whose "batch statistics" are that row (variance 0): the
+    # running variance would be pulled 10% towards 0 once per epoch (~0.47 of the
+    # data's variance with frozen weights).  The row joins the batch before it.
+    X, y = bn_data(n=201, seed=6)
+    for n, batch_size in ((200, 100), (201, 200)):
+        est = BPRegressor(
+            hidden_layer_sizes=(5,),
+            batch_norm=True,
+            solver="sgd",
+            batch_size=batch_size,
+            shuffle=False,
+            momentum=0.0,
+            learning_rate_init=1e-12,
+            max_iter=80,
+            n_iter_no_change=1000,
+            random_state=0,
+        )
+        est.fit(X[:n], y[:n])
+        mean, var = weighted_stats(first_preactivation(est, X[:n]))
+        np.testing.assert_allclose(est.bn_running_vars_[0], var, rtol=0.05, err_msg=f"n={n}")
+        np.testing.assert_allclose(
+            est.bn_running_means_[0], mean, atol=0.05 * np.sqrt(var).max(), err_msg=f"n={n}"
+        )
+
+
+def test_bn_running_variance_with_normalised_sample_weights():
+    # A Bessel factor S / (S - 1) with the weight sum S as a row count would
+    # multiply the running variance by ~4e15 for weights normalised to sum to 1,
+    # and triple it for a sum of 1.5; the running statistics, like the fit, must
+    # not depend on the weights' scale.
+    X, y = bn_data(n=20, seed=7)
+    params = dict(
+        hidden_layer_sizes=(4,),
+        batch_norm=True,
+        solver="lbfgs",
+        alpha=0.0,
+        max_iter=30,
+        random_state=0,
+    )
+    ref = BPRegressor(**params).fit(X, y)
+    for c in (1 / 20, 0.075):
+        est = BPRegressor(**params).fit(X, y, sample_weight=np.full(20, c))
+        _, var = weighted_stats(first_preactivation(est, X))
+        np.testing.assert_allclose(est.bn_running_vars_[0], var, rtol=0.1, err_msg=f"c={c}")
+        np.testing.assert_allclose(est.predict(X), ref.predict(X), rtol=0.05, atol=0.05)
 
 
 # ----------------------------------------------------------------------------
@@ -438,11 +574,7 @@ def _classification_data():
 
 
 def _regression_data(n_outputs=1):
-    rng = np.random.RandomState(0)
-    X = rng.normal(size=(110, 6))
-    W = rng.normal(size=(6, n_outputs))
-    y = np.tanh(X @ W) + 0.1 * rng.normal(size=(110, n_outputs))
-    return X, (y[:, 0] if n_outputs == 1 else y)
+    return reg_data(110, n_outputs, n_features=6, link=np.tanh, noise=0.1)
 
 
 def _assert_same_params(ours, sk, rtol):
