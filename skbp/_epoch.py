@@ -58,7 +58,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
     not finite; the caller then restores its last good parameters.
     """
     # the records' fields used per mini-batch, read once (see skbp._kernels.forward)
-    sizes, act_off, out_code, batch_norm = net.sizes, net.act_off, net.out_code, net.batch_norm
+    sizes, act_off, out_code = net.sizes, net.act_off, net.out_code
     idx, rng, batch_size, grad, out = epoch.idx, epoch.rng, epoch.batch_size, epoch.grad, epoch.out
     gnorm, Y, sw, acts, deltas = epoch.gnorm, data.Y, data.sw, bufs.acts, bufs.deltas
     solver, t = opt.solver, opt.t
@@ -79,7 +79,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
     off = batch_size < 0
     while start < min(row_stop, n):
         stop = min(start + batch_size, n)
-        if batch_norm and n - stop == 1:
+        if bn_run is not None and n - stop == 1:
             # batch norm cannot normalise a one-row batch (its variance is 0):
             # the last row joins this batch (the buffers hold batch_size + 1 rows)
             stop = n
@@ -104,7 +104,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
             out[2] += n_updates
             out[3] = start
             return EPOCH_DIVERGED
-        backward(data, rows, w, net, bufs, grad, off)
+        backward(data, rows, w, net, bufs, bn_run, grad, off)
         if solver != SOLVER_SGD:
             t[0] += 1
         # diagnostics on the data gradient alone: the penalty would mask a vanishing one

@@ -17,6 +17,10 @@ Conventions shared by every kernel (the records are ``skbp._records``):
   of a CSR input is computed from its non-zeros only.
 * Activations and output/loss pairs arrive as integer codes and are branched on
   once per layer, never once per element.
+* Batch norm's running statistics ``bn_run`` are ``None`` for a network without
+  batch norm: Numba then prunes the batch-norm branches before compiling, so
+  a model without batch norm never compiles batch norm's kernels (4 s of a
+  cold first fit).  Each kernel has one version with and one without.
 * Boolean flags passed from one kernel to another are computed from run-time
   values (``B < 0`` rather than ``False``): Numba types a constant argument
   as a literal and would compile the callee once per caller.
@@ -356,7 +360,7 @@ def forward(data, rows, w, net, train, sample_mask, bn_momentum, rng, bufs, bn_r
         if l == n_trans - 1:
             _output_activation(Z, net.out_code)
             break
-        if net.batch_norm:
+        if bn_run is not None:  # batch norm (compiled only where a model has it)
             u = act_off[l]
             g0 = bn_off[l]
             _batch_norm(
@@ -432,7 +436,7 @@ def loss_and_delta(P, Y, sw, rows, out_code, D):
 
 
 @jit()
-def backward(data, rows, w, net, bufs, grad, accumulate):
+def backward(data, rows, w, net, bufs, bn_run, grad, accumulate):
     """Backpropagate the output delta; write (or add) the unscaled data gradient.
 
     On entry the output layer's block of ``bufs.deltas`` holds ``(P - Y) * sw``.
@@ -464,7 +468,7 @@ def backward(data, rows, w, net, bufs, grad, accumulate):
             dropping = drop_p[l] > 0
             M = _view(masks, off, B, fo) if dropping else D
             _activation_grad(G, F, M, dropping, codes[l], D)
-            if net.batch_norm:
+            if bn_run is not None:  # batch norm: only the argument's type matters here
                 u = act_off[l]
                 b0 = bn_off[l]
                 _batch_norm_grad(
@@ -542,7 +546,7 @@ def full_loss_grad(data, w, net, bufs, bn_run, penalty, bn_momentum, grad, gnorm
         P = _view(bufs.acts, chunk * act_off[last], B, n_out)
         D = _view(bufs.deltas, chunk * act_off[last], B, n_out)
         total += loss_and_delta(P, data.Y, data.sw, rows, net.out_code, D)
-        backward(data, rows, w, net, bufs, grad, start > 0)
+        backward(data, rows, w, net, bufs, bn_run, grad, start > 0)
     _fill(gnorm, 0.0)
     blocks = param_blocks(sizes, net.coef_off, w.shape[0])
     part = np.empty((blocks.shape[0], 4))

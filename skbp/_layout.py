@@ -105,7 +105,7 @@ class Layout:
                 v.flags.writeable = False
                 views.append(v)
             self._views = views = tuple(views)
-        return Net(*views, tune, drop_p, int(out_code), self.batch_norm)
+        return Net(*views, tune, drop_p, int(out_code))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

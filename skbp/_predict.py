@@ -59,6 +59,14 @@ def workspace(est: BaseBP, rows: int, sparse: bool, train: bool) -> Workspace:
     return Workspace(layout, rows, est._w.dtype, sparse, dropout, keep)
 
 
+def running_stats(est: BaseBP) -> np.ndarray | None:
+    """Batch norm's running statistics as kernels take them: ``None`` without batch norm.
+
+    ``None`` lets Numba leave batch norm's code out of a network without it.
+    """
+    return est._bn_run if est._layout.batch_norm else None
+
+
 _local = threading.local()
 
 
@@ -104,7 +112,7 @@ def _output(est: BaseBP, data: Data, n_rows: int, gov: ThreadGovernor | None = N
     chunk = min(CHUNK_ROWS, n_rows) if n_rows > 0 else 1
     ws = _predict_workspace(est, chunk, data.sparse)
     out = np.empty((n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
-    args = (w, network(est, split=False), ws.bufs, est._bn_run, out)
+    args = (w, network(est, split=False), ws.bufs, running_stats(est), out)
     if gov is None or gov.n_max <= 1 or n_rows <= chunk or not parallel_available():
         predict(data, 0, n_rows, *args)
         return out

@@ -14,11 +14,9 @@ from collections import namedtuple
 #: parameters start in the flat vector ``w``; where its outputs start in a row
 #: of the activation buffers; hidden activation codes; residual flags (1 where
 #: ``h_{l+1} = ... + h_l``); the matrix-product tuning (``skbp._matmul``);
-#: dropout probabilities; the output activation's code; batch norm on or off.
-Net = namedtuple(
-    "Net",
-    "sizes coef_off int_off act_off bn_off codes res tune drop_p out_code batch_norm",
-)
+#: dropout probabilities; the output activation's code.  (Whether the network
+#: has batch norm is said by the kernels' ``bn_run`` argument: ``None`` without.)
+Net = namedtuple("Net", "sizes coef_off int_off act_off bn_off codes res tune drop_p out_code")
 
 #: Rows to train on or predict: a dense ``Xd`` or the CSR arrays ``Xdat``,
 #: ``Xind``, ``Xptr`` (the unused form has size 0; ``sparse`` says which), the

@@ -23,7 +23,7 @@ from ._epoch import EPOCH_OK, run_epoch
 from ._kernels import full_loss_grad
 from ._matmul import tune_array
 from ._optim import OptimizerState
-from ._predict import CHUNK_ROWS, network, network_output, workspace
+from ._predict import CHUNK_ROWS, network, network_output, running_stats, workspace
 from ._records import Epoch, Optimizer, Penalty
 from ._steps import GovernedSteps, has_parallel_work
 from ._threads import ThreadGovernor
@@ -132,7 +132,15 @@ def loss_grad(layout: Layout, w: np.ndarray, problem: Problem, ws: Workspace, ou
     net = layout.net(readonly_float(drop_p), out_code, tune_array())
     penalty = Penalty(float(alpha), float(l1_ratio), 0.0)
     return full_loss_grad(
-        problem.data(), w, net, ws.bufs, bn_run, penalty, float(bn_momentum), ws.grad, gnorm
+        problem.data(),
+        w,
+        net,
+        ws.bufs,
+        bn_run if layout.batch_norm else None,
+        penalty,
+        float(bn_momentum),
+        ws.grad,
+        gnorm,
     )
 
 
@@ -358,7 +366,8 @@ class StochasticTrainer:
             np.arange(self.n_samples, dtype=np.int64), bool(cfg.shuffle), rng,
             self.batch_size, ws.grad, self.gnorm, self.sums,
         )  # fmt: skip
-        return [train.data(), est._w, network(est), ws.bufs, est._bn_run, penalty, None, epoch]
+        bn_run = running_stats(est)
+        return [train.data(), est._w, network(est), ws.bufs, bn_run, penalty, None, epoch]
 
     def _optimizer(self) -> Optimizer:
         """The optimizer record at this epoch's learning rate."""
