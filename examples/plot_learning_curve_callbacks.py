@@ -12,8 +12,10 @@ predict.  This example uses that to draw learning curves on digits:
   improved for ``patience`` epochs (returning True from ``on_fit_task_end``
   stops a fit after that epoch, with a usable model).
 
-The training accuracy keeps rising while the held-out accuracy levels off: the
-gap is over-fitting, and the stopped fit ends near the top of its curve.
+The training accuracy climbs to 1 while the held-out accuracy levels off near
+0.94 after about 25 epochs: the gap is over-fitting, and the fit stopped by
+``HeldOutScore`` ends on that plateau in about half the epochs (both fits
+have the same ``random_state``, so their curves coincide until the stop).
 
 Run it with ``python examples/plot_learning_curve_callbacks.py``; it prints a
 table and writes ``learning_curve_callbacks.png`` (needs matplotlib:
@@ -76,7 +78,13 @@ def main(output="learning_curve_callbacks.png"):
     for label, patience in (("full run", None), ("stopped by HeldOutScore", 5)):
         monitor = ScoringMonitor(scoring="accuracy")
         held_out = HeldOutScore(X_test, y_test, patience=patience)
-        clf = BPClassifier(hidden_layer_sizes=(128,), max_iter=EPOCHS, random_state=0)
+        clf = BPClassifier(
+            hidden_layer_sizes=(128,),
+            batch_size=32,
+            learning_rate_init=0.003,
+            max_iter=EPOCHS,
+            random_state=0,
+        )
         clf.set_callbacks(monitor, held_out)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
