@@ -252,11 +252,14 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         "bn_running_vars_",
     )
 
-    def _set_views(self) -> None:
+    def _views_of(self, w: np.ndarray, run: np.ndarray) -> dict[str, list[np.ndarray]]:
+        """The public parameter attributes (:data:`_VIEWS`) as views of ``w`` and ``run``."""
         layout = self._layout
-        self.coefs_, self.intercepts_ = layout.unpack(self._w)
-        self.bn_scales_, self.bn_shifts_ = layout.unpack_bn(self._w)
-        self.bn_running_means_, self.bn_running_vars_ = layout.unpack_running(self._bn_run)
+        values = (*layout.unpack(w), *layout.unpack_bn(w), *layout.unpack_running(run))
+        return dict(zip(self._VIEWS, values, strict=True))
+
+    def _set_views(self) -> None:
+        self.__dict__.update(self._views_of(self._w, self._bn_run))
 
     def __getstate__(self) -> dict[str, Any]:
         # BaseEstimator may return the instance __dict__ itself: never mutate it.

@@ -48,23 +48,9 @@ def snapshot(est: BaseBP, w: np.ndarray | None = None) -> dict[str, Any]:
     model that predicts as ``est`` would now and that later training cannot
     change.
     """
-    layout = est._layout
     w = est._w.copy() if w is None else w.astype(est._w.dtype, copy=True)
     run = est._bn_run.copy()
-    coefs, intercepts = layout.unpack(w)
-    scales, shifts = layout.unpack_bn(w)
-    means, variances = layout.unpack_running(run)
-    attrs = {
-        "_w": w,
-        "_bn_run": run,
-        "coefs_": coefs,
-        "intercepts_": intercepts,
-        "bn_scales_": scales,
-        "bn_shifts_": shifts,
-        "bn_running_means_": means,
-        "bn_running_vars_": variances,
-        "n_iter_": est.n_iter_,
-    }
+    attrs = {"_w": w, "_bn_run": run, **est._views_of(w, run), "n_iter_": est.n_iter_}
     for name in ("loss_", "best_loss_"):
         if hasattr(est, name):
             attrs[name] = getattr(est, name)
