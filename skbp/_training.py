@@ -18,7 +18,7 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
-from ._data import Problem, max_abs
+from ._data import Problem, max_abs, readonly
 from ._epoch import EPOCH_OK, run_epoch
 from ._kernels import full_loss_grad
 from ._matmul import tune_array
@@ -90,7 +90,7 @@ class TrainConfig:
         return cls(**values)
 
 
-def run_epoch_steps(steps: GovernedSteps | None, args: list[Any], n_rows: int) -> int:
+def run_epoch_steps(steps: GovernedSteps | None, args: tuple[Any, ...], n_rows: int) -> int:
     """:func:`~skbp._epoch.run_epoch` over all rows of an epoch; its status.
 
     ``args`` are run_epoch's records; ``steps`` is a :class:`GovernedSteps` in
@@ -129,7 +129,7 @@ def loss_grad(layout: Layout, w: np.ndarray, problem: Problem, ws: Workspace, ou
     """
     if gnorm is None:
         gnorm = np.zeros(len(layout.sizes) - 1)
-    net = layout.net(readonly_float(drop_p), out_code, tune_array())
+    net = layout.net(readonly(drop_p, np.float64), out_code, tune_array())
     penalty = Penalty(float(alpha), float(l1_ratio), 0.0)
     return full_loss_grad(
         problem.data(),
@@ -142,13 +142,6 @@ def loss_grad(layout: Layout, w: np.ndarray, problem: Problem, ws: Workspace, ou
         ws.grad,
         gnorm,
     )
-
-
-def readonly_float(a: ArrayLike) -> np.ndarray:
-    """``a`` as a read-only float64 array (what a ``Net`` holds)."""
-    v = np.array(a, dtype=np.float64)
-    v.flags.writeable = False
-    return v
 
 
 def full_loss(
@@ -351,23 +344,18 @@ class StochasticTrainer:
         parallel = gov.n_max > 1 and has_parallel_work(layout, rows, sparse)
         self.steps = GovernedSteps(gov, self.batch_size) if parallel else None
         self.val_gov = ThreadGovernor(gov.n_max)  # its own timings: prediction is cheaper
-        self.args = self._epoch_args()
-
-    def _epoch_args(self) -> list[Any]:
-        """``run_epoch``'s records, but the optimizer's (see :meth:`_optimizer`)."""
-        cfg = self.cfg
-        est, train, ws = self.est, self.train, self.ws
         rng = np.array(
             [est._random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)],
             dtype=np.uint64,
         )
-        penalty = Penalty(float(cfg.alpha), float(cfg.l1_ratio), cfg.max_grad_norm)
-        epoch = Epoch(
+        # run_epoch's records that stay the same for the whole call (their arrays
+        # change in place); the optimizer's is made per epoch (its learning rate)
+        self.data, self.net, self.bn_run = self.train.data(), network(est), running_stats(est)
+        self.penalty = Penalty(float(cfg.alpha), float(cfg.l1_ratio), cfg.max_grad_norm)
+        self.order = Epoch(
             np.arange(self.n_samples, dtype=np.int64), bool(cfg.shuffle), rng,
-            self.batch_size, ws.grad, self.gnorm, self.sums,
+            self.batch_size, self.ws.grad, self.gnorm, self.sums,
         )  # fmt: skip
-        bn_run = running_stats(est)
-        return [train.data(), est._w, network(est), ws.bufs, bn_run, penalty, None, epoch]
 
     def _optimizer(self) -> Optimizer:
         """The optimizer record at this epoch's learning rate."""
@@ -409,8 +397,11 @@ class StochasticTrainer:
         self.gnorm[:] = 0.0
         self.w_start[:] = est._w
         self.run_start[:] = est._bn_run
-        self.args[6] = self._optimizer()
-        status = run_epoch_steps(self.steps, self.args, self.n_samples)
+        args = (
+            self.data, est._w, self.net, self.ws.bufs, self.bn_run, self.penalty,
+            self._optimizer(), self.order,
+        )  # fmt: skip
+        status = run_epoch_steps(self.steps, args, self.n_samples)
         if est._loss_ref is None and np.isfinite(self.sums[1]):
             est._loss_ref = float(self.sums[1])
         self.loss = self.sums[0] / self.n_samples
