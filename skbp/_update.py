@@ -198,7 +198,8 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt):
     inv = 1.0 / sw_sum
     a1 = alpha * l1_ratio
     a2 = alpha * (1.0 - l1_ratio)
-    hp = _hyper(opt)
+    # the optimizer's scalars as the sweeps take them (Adam's step number read now)
+    hp = (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon)
     solver, m, v = opt.solver, opt.m, opt.v
     if w.shape[0] >= PAR_MIN_PARAMS:
         _sweep_parallel(np.int64(_BOTH), blocks, w, grad, a1, a2, inv, part, 1.0, solver, m, v,
@@ -208,12 +209,6 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt):
             _finish_one(b, blocks, w, grad, a1, a2, inv, part)
             _step_one(b, blocks, w, grad, 1.0, solver, m, v, hp)
     return _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm)[0]
-
-
-@jit()
-def _hyper(opt):
-    """The optimizer's scalars as the sweeps take them (Adam's step number read now)."""
-    return (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon)
 
 
 @jit()
@@ -245,7 +240,8 @@ def step_blocks(blocks, w, grad, scale, opt):
 
     ``opt.t[0]`` is Adam's step number after this update (1-based); unused for SGD.
     """
-    hp = _hyper(opt)
+    # the optimizer's scalars as the sweeps take them (Adam's step number read now)
+    hp = (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon)
     solver, m, v = opt.solver, opt.m, opt.v
     if w.shape[0] >= PAR_MIN_PARAMS:
         part = np.empty((0, 4))  # unused by _STEP
