@@ -23,6 +23,7 @@ from ._data import Problem, max_abs, readonly
 from ._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from ._layout import Layout
 from ._matmul import SMALL_WORK
+from ._optim import OptimizerState
 from ._predict import network_output, small_output
 from ._threads import thread_context
 from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig
@@ -270,9 +271,20 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             # rebuild the views on load.
             for name in self._VIEWS:
                 state.pop(name, None)
+        # skbp's own objects as builtins and arrays, so that skops.io can load a
+        # model without trusting more than the estimator's class
+        if isinstance(state.get("_layout"), Layout):
+            state["_layout"] = state["_layout"].to_state()
+        if isinstance(state.get("_optimizer"), OptimizerState):
+            state["_optimizer"] = state["_optimizer"].to_state()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if isinstance(state.get("_layout"), dict):
+            state["_layout"] = Layout.from_state(state["_layout"])
+        if isinstance(state.get("_optimizer"), dict):
+            state["_optimizer"] = OptimizerState.from_state(state["_optimizer"])
         super().__setstate__(state)
         if "_w" in state:
             self._check_state()

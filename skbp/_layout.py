@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._kernels import ACTIVATION_CODES
 from ._records import Net
 
 if TYPE_CHECKING:
@@ -87,6 +88,42 @@ class Layout:
         self.__dict__.update(
             {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
         )
+
+    def to_state(self) -> dict[str, Any]:
+        """The layout as builtins (what an estimator pickles, and skops can load untrusted).
+
+        Everything else of a layout follows from the layer sizes, batch norm,
+        the activation codes and the residual flags: :meth:`from_state`.
+        """
+        return {
+            "layer_units": [int(v) for v in self.sizes],
+            "batch_norm": self.batch_norm,
+            "activation_codes": [int(v) for v in self.codes],
+            "residual": [int(v) for v in self.res],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Layout:
+        """Rebuild a layout from :meth:`to_state`; ``ValueError`` if it is not one."""
+        try:
+            units = [int(v) for v in state["layer_units"]]
+            codes = [int(v) for v in state["activation_codes"]]
+            res = [int(v) for v in state["residual"]]
+            batch_norm = state["batch_norm"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a skbp network layout: {state!r}") from exc
+        n_trans = len(units) - 1
+        if (
+            n_trans < 1 or min(units) < 1 or not isinstance(batch_norm, bool)
+            or len(codes) != n_trans or len(res) != n_trans
+            or not all(0 <= c <= max(ACTIVATION_CODES.values()) for c in codes)
+            or not all(r in (0, 1) for r in res)
+        ):  # fmt: skip
+            raise ValueError(f"not a skbp network layout: {state!r}")
+        layout = cls(units, batch_norm)
+        layout.codes[:] = codes
+        layout.res[:] = res
+        return layout
 
     def net(self, drop_p: np.ndarray, out_code: int, tune: np.ndarray) -> Net:
         """The network as the kernels take it: a ``skbp._records.Net``.

@@ -81,6 +81,25 @@ class OptimizerState:
         # Adam's step count, an array so that compiled code can advance it.
         self.t = np.zeros(1, dtype=np.int64)
 
+    def to_state(self):
+        """The state as builtins and arrays (pickled by the estimator; see ``Layout.to_state``)."""
+        return {"code": self.code, "learning_rate": self.learning_rate, "m": self.m,
+                "v": self.v, "t": self.t}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state):
+        """Rebuild from :meth:`to_state`; ``ValueError`` if it is not one."""
+        try:
+            code, lr = int(state["code"]), float(state["learning_rate"])
+            m, v, t = (np.asarray(state[k]) for k in ("m", "v", "t"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError("not a skbp optimizer state") from exc
+        if code not in SOLVER_CODES.values() or m.ndim != 1 or v.ndim != 1 or t.shape != (1,):
+            raise ValueError("not a skbp optimizer state")
+        self = cls.__new__(cls)
+        self.code, self.learning_rate, self.m, self.v, self.t = code, lr, m, v, t
+        return self
+
     def astype(self, dtype):
         """Return the state with its arrays in ``dtype`` (warm start on new data)."""
         # np.require copies read-only arrays (e.g. after joblib.load(mmap_mode="r"))
