@@ -1,0 +1,249 @@
+"""ONNX export of skbp's estimators through `skl2onnx <https://onnx.ai/sklearn-onnx/>`_.
+
+Importing this module registers converters for :class:`~skbp.BPClassifier` and
+:class:`~skbp.BPRegressor` with skl2onnx, so that ``skl2onnx.to_onnx`` converts
+them, alone or inside a ``Pipeline``, like any scikit-learn estimator::
+
+    import skbp.onnx  # noqa: F401  (registers the converters)
+    from skl2onnx import to_onnx
+
+    onx = to_onnx(model, X[:1])
+
+The graph is the network's inference pass exactly as skbp computes it: every
+hidden activation (per layer, ``leaky_relu`` and ``elu`` included), batch
+normalisation with the running statistics, residual skips, no dropout, and the
+output activation (softmax, logistic, identity, or ``exp`` for the Poisson
+loss).  Classifiers output labels and probabilities (binary, multiclass and
+multilabel, scikit-learn's classifier options ``zipmap`` and ``nocl``
+included); regressors output ``(n_samples, n_outputs)`` values.  The graph
+computes in the model's own dtype (float32 or float64, as ``predict`` does),
+whatever the input's float type.
+
+Requires the ``onnx`` extra: ``pip install "skbp[onnx]"`` (skl2onnx, onnx,
+and onnxruntime to run the result).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common._apply_operation import apply_cast
+    from skl2onnx.common.data_types import (
+        DoubleTensorType,
+        FloatTensorType,
+        Int64TensorType,
+        guess_proto_type,
+    )
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+    from skl2onnx.proto import onnx_proto
+except ImportError as exc:  # pragma: no cover - exercised without the extra only
+    raise ImportError(
+        "skbp.onnx needs skl2onnx: pip install 'skbp[onnx]' (skl2onnx, onnx, onnxruntime)."
+    ) from exc
+
+from ._estimators import BPClassifier, BPRegressor
+from ._kernels import (
+    ACT_ELU,
+    ACT_IDENTITY,
+    ACT_LEAKY_RELU,
+    ACT_LOGISTIC,
+    ACT_RELU,
+    ACT_TANH,
+    BN_EPS,
+    LEAKY_SLOPE,
+)
+
+__all__ = ["register"]
+
+#: ONNX operator (and its attributes) of each hidden activation code; leaky_relu and
+#: elu are written with basic operators (onnxruntime has no float64 LeakyRelu or Elu)
+_HIDDEN_OPS = {
+    ACT_IDENTITY: ("Identity", {}),
+    ACT_LOGISTIC: ("Sigmoid", {}),
+    ACT_TANH: ("Tanh", {}),
+    ACT_RELU: ("Relu", {}),
+}
+#: ONNX operator of each output activation (``out_activation_``)
+_OUTPUT_OPS = {
+    "identity": ("Identity", {}),
+    "logistic": ("Sigmoid", {}),
+    "softmax": ("Softmax", {"axis": 1}),
+    "exp": ("Exp", {}),
+}
+
+
+def _proto(dtype: np.dtype) -> int:
+    """ONNX element type of a NumPy dtype (of the model, or of a constant)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return onnx_proto.TensorProto.FLOAT
+    if dtype == np.float64:
+        return onnx_proto.TensorProto.DOUBLE
+    if dtype == np.int64:
+        return onnx_proto.TensorProto.INT64
+    return onnx_proto.TensorProto.STRING
+
+
+class _Graph:
+    """Adds nodes and constants of one converted model to skl2onnx's container."""
+
+    def __init__(self, scope, container, dtype):
+        self.scope, self.container, self.dtype = scope, container, np.dtype(dtype)
+
+    def const(self, name, value, dtype=None):
+        value = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
+        var = self.scope.get_unique_variable_name(name)
+        self.container.add_initializer(
+            var, _proto(value.dtype), list(value.shape), value.ravel().tolist()
+        )
+        return var
+
+    def node(self, op, inputs, name=None, out=None, **attrs):
+        out = out or self.scope.get_unique_variable_name(name or op.lower())
+        self.container.add_node(
+            op, inputs, out, name=self.scope.get_unique_operator_name(op), **attrs
+        )
+        return out
+
+
+def _hidden_activation(g, code, z):
+    """``f(z)`` as ``skbp._kernels._activate`` computes it."""
+    if code == ACT_LEAKY_RELU:  # z, or z * slope where z < 0
+        zero = g.const("zero", 0.0)
+        neg = g.node("Mul", [g.node("Min", [z, zero]), g.const("slope", LEAKY_SLOPE)])
+        return g.node("Add", [g.node("Max", [z, zero]), neg], name="hidden")
+    if code == ACT_ELU:  # z, or exp(z) - 1 where z < 0
+        below = g.node("Less", [z, g.const("zero", 0.0)])
+        expm1 = g.node("Sub", [g.node("Exp", [z]), g.const("one", 1.0)])
+        return g.node("Where", [below, expm1, z], name="hidden")
+    op, attrs = _HIDDEN_OPS[code]
+    return g.node(op, [z], name="hidden", **attrs)
+
+
+def _network_output(scope, operator, container):
+    """Add the network's inference pass; return the name of its ``(n, n_outputs)`` output.
+
+    Mirrors ``skbp._kernels.forward`` with ``train`` off: ``z = h W + b``; for a
+    hidden layer batch norm ``gamma (z - mean) / sqrt(var + eps) + beta`` with
+    the running statistics, the activation, and the residual skip ``+ h``.
+    """
+    est = operator.raw_operator
+    layout = est._layout
+    g = _Graph(scope, container, est._w.dtype)
+    h = scope.get_unique_variable_name("x")
+    apply_cast(scope, operator.inputs[0].full_name, h, container, to=_proto(g.dtype))
+    n_trans = est.n_layers_ - 1
+    for l in range(n_trans):
+        z = g.node("MatMul", [h, g.const("coef", est.coefs_[l])])
+        z = g.node("Add", [z, g.const("intercept", est.intercepts_[l].reshape(1, -1))])
+        if l == n_trans - 1:
+            op, attrs = _OUTPUT_OPS[est.out_activation_]
+            return g.node(op, [z], name="network_output", **attrs)
+        if layout.batch_norm:
+            # the kernel's order of operations, so float32 models agree to rounding
+            mean = est.bn_running_means_[l].reshape(1, -1)
+            std = np.sqrt(est.bn_running_vars_[l].astype(np.float64) + BN_EPS).reshape(1, -1)
+            z = g.node("Sub", [z, g.const("bn_mean", mean)])
+            z = g.node("Div", [z, g.const("bn_std", std)])
+            z = g.node("Mul", [z, g.const("bn_scale", est.bn_scales_[l].reshape(1, -1))])
+            z = g.node("Add", [z, g.const("bn_shift", est.bn_shifts_[l].reshape(1, -1))])
+        a = _hidden_activation(g, int(layout.codes[l]), z)
+        if layout.res[l]:
+            a = g.node("Add", [a, h], name="residual")
+        h = a
+    raise AssertionError("unreachable: a network has an output layer")
+
+
+def _class_labels(classes):
+    """``(labels, onnx type)`` as scikit-learn's classifier converters encode them."""
+    if np.issubdtype(classes.dtype, np.floating) or classes.dtype == np.bool_:
+        return classes.astype(np.int64), onnx_proto.TensorProto.INT64
+    if np.issubdtype(classes.dtype, np.integer):
+        return classes.astype(np.int64), onnx_proto.TensorProto.INT64
+    return np.array([str(c).encode("utf-8") for c in classes]), onnx_proto.TensorProto.STRING
+
+
+def convert_bp_classifier(scope, operator, container):
+    """skl2onnx converter of :class:`~skbp.BPClassifier`: labels and probabilities."""
+    est = operator.raw_operator
+    lb = est._label_binarizer
+    g = _Graph(scope, container, est._w.dtype)
+    P = _network_output(scope, operator, container)
+    if est.out_activation_ == "logistic":  # as predict_proba: strictly inside (0, 1)
+        eps = np.finfo(g.dtype).eps
+        P = g.node("Clip", [P, g.const("eps", eps), g.const("one_minus_eps", 1 - eps)])
+    out_type = guess_proto_type(operator.outputs[1].type)
+    proba = operator.outputs[1].full_name
+    multilabel = lb.y_type_.startswith("multilabel")
+    if est.n_outputs_ == 1 and not multilabel:  # binary: [1 - p, p]
+        P = g.node("Concat", [g.node("Sub", [g.const("one", 1.0), P]), P], axis=1)
+    apply_cast(scope, P, proba, container, to=out_type)
+    labels = operator.outputs[0].full_name
+    if multilabel:  # LabelBinarizer.inverse_transform: p > 0.5
+        above = g.node("Greater", [P, g.const("half", 0.5)])
+        apply_cast(scope, above, labels, container, to=onnx_proto.TensorProto.INT64)
+        return
+    nocl = scope.get_options(est, {"nocl": False}).get("nocl", False)
+    # nocl: the label is the class's index (the classes are not stored in the graph)
+    classes, class_type = _class_labels(np.arange(len(lb.classes_)) if nocl else lb.classes_)
+    # argmax takes the first of equal values: p = 0.5 is the negative class, as in predict
+    best = g.node("ArgMax", [P], axis=1, keepdims=0)
+    if len(classes) == 1:
+        best = g.node("Mul", [best, g.const("zero", 0, np.int64)])
+    picked = g.node(
+        "ArrayFeatureExtractor", [g.const("classes", classes, classes.dtype), best],
+        op_domain="ai.onnx.ml",
+    )  # fmt: skip
+    flat = g.node("Reshape", [picked, g.const("shape", [-1], np.int64)])
+    if class_type == onnx_proto.TensorProto.STRING:
+        g.node("Identity", [flat], out=labels)
+    else:
+        apply_cast(scope, flat, labels, container, to=class_type)
+
+
+def convert_bp_regressor(scope, operator, container):
+    """skl2onnx converter of :class:`~skbp.BPRegressor`: ``(n_samples, n_outputs)`` values."""
+    P = _network_output(scope, operator, container)
+    out_type = guess_proto_type(operator.outputs[0].type)
+    apply_cast(scope, P, operator.outputs[0].full_name, container, to=out_type)
+
+
+def classifier_shapes(operator):
+    """Output types of a classifier: scikit-learn's, with ``(N, n_labels)`` labels if multilabel.
+
+    With the default ``zipmap`` option the probabilities are float32 even for a
+    float64 input: ONNX's ZipMap takes nothing else (scikit-learn's own
+    classifiers fail there; ``options={"zipmap": False}`` keeps float64).
+    """
+    calculate_linear_classifier_output_shapes(operator)
+    est = operator.raw_operator
+    zipmap = operator.scope_inst.get_options(est, {"zipmap": True}).get("zipmap", True)
+    if zipmap and isinstance(operator.outputs[1].type, DoubleTensorType):
+        operator.outputs[1].set_type(FloatTensorType(operator.outputs[1].type.shape))
+    if est._label_binarizer.y_type_.startswith("multilabel"):
+        N = operator.inputs[0].get_first_dimension()
+        operator.outputs[0].set_type(Int64TensorType([N, est.n_outputs_]))
+
+
+def regressor_shapes(operator):
+    """Output type of a regressor: the input's float type, ``(N, n_outputs)``."""
+    kind = operator.inputs[0].type
+    cls = DoubleTensorType if isinstance(kind, DoubleTensorType) else FloatTensorType
+    N = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].set_type(cls([N, operator.raw_operator.n_outputs_]))
+
+
+def register():
+    """Register the converters with skl2onnx (done once on import of this module)."""
+    update_registered_converter(
+        BPClassifier, "SkbpBPClassifier", classifier_shapes, convert_bp_classifier,
+        options={"zipmap": [True, False, "columns"], "nocl": [True, False]},
+    )  # fmt: skip
+    update_registered_converter(
+        BPRegressor, "SkbpBPRegressor", regressor_shapes, convert_bp_regressor
+    )
+
+
+register()
