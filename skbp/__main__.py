@@ -1,6 +1,7 @@
-"""``python -m skbp``: what this installation has; ``python -m skbp compile``: compile ahead.
+"""``python -m skbp``: a demo; ``info``: what this installation has; ``compile``: compile ahead.
 
-python -m skbp                     # version, cache folder, threading layer, cores
+python -m skbp                     # the demo: a grid search on digits, skbp next to scikit-learn
+python -m skbp info                # version, cache folder, threading layer, cores
 python -m skbp compile             # compile every kernel, float64 and float32
 python -m skbp compile --dtype float32
 """
@@ -39,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command")
     c = sub.add_parser("compile", help="compile (or load) every kernel into the on-disk cache")
     c.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
-    sub.add_parser("info", help="what this installation has (the default)")
+    sub.add_parser("info", help="what this installation has")
+    sub.add_parser("demo", help="a grid search on digits, skbp next to scikit-learn (the default)")
     args = p.parse_args(argv)
     if args.command == "compile":
         import logging
@@ -49,8 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("skbp").setLevel(logging.ERROR)  # this command reports itself
         dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
         compile_all(dtypes)
-    else:
+    elif args.command == "info":
         _info()
+    else:
+        from ._demo import main as demo
+
+        demo()
     return 0
 
 

@@ -276,9 +276,28 @@ def test_compile_command_reports_every_dtype(capsys):
 def test_info_command(capsys):
     from skbp.__main__ import main
 
-    assert main([]) == 0
+    assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"skbp {skbp.__version__}") and "kernel cache:" in out
+
+
+def test_demo_command(capsys, monkeypatch):
+    """`python -m skbp` runs the demo: compile time first, then both searches side by side."""
+    import skbp._demo
+    from skbp.__main__ import main
+
+    real = skbp._demo.main
+    monkeypatch.setattr(skbp._demo, "main", lambda: real(max_iter=3))
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.index("Compiling skbp's kernels") < out.index("test accuracy")
+    rows = [line for line in out.splitlines() if line.startswith(("skbp.BP", "sklearn MLP"))]
+    assert len(rows) == 2
+    for row in rows:  # accuracy, then a positive grid time
+        name_words = 2 if row.startswith("sklearn") else 1
+        accuracy, seconds = (float(v) for v in row.split()[name_words : name_words + 2])
+        assert 0.5 < accuracy <= 1.0 and seconds > 0
+    assert "speed-up on this grid search" in out
 
 
 def test_install_never_fails_the_import(monkeypatch):
