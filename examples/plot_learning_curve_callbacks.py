@@ -1,4 +1,6 @@
-"""Learning curves with scikit-learn's callbacks: a score after every epoch.
+"""
+Learning curves with scikit-learn's callbacks
+=============================================
 
 skbp's estimators support scikit-learn's callback API (``sklearn.callback``,
 scikit-learn 1.9+): a fit is a task, each epoch a subtask, and at the end of
@@ -16,15 +18,18 @@ The training accuracy climbs to 1 while the held-out accuracy levels off near
 0.94 after about 25 epochs: the gap is over-fitting, and the fit stopped by
 ``HeldOutScore`` ends on that plateau in about half the epochs (both fits
 have the same ``random_state``, so their curves coincide until the stop).
-
-Run it with ``python examples/plot_learning_curve_callbacks.py``; it prints a
-table and writes ``learning_curve_callbacks.png`` (needs matplotlib:
-``pip install -e ".[examples]"``).
 """
 
-import sys
+# %%
+# A callback that scores held-out rows
+# ------------------------------------
+# scikit-learn's callback protocol: ``setup``/``teardown`` around the fit and
+# ``on_fit_task_begin``/``on_fit_task_end`` around the fit and each epoch.
+# ``fitted_estimator`` is a copy of the network as it stands at the end of the
+# epoch, ready to predict.
 import warnings
 
+import matplotlib.pyplot as plt
 from sklearn.callback import ScoringMonitor
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
@@ -66,57 +71,51 @@ class HeldOutScore:
         return max(self.scores[-self.patience :]) <= best_before  # True: stop
 
 
-def main(output="learning_curve_callbacks.png"):
-    X, y = load_digits(return_X_y=True)
-    X = X / 16.0
-    # a small training set, so that the network over-fits within a few dozen epochs
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, train_size=300, stratify=y, random_state=0
+# %%
+# Two fits: one runs all epochs, one stops on the held-out plateau
+# ----------------------------------------------------------------
+# A small training set (300 digits), so that the network over-fits within a
+# few dozen epochs.
+X, y = load_digits(return_X_y=True)
+X_train, X_test, y_train, y_test = train_test_split(
+    X / 16.0, y, train_size=300, stratify=y, random_state=0
+)
+
+curves = {}
+for label, patience in (("full run", None), ("stopped by HeldOutScore", 5)):
+    monitor = ScoringMonitor(scoring="accuracy")
+    held_out = HeldOutScore(X_test, y_test, patience=patience)
+    clf = BPClassifier(
+        hidden_layer_sizes=(128,),
+        batch_size=32,
+        learning_rate_init=0.003,
+        max_iter=EPOCHS,
+        random_state=0,
     )
+    clf.set_callbacks(monitor, held_out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X_train, y_train)
+    train = [row["accuracy"] for row in monitor.get_logs().data if row["task_name"] == "epoch"]
+    curves[label] = (train, held_out.scores, clf)
 
-    curves = {}
-    for label, patience in (("full run", None), ("stopped by HeldOutScore", 5)):
-        monitor = ScoringMonitor(scoring="accuracy")
-        held_out = HeldOutScore(X_test, y_test, patience=patience)
-        clf = BPClassifier(
-            hidden_layer_sizes=(128,),
-            batch_size=32,
-            learning_rate_init=0.003,
-            max_iter=EPOCHS,
-            random_state=0,
-        )
-        clf.set_callbacks(monitor, held_out)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(X_train, y_train)
-        train = [row["accuracy"] for row in monitor.get_logs().data if row["task_name"] == "epoch"]
-        curves[label] = (train, held_out.scores, clf)
+print(f"{'run':26s} {'epochs':>6s} {'train acc':>9s} {'held-out acc':>12s}")
+for label, (train, test, clf) in curves.items():
+    print(f"{label:26s} {clf.n_iter_:6d} {train[-1]:9.3f} {test[-1]:12.3f}")
 
-    print(f"{'run':26s} {'epochs':>6s} {'train acc':>9s} {'held-out acc':>12s}")
-    for label, (train, test, clf) in curves.items():
-        print(f"{label:26s} {clf.n_iter_:6d} {train[-1]:9.3f} {test[-1]:12.3f}")
-
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no figure (pip install -e '.[examples]')")
-        return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (label, (train, test, _)), color in zip(curves.items(), ("C0", "C3"), strict=True):
-        epochs = range(1, len(train) + 1)
-        ax.plot(epochs, train, color=color, linestyle="--", label=f"{label}: training")
-        ax.plot(epochs, test, color=color, label=f"{label}: held out")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy")
-    ax.set_title("BPClassifier on 300 digits: learning curves from callbacks")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(output, dpi=100)
-    print(f"wrote {output}")
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:])
+# %%
+# The learning curves
+# -------------------
+# Dashed: accuracy on the training rows (``ScoringMonitor``); solid: on the
+# held-out rows (``HeldOutScore``).
+fig, ax = plt.subplots(figsize=(7, 4))
+for (label, (train, test, _)), color in zip(curves.items(), ("C0", "C3"), strict=True):
+    epochs = range(1, len(train) + 1)
+    ax.plot(epochs, train, color=color, linestyle="--", label=f"{label}: training")
+    ax.plot(epochs, test, color=color, label=f"{label}: held out")
+ax.set_xlabel("epoch")
+ax.set_ylabel("accuracy")
+ax.set_title("BPClassifier on 300 digits: learning curves from callbacks")
+ax.legend(loc="lower right", fontsize=8)
+fig.tight_layout()
+plt.show()
