@@ -29,6 +29,9 @@ from ._threads import thread_context
 from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig
 from .exceptions import PrecisionWarning
 
+#: where the documentation built from ``docs/`` is published (``.readthedocs.yaml``)
+DOC_URL = "https://skbp.readthedocs.io/en/latest/"
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
@@ -104,6 +107,12 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
 
     Warning: this class should not be used directly; use the derived classes.
     """
+
+    # the "?" link of the HTML representation (Jupyter) opens the estimator's API page;
+    # sklearn's default template builds ``{estimator_module}.{estimator_name}``
+    # (``skbp.BPClassifier``), the name of the page ``docs/api.rst`` generates
+    _doc_link_module = "skbp"
+    _doc_link_template = DOC_URL + "generated/{estimator_module}.{estimator_name}.html"
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": [

