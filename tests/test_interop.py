@@ -161,3 +161,22 @@ def test_grid_search_on_dask_matches_loky():
     np.testing.assert_array_equal(
         on_dask.best_estimator_.predict_proba(X_IRIS), on_loky.best_estimator_.predict_proba(X_IRIS)
     )
+
+
+def test_dask_ml_incremental_streams_partial_fit():
+    """``dask_ml.wrappers.Incremental`` trains one ``partial_fit`` per block of a Dask array."""
+    da = pytest.importorskip("dask.array")
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    X, y = X_IRIS, (Y_IRIS == 2).astype(int)
+    order = np.random.RandomState(0).permutation(len(y))  # mix the classes over the blocks
+    X, y = X[order], y[order]
+    inc = wrappers.Incremental(
+        BPClassifier((8,), random_state=0), scoring="accuracy", shuffle_blocks=False
+    )
+    inc.fit(da.from_array(X, chunks=50), da.from_array(y, chunks=50), classes=[0, 1])
+    ref = BPClassifier((8,), random_state=0)
+    for start in range(0, len(y), 50):
+        ref.partial_fit(X[start : start + 50], y[start : start + 50], classes=[0, 1])
+    np.testing.assert_array_equal(inc.estimator_.coefs_[0], ref.coefs_[0])
+    predicted = inc.predict(da.from_array(X, chunks=50)).compute()
+    np.testing.assert_array_equal(predicted, ref.predict(X))
