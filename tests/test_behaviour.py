@@ -1074,3 +1074,29 @@ def test_verbose_prints_the_loss(solver, capsys):
     assert f"{clf.loss_curve_[0]:.8f}" in out
     clf.set_params(verbose=False).fit(X, y)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.array([0, 1, 1, 0]), np.array([3, 1, 2], dtype=np.int32),
+        np.array([1, 1, 1], dtype=np.uint8), np.array([True, False, True]),
+        np.array([-1, 4, 4, 9]), np.array(["b", "a", "c"]), np.array([0.0, 1.0, 1.0]),
+        np.array([[0, 1], [1, 1], [1, 0]]),
+    ],
+    ids=["int64", "int32", "uint8-one-class", "bool", "negative", "str", "float", "multilabel"],
+)  # fmt: skip
+def test_label_binarizer_fast_path_equals_fit(y):
+    from sklearn.preprocessing import LabelBinarizer
+
+    from skbp._estimators import fitted_label_binarizer
+
+    fast, ref = fitted_label_binarizer(y), LabelBinarizer().fit(y)
+    assert sorted(vars(fast)) == sorted(vars(ref))
+    for name, value in vars(ref).items():
+        got = getattr(fast, name)
+        assert type(got) is type(value), name
+        np.testing.assert_array_equal(got, value)
+        if isinstance(value, np.ndarray):
+            assert got.dtype == value.dtype, name
+    np.testing.assert_array_equal(fast.transform(y), ref.transform(y))
