@@ -12,12 +12,9 @@ named in ``examples/README.rst`` give every figure.
 
 import importlib.util
 import os
-import sys
 import warnings
 
-import skbp
-
-sys.path.insert(0, os.path.abspath(".."))
+import skbp  # the installed package (pip install -e ".[docs]")
 
 project = "skbp"
 author = "the skbp developers"
@@ -106,6 +103,6 @@ sphinx_gallery_conf = {
     "min_reported_time": 1,
 }
 
-# the examples fix max_iter on purpose; scikit-learn's convergence warnings
-# would otherwise fill the rendered output
+# matplotlib's note that the (non-interactive) agg backend cannot show figures,
+# printed for every plt.show() while the gallery runs
 warnings.filterwarnings("ignore", category=UserWarning, message="Matplotlib is currently using agg")

@@ -96,9 +96,9 @@ class OptimizerState:
             raise ValueError("not a skbp optimizer state") from exc
         if code not in SOLVER_CODES.values() or m.ndim != 1 or v.ndim != 1 or t.shape != (1,):
             raise ValueError("not a skbp optimizer state")
-        self = cls.__new__(cls)
-        self.code, self.learning_rate, self.m, self.v, self.t = code, lr, m, v, t
-        return self
+        opt = cls.__new__(cls)
+        opt.code, opt.learning_rate, opt.m, opt.v, opt.t = code, lr, m, v, t
+        return opt
 
     def astype(self, dtype):
         """Return the state with its arrays in ``dtype`` (warm start on new data)."""

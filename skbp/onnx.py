@@ -134,13 +134,14 @@ def _network_output(scope, operator, container):
     g = _Graph(scope, container, est._w.dtype)
     h = scope.get_unique_variable_name("x")
     apply_cast(scope, operator.inputs[0].full_name, h, container, to=_proto(g.dtype))
-    n_trans = est.n_layers_ - 1
-    for l in range(n_trans):
+    last = est.n_layers_ - 2  # the output layer's transition
+
+    def affine(l, h):
         z = g.node("MatMul", [h, g.const("coef", est.coefs_[l])])
-        z = g.node("Add", [z, g.const("intercept", est.intercepts_[l].reshape(1, -1))])
-        if l == n_trans - 1:
-            op, attrs = _OUTPUT_OPS[est.out_activation_]
-            return g.node(op, [z], name="network_output", **attrs)
+        return g.node("Add", [z, g.const("intercept", est.intercepts_[l].reshape(1, -1))])
+
+    for l in range(last):
+        z = affine(l, h)
         if layout.batch_norm:
             # the kernel's order of operations, so float32 models agree to rounding
             mean = est.bn_running_means_[l].reshape(1, -1)
@@ -150,17 +151,16 @@ def _network_output(scope, operator, container):
             z = g.node("Mul", [z, g.const("bn_scale", est.bn_scales_[l].reshape(1, -1))])
             z = g.node("Add", [z, g.const("bn_shift", est.bn_shifts_[l].reshape(1, -1))])
         a = _hidden_activation(g, int(layout.codes[l]), z)
-        if layout.res[l]:
-            a = g.node("Add", [a, h], name="residual")
-        h = a
-    raise AssertionError("unreachable: a network has an output layer")
+        h = g.node("Add", [a, h], name="residual") if layout.res[l] else a
+    op, attrs = _OUTPUT_OPS[est.out_activation_]
+    return g.node(op, [affine(last, h)], name="network_output", **attrs)
 
 
 def _class_labels(classes):
-    """``(labels, onnx type)`` as scikit-learn's classifier converters encode them."""
-    if np.issubdtype(classes.dtype, np.floating) or classes.dtype == np.bool_:
-        return classes.astype(np.int64), onnx_proto.TensorProto.INT64
-    if np.issubdtype(classes.dtype, np.integer):
+    """``(labels, onnx type)`` as scikit-learn's classifier converters encode them:
+    numbers and booleans as int64 (a classifier's float labels are whole numbers),
+    anything else as strings."""
+    if classes.dtype.kind in "biuf":
         return classes.astype(np.int64), onnx_proto.TensorProto.INT64
     return np.array([str(c).encode("utf-8") for c in classes]), onnx_proto.TensorProto.STRING
 

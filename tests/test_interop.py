@@ -78,7 +78,12 @@ def test_old_pickles_with_skbp_objects_still_load():
         (lambda st: st["_layout"].update(layer_units=[4, -1, 3]), "not a skbp network layout"),
         (lambda st: st["_layout"].update(activation_codes=[99, 0]), "not a skbp network layout"),
         (lambda st: st["_layout"].pop("residual"), "not a skbp network layout"),
-        (lambda st: st["_layout"].update(layer_units=[4, 6, 6, 3]), "inconsistent"),
+        (
+            lambda st: st["_layout"].update(
+                layer_units=[4, 6, 6, 3], activation_codes=[3, 3, 0], residual=[0, 0, 0]
+            ),
+            "inconsistent",
+        ),
         (lambda st: st["_optimizer"].update(code=7), "not a skbp optimizer state"),
         (lambda st: st["_optimizer"].update(m=np.zeros(3)), "optimizer's state does not match"),
     ],
@@ -89,8 +94,6 @@ def test_damaged_plain_state_is_refused(edit, match):
     state = est.__getstate__()
     state["_layout"] = dict(state["_layout"])
     state["_optimizer"] = dict(state["_optimizer"])
-    if match == "inconsistent":
-        state["_layout"].update(activation_codes=[3, 3, 0], residual=[0, 0, 0])
     edit(state)
     with pytest.raises(ValueError, match=match):
         BPClassifier.__new__(BPClassifier).__setstate__(state)
