@@ -399,18 +399,21 @@ def run_workload(
             d["score"] = train_score(impl, w, d["model"], X, y)
             if impl != "torch":
                 d["n_iter"] = int(d["model"].n_iter_)
-    flops = 3.0 * forward_flops(w) * w["epochs"]
     for d in res.values():
-        q = quiet(d)
-        d["n_fits"], d["n_quiet"] = len(d["times"]), len(q)
-        d["disturbed"] = not q
-        used = q or d["times"]
-        d["median"] = statistics.median(used)
-        d["min"] = min(d["times"])
-        d["others_median"] = statistics.median(d["others_cores"])
-        d["gflops"] = flops / d["median"] / 1e9
-        d["notes"] = sorted(d["notes"])
+        summarise(d, w, limit)
     return res
+
+
+def summarise(d, w, limit):
+    """An implementation's medians etc. from its ``times`` and ``others_cores``."""
+    q = [t for t, o in zip(d["times"], d["others_cores"], strict=True) if o <= limit]
+    d["n_fits"], d["n_quiet"] = len(d["times"]), len(q)
+    d["disturbed"] = not q
+    d["median"] = statistics.median(q or d["times"])
+    d["min"] = min(d["times"])
+    d["others_median"] = statistics.median(d["others_cores"])
+    d["gflops"] = 3.0 * forward_flops(w) * w["epochs"] / d["median"] / 1e9
+    d["notes"] = sorted(d["notes"])
 
 
 def parity_check(name, w, dtype):
@@ -964,10 +967,29 @@ def run_thread_scaling(run, peaks_by_t):
     tres = {}
     for name in ("W2", "W3"):
         w = scaled(name, run.args.quick)
-        tres[name] = {
-            t: run_workload(name, w, run.dtype, run.impls, run.args.repeats, t, run.log, *run.retry)
-            for t in sorted({1, n})
-        }
+        # 1 and n threads alternate, one round of fits at a time: the 2-core VM's
+        # speed drifts within minutes, and blocks of one thread count would
+        # compare different states of the machine
+        rounds = [
+            {
+                t: run_workload(name, w, run.dtype, run.impls, 1, t, run.log, run.retry[0], 0)
+                for t in sorted({1, n})
+            }
+            for _ in range(run.args.repeats)
+        ]
+        tres[name] = {}
+        for t in sorted({1, n}):
+            merged = {}
+            for impl in run.impls:
+                ds = [r[t][impl] for r in rounds]
+                merged[impl] = dict(
+                    ds[-1],
+                    times=[x for d in ds for x in d["times"]],
+                    others_cores=[x for d in ds for x in d["others_cores"]],
+                    notes=set().union(*map(set, (d["notes"] for d in ds))),
+                )
+                summarise(merged[impl], w, max(0, usable_cpus() - t) + run.retry[0])
+            tres[name][t] = merged
     print(f"## Thread scaling (1 vs {n} threads, {run.args.dtype}, median s)")
     print()
     print(threads_table(tres, run.impls, n))

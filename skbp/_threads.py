@@ -295,6 +295,8 @@ def _share(n_max):
 PARALLEL_GAIN = 0.9
 #: steps between two probes of the option not in use: from ... to ...
 PROBE_MIN, PROBE_MAX = 4, 64
+#: a thread count's cost is the lower median of its last this many steps
+COST_WINDOW = 3
 #: whether the governor adapts at all (``SKBP_ADAPTIVE_THREADS=0``: always the cap)
 ADAPTIVE = os.environ.get("SKBP_ADAPTIVE_THREADS", "1") != "0"
 
@@ -312,11 +314,14 @@ class ThreadGovernor:
        reading); a cap of 1 is serial;
     2. the first step runs serially, the next in parallel, and from then on the
        faster of the two (by time per unit, parallel only when at least
-       ``1 - PARALLEL_GAIN`` faster), each a moving average of its steps;
+       ``1 - PARALLEL_GAIN`` faster), each the lower median of its last
+       ``COST_WINDOW`` steps: one slow step (a hiccup of the machine) moves
+       nothing, two in a row do;
     3. every ``PROBE_MIN`` to ``PROBE_MAX`` steps one step tries the other
-       option (its figure is replaced, not averaged, since it may be stale),
-       so a change of load is noticed; the interval doubles each time the probe
-       confirms the choice and restarts when it does not.
+       option (its figures are replaced, not added to, since they may be
+       stale), so a change of load is noticed; the interval doubles each time
+       the probe confirms the choice and restarts when it does not, or when
+       the steps themselves change the choice.
 
     Every step gives the same numbers on any number of threads, so none of
     this changes a fitted model.  With ``ADAPTIVE`` off the cap is used as is.
@@ -324,7 +329,8 @@ class ThreadGovernor:
 
     def __init__(self, n_max):
         self.n_max = int(n_max)
-        self.cost = {}  # threads -> seconds per unit (moving average)
+        self.cost = {}  # threads -> seconds per unit (lower median of `recent`)
+        self.recent = {}  # threads -> seconds per unit of its last COST_WINDOW steps
         self.interval = PROBE_MIN
         self.wait = PROBE_MIN
         self._probe = False
@@ -375,16 +381,27 @@ class ThreadGovernor:
         if units <= 0:
             return
         c = seconds / units
-        old = self.cost.get(n)
-        # a probe replaces what may be a long-stale figure; other steps are averaged
-        self.cost[n] = c if old is None or self._probe else 0.5 * (old + c)
+        top = max(self.cost) if self.cost else n
+        before = self._best(top) if len(self.cost) > 1 else None
+        recent = self.recent.setdefault(n, [])
+        if self._probe:
+            recent.clear()  # a probe replaces what may be long-stale figures
+        recent.append(c)
+        del recent[:-COST_WINDOW]
+        self.cost[n] = sorted(recent)[(len(recent) - 1) // 2]
+        if len(self.cost) < 2:
+            return
+        after = self._best(max(self.cost))
         if self._probe:
             self._probe = False
-            if self._best(max(self.cost)) == self._probe_from:
+            if after == self._probe_from:
                 self.interval = min(PROBE_MAX, 2 * self.interval)
             else:
                 self.interval = PROBE_MIN
             self.wait = self.interval
+        elif before is not None and after != before:
+            # the steps themselves changed the choice: look at the other one again soon
+            self.interval = self.wait = PROBE_MIN
 
 
 _tls = threading.local()

@@ -547,6 +547,26 @@ def test_governor_comes_back_to_parallel_when_the_load_goes(monkeypatch):
     assert chosen[-50:].count(2) > 40
 
 
+def test_governor_ignores_one_slow_step_but_not_two(monkeypatch):
+    gov = _governor(monkeypatch)
+    _run(gov, {1: 1.0, 2: 0.55}, 200)  # parallel pays; probes have thinned out to PROBE_MAX
+    assert gov.interval == thr.PROBE_MAX
+    gov.wait = 100  # no probe during this test
+    # one parallel step 5x slower (the machine hiccuped): the choice stays parallel
+    assert gov._choose() == 2
+    gov.record(2, 2.75 * 100, 100)
+    assert _run(gov, {1: 1.0, 2: 0.55}, 10) == [2] * 10
+    # two slow steps in a row: serial from the next step on ...
+    for _ in range(2):
+        n = gov._choose()
+        assert n == 2
+        gov.record(n, 2.75 * 100, 100)
+    chosen = _run(gov, {1: 1.0, 2: 0.55}, thr.PROBE_MIN + 2)
+    assert chosen[0] == 1
+    # ... and parallel is looked at again after PROBE_MIN steps, not PROBE_MAX
+    assert chosen[thr.PROBE_MIN] == 2
+
+
 def test_governor_is_serial_while_other_processes_use_the_cores(monkeypatch):
     gov = _governor(monkeypatch, free=1.0)
     assert set(_run(gov, {1: 1.0, 2: 0.5}, 50)) == {1}
