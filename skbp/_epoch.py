@@ -34,7 +34,7 @@ def shuffle_inplace(idx, state):
         idx[j] = tmp
 
 
-@jit()
+@jit(entry=True)
 def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_stop):
     """Train on the mini-batches of one epoch over ``epoch.idx`` that start in
     ``[row_start, row_stop)``; return a status code.

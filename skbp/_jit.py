@@ -20,10 +20,21 @@ Every kernel is decorated at module level with :data:`JIT_OPTIONS`, so that
 Kernels only ever see C-contiguous float32/float64 arrays, int64 index arrays,
 Python scalars and integer option codes, so each kernel has at most two
 compiled versions (float32 and float64).
+
+Compile time (issue 9's cold first use): only the *entry* kernels, those the
+Python layer calls (``jit(entry=True)``: ``run_epoch``, ``full_loss_grad``,
+``predict``, ``predict_chunks``), get the CPython wrapper that converts Python
+arguments.  Every other kernel is only ever called from compiled code, so it
+is compiled without one (``no_cpython_wrapper``; the records and arrays it
+takes make that wrapper a large piece of code), and no kernel gets the C
+callback wrapper (``no_cfunc_wrapper``), which skbp never uses.  Calling an
+internal kernel from Python still works (tests do): :class:`_InternalDispatcher`
+compiles a twin with a wrapper on first use, in memory.
 """
 
 from numba import njit, types
 from numba.core.imputils import impl_ret_borrowed
+from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
@@ -33,17 +44,44 @@ JIT_OPTIONS = {
     "nogil": True,
     "error_model": "numpy",
     "fastmath": FASTMATH,
+    "no_cfunc_wrapper": True,
 }
 
 
-def jit(**options):
-    """``numba.njit`` with :data:`JIT_OPTIONS` (plus ``options``) and skbp's safe cache."""
+def jit(entry=False, **options):
+    """``numba.njit`` with :data:`JIT_OPTIONS` (plus ``options``) and skbp's safe cache.
+
+    ``entry=True`` for a kernel the Python layer calls; any other is compiled
+    without a CPython wrapper (see the module docstring).
+    """
     from ._cache import install
 
     def decorate(func):
-        return install(njit(**JIT_OPTIONS, **options)(func))
+        if entry:
+            return install(njit(**JIT_OPTIONS, **options)(func))
+        disp = install(njit(**JIT_OPTIONS, no_cpython_wrapper=True, **options)(func))
+        if isinstance(disp, CPUDispatcher):  # not with NUMBA_DISABLE_JIT
+            disp.__class__ = _InternalDispatcher
+            disp._skbp_options = options
+        return disp
 
     return decorate
+
+
+class _InternalDispatcher(CPUDispatcher):
+    """A kernel compiled without a CPython wrapper, callable from Python all the same.
+
+    Compiled code calls it as any dispatcher.  A call from Python (never made
+    by skbp itself, but tests check kernels one by one) goes to a twin compiled
+    with the wrapper, in memory only: the twin's cache entry would otherwise
+    share this kernel's name.
+    """
+
+    def __call__(self, *args, **kwargs):
+        twin = self.__dict__.get("_skbp_twin")
+        if twin is None:
+            twin = self._skbp_twin = njit(**JIT_OPTIONS, **self._skbp_options)(self.py_func)
+        return twin(*args, **kwargs)
 
 
 @intrinsic

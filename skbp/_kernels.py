@@ -513,7 +513,7 @@ def backward(data, rows, w, net, bufs, bn_run, grad, accumulate):
                         Gprev[i, j] += Gres[i, j]
 
 
-@jit()
+@jit(entry=True)
 def full_loss_grad(data, w, net, bufs, bn_run, penalty, bn_momentum, grad, gnorm):
     """Objective and its gradient over all rows (L-BFGS and full-batch), in row chunks.
 
@@ -556,7 +556,7 @@ def full_loss_grad(data, w, net, bufs, bn_run, penalty, bn_momentum, grad, gnorm
     return total / sw_sum + value
 
 
-@jit()
+@jit(entry=True)
 def predict(data, row0, row1, w, net, bufs, bn_run, out):
     """Network output for the rows ``[row0, row1)``, ``bufs.rows`` rows at a time, into ``out``.
 
@@ -576,7 +576,7 @@ def predict(data, row0, row1, w, net, bufs, bn_run, out):
         _copy2d(P, out[start:stop])
 
 
-@jit(parallel=True)
+@jit(entry=True, parallel=True)
 def predict_chunks(data, row0, row1, w, net, bufs, bn_run, out):
     """:func:`predict` with the ``bufs.rows``-row chunks spread over threads.
 

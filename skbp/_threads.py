@@ -86,7 +86,7 @@ def effective_n_threads(n_jobs):
     return max(1, min(limit, n_jobs))
 
 
-@jit(parallel=True)
+@jit(entry=True, parallel=True)
 def _probe(out):
     for i in prange(out.shape[0]):
         out[i] = i

@@ -25,7 +25,7 @@ KERNELS = textwrap.dedent(
     import numpy as np
     from skbp._jit import jit
 
-    @jit()
+    @jit(entry=True)
     def squares(x):
         # an array allocated in compiled code and returned: Numba's runtime (NRT),
         # which a process that only loads cached code must still have set up
@@ -35,7 +35,7 @@ KERNELS = textwrap.dedent(
             y[i] = x[i] * x[i]
         return y
 
-    @jit()
+    @jit(entry=True)
     def twice_plus_one(n):
         return 2 * n + 1
     """
@@ -316,7 +316,7 @@ def test_install_never_fails_the_import(monkeypatch):
 
     monkeypatch.setattr(_cache, "SafeFunctionCache", broken)
 
-    @jit()
+    @jit(entry=True)
     def plus_one(x):
         return x + 1
 

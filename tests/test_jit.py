@@ -75,3 +75,25 @@ def test_options_do_not_multiply_compiled_versions(tmp_path):
 def test_kernels_release_the_gil(name):
     module = _epoch if name == "run_epoch" else _kernels
     assert getattr(module, name).targetoptions["nogil"] is True
+
+
+def test_only_entry_kernels_get_a_python_wrapper():
+    """The kernels the Python layer calls have a CPython wrapper; the others are
+    compiled without one (compile time), yet still run when called from Python."""
+    entries = {
+        "skbp._epoch.run_epoch", "skbp._kernels.full_loss_grad", "skbp._kernels.predict",
+        "skbp._kernels.predict_chunks", "skbp._threads._probe",
+    }  # fmt: skip
+    for name, d in _dispatchers():
+        assert d.targetoptions.get("no_cpython_wrapper", False) is (name not in entries), name
+        assert d.targetoptions["no_cfunc_wrapper"] is True, name
+    import numpy as np
+
+    from skbp._matmul import _small_matmul
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((3, 9)), rng.standard_normal((9, 4))
+    C = np.empty((3, 4))
+    no = False
+    _small_matmul(X, no, Y, no, C, no)  # through the twin with a wrapper
+    np.testing.assert_allclose(C, X @ Y, rtol=1e-12)
