@@ -84,9 +84,17 @@ def test_only_entry_kernels_get_a_python_wrapper():
         "skbp._epoch.run_epoch", "skbp._kernels.full_loss_grad", "skbp._kernels.predict",
         "skbp._kernels.predict_chunks", "skbp._threads._probe",
     }  # fmt: skip
+    from skbp._cache import SafeFunctionCache
+    from skbp._linkonly import LinkOnlyCompiler
+
+    assert LinkOnlyCompiler is not None  # this Numba has what skbp._linkonly needs
     for name, d in _dispatchers():
-        assert d.targetoptions.get("no_cpython_wrapper", False) is (name not in entries), name
+        entry = name in entries
+        assert d.targetoptions.get("no_cpython_wrapper", False) is not entry, name
         assert d.targetoptions["no_cfunc_wrapper"] is True, name
+        # entries are cached on disk; internal kernels live inside their machine code
+        assert isinstance(d._cache, SafeFunctionCache) is entry, name
+        assert (d._compiler.pipeline_class is LinkOnlyCompiler) is not entry, name
     import numpy as np
 
     from skbp._matmul import _small_matmul
