@@ -23,8 +23,9 @@ compiled versions (float32 and float64).
 
 Compile time (issue 9's cold first use): only the *entry* kernels, those the
 Python layer calls (``jit(entry=True)``: ``run_epoch``, ``full_loss_grad``,
-``predict``, ``predict_chunks``), are complete functions: a CPython wrapper
-that converts Python arguments, machine code, an entry in the on-disk cache.
+``predict``, ``predict_chunks``, and ``skbp._threads._probe``), are complete
+functions: a CPython wrapper that converts Python arguments, machine code, an
+entry in the on-disk cache.
 Every other kernel is only ever called from compiled code, which links its
 LLVM IR into its own.  So an internal kernel is compiled
 
@@ -37,7 +38,9 @@ LLVM IR into its own.  So an internal kernel is compiled
 No kernel gets the C callback wrapper (``no_cfunc_wrapper``), which skbp never
 uses.  Measured on the 2-core machine (fresh processes, alternating): a cold
 default fit on digits took 27-32 s before, 22-28 s without the wrappers and
-about 16 s with both; the weights are the same bit for bit.  Calling an
+about 16 s with both.  The weights are the same bit for bit, except for
+last-bit differences in SGD fits (multiply-adds contracted differently once a
+callee is optimised inside its caller).  Calling an
 internal kernel from Python still works (tests do): :class:`_InternalDispatcher`
 compiles a twin with a wrapper on first use, in memory.
 """
@@ -48,7 +51,7 @@ from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from ._linkonly import LinkOnlyCompiler
+from ._linkonly import EntryCompiler, LinkOnlyCompiler
 
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
@@ -70,7 +73,8 @@ def jit(entry=False, **options):
 
     def decorate(func):
         if entry:
-            return install(njit(**JIT_OPTIONS, **options)(func))
+            pipeline = {} if EntryCompiler is None else {"pipeline_class": EntryCompiler}
+            return install(njit(**JIT_OPTIONS, **pipeline, **options)(func))
         if LinkOnlyCompiler is None:  # a Numba without the internals it needs
             disp = install(njit(**JIT_OPTIONS, no_cpython_wrapper=True, **options)(func))
         else:

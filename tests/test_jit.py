@@ -85,7 +85,7 @@ def test_only_entry_kernels_get_a_python_wrapper():
         "skbp._kernels.predict_chunks", "skbp._threads._probe",
     }  # fmt: skip
     from skbp._cache import SafeFunctionCache
-    from skbp._linkonly import LinkOnlyCompiler
+    from skbp._linkonly import EntryCompiler, LinkOnlyCompiler
 
     assert LinkOnlyCompiler is not None  # this Numba has what skbp._linkonly needs
     for name, d in _dispatchers():
@@ -94,7 +94,7 @@ def test_only_entry_kernels_get_a_python_wrapper():
         assert d.targetoptions["no_cfunc_wrapper"] is True, name
         # entries are cached on disk; internal kernels live inside their machine code
         assert isinstance(d._cache, SafeFunctionCache) is entry, name
-        assert (d._compiler.pipeline_class is LinkOnlyCompiler) is not entry, name
+        assert d._compiler.pipeline_class is (EntryCompiler if entry else LinkOnlyCompiler), name
     import numpy as np
 
     from skbp._matmul import _small_matmul
@@ -105,3 +105,48 @@ def test_only_entry_kernels_get_a_python_wrapper():
     no = False
     _small_matmul(X, no, Y, no, C, no)  # through the twin with a wrapper
     np.testing.assert_allclose(C, X @ Y, rtol=1e-12)
+
+
+_DYNAMIC_KERNELS = """
+from skbp._jit import jit
+
+@jit()
+def _checked(n):
+    if n < 0:
+        raise ValueError("bad value", n)  # run-time arguments: needs the environment
+    return 2 * n
+
+@jit(entry=True)
+def double(n):
+    return _checked(n)
+"""
+
+_DYNAMIC_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from skbp import _cache
+import dyn_kernels as k
+
+try:
+    k.double(-3)
+except ValueError as e:
+    print(repr(e.args), k.double(4), _cache.STATS)
+"""
+
+
+def test_internal_kernels_raise_with_run_time_arguments(tmp_path):
+    """An internal kernel (compiled for linking only) that raises with run-time
+    arguments gives the real exception, compiled fresh and loaded from the cache."""
+    (tmp_path / "dyn_kernels.py").write_text(_DYNAMIC_KERNELS)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", _DYNAMIC_CHILD, str(tmp_path)], env=env, capture_output=True,
+            text=True, check=True,
+        ).stdout.strip().splitlines()[-1]
+        for _ in range(2)  # cold, then warm
+    ]  # fmt: skip
+    assert outs == [
+        "('bad value', -3) 8 {'loaded': 0, 'compiled': 1}",
+        "('bad value', -3) 8 {'loaded': 1, 'compiled': 0}",
+    ]
