@@ -148,15 +148,6 @@ else:
                 state.library.enable_object_caching()
             return True
 
-    class _LinkOnlyCompiler(Compiler):
-        """Numba's nopython pipeline, lowering into a :class:`LinkOnlyLibrary`."""
-
-        def define_pipelines(self):
-            pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-            pm.add_pass_after(_UseLinkOnlyLibrary, AnnotateTypes)
-            pm.finalize()
-            return [pm]
-
     @register_pass(mutates_CFG=False, analysis_only=False)
     class _SetLinkedEnvironments(LoweringPass):
         """Point every environment global an entry kernel's code defines at its
@@ -179,14 +170,24 @@ else:
                     library._codegen.set_env(name, env)
             return True
 
-    class _EntryCompiler(Compiler):
-        """Numba's nopython pipeline, then :class:`_SetLinkedEnvironments`."""
+    def _compiler_with(extra_pass, after, doc):
+        """Numba's nopython pipeline with ``extra_pass`` run after the pass ``after``."""
 
-        def define_pipelines(self):
-            pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-            pm.add_pass_after(_SetLinkedEnvironments, NoPythonBackend)
-            pm.finalize()
-            return [pm]
+        class _Compiler(Compiler):
+            __doc__ = doc
 
-    LinkOnlyCompiler = _LinkOnlyCompiler
-    EntryCompiler = _EntryCompiler
+            def define_pipelines(self):
+                pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
+                pm.add_pass_after(extra_pass, after)
+                pm.finalize()
+                return [pm]
+
+        return _Compiler
+
+    LinkOnlyCompiler = _compiler_with(
+        _UseLinkOnlyLibrary, AnnotateTypes, "Numba's pipeline, lowering into a LinkOnlyLibrary."
+    )
+    EntryCompiler = _compiler_with(
+        _SetLinkedEnvironments, NoPythonBackend,
+        "Numba's pipeline, then every environment global of the code set.",
+    )  # fmt: skip
