@@ -14,8 +14,10 @@ Numba's own ``cache=True`` has three ways to hurt a user, all measured:
   upgrade that changes ``_kernels.py`` but not ``_epoch.py`` would run the old
   kernels inside the new ``run_epoch``.
 
-:class:`SafeFunctionCache` replaces Numba's ``FunctionCache`` on every skbp
-kernel (:func:`install`):
+:class:`SafeFunctionCache` replaces Numba's ``FunctionCache`` on every cached
+skbp kernel (:func:`install`): the entry kernels, whose machine code contains
+the internal ones (those are compiled for linking only and not cached; see
+``skbp._jit``):
 
 * the cache lives where Numba would put it (``NUMBA_CACHE_DIR`` if set, the
   package's ``__pycache__``, Numba's user-wide cache directory), else in a
