@@ -357,10 +357,7 @@ def run_workload(
     max_extra = repeats if max_extra is None else max_extra
     need_quiet = (repeats + 1) // 2
 
-    limit = max(0, usable_cpus() - threads) + max_others
-
-    def quiet(d):
-        return [t for t, o in zip(d["times"], d["others_cores"], strict=True) if o <= limit]
+    limit = quiet_limit(threads, max_others)
 
     def fit_once(impl, label):
         with LoadMeter() as meter:
@@ -384,7 +381,7 @@ def run_workload(
                 fit_once(impl, f"repeat {r + 1}/{repeats}")
         budget = {"extra_s": np.inf} if budget is None else budget
         for extra in range(max_extra):
-            redo = [impl for impl in impls if len(quiet(res[impl])) < need_quiet]
+            redo = [impl for impl in impls if len(quiet_times(res[impl], limit)) < need_quiet]
             if not redo:
                 break
             for impl in redo:
@@ -404,9 +401,19 @@ def run_workload(
     return res
 
 
+def quiet_limit(threads, max_others):
+    """Others' CPU (cores) up to which a fit on ``threads`` threads counts as undisturbed."""
+    return max(0, usable_cpus() - threads) + max_others
+
+
+def quiet_times(d, limit):
+    """The times of the fits during which others used at most ``limit`` cores."""
+    return [t for t, o in zip(d["times"], d["others_cores"], strict=True) if o <= limit]
+
+
 def summarise(d, w, limit):
     """An implementation's medians etc. from its ``times`` and ``others_cores``."""
-    q = [t for t, o in zip(d["times"], d["others_cores"], strict=True) if o <= limit]
+    q = quiet_times(d, limit)
     d["n_fits"], d["n_quiet"] = len(d["times"]), len(q)
     d["disturbed"] = not q
     d["median"] = statistics.median(q or d["times"])
@@ -986,9 +993,9 @@ def run_thread_scaling(run, peaks_by_t):
                     ds[-1],
                     times=[x for d in ds for x in d["times"]],
                     others_cores=[x for d in ds for x in d["others_cores"]],
-                    notes=set().union(*map(set, (d["notes"] for d in ds))),
+                    notes={note for d in ds for note in d["notes"]},
                 )
-                summarise(merged[impl], w, max(0, usable_cpus() - t) + run.retry[0])
+                summarise(merged[impl], w, quiet_limit(t, run.retry[0]))
             tres[name][t] = merged
     print(f"## Thread scaling (1 vs {n} threads, {run.args.dtype}, median s)")
     print()

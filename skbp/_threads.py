@@ -381,8 +381,7 @@ class ThreadGovernor:
         if units <= 0:
             return
         c = seconds / units
-        top = max(self.cost) if self.cost else n
-        before = self._best(top) if len(self.cost) > 1 else None
+        before = self._best(max(self.cost)) if len(self.cost) > 1 else None
         recent = self.recent.setdefault(n, [])
         if self._probe:
             recent.clear()  # a probe replaces what may be long-stale figures
