@@ -52,7 +52,7 @@ try:
     from numba.core.compiler import Compiler, DefaultPassBuilder
     from numba.core.compiler_machinery import LoweringPass, register_pass
     from numba.core.environment import lookup_environment
-    from numba.core.typed_passes import AnnotateTypes, NoPythonBackend
+    from numba.core.typed_passes import AnnotateTypes, NativeParforLowering, NoPythonBackend
 
     _NEEDED = ("_finalize_dynamic_globals", "_verify_declare_only_symbols", "_finalize_specific")
     if not all(hasattr(JITCodeLibrary, name) for name in _NEEDED):
@@ -170,8 +170,42 @@ else:
                     library._codegen.set_env(name, env)
             return True
 
+    @register_pass(mutates_CFG=True, analysis_only=False)
+    class _LinkOnlyParforLowering(NativeParforLowering):
+        """Numba's lowering of a ``prange`` kernel, its loop body and wrappers link-only.
+
+        Lowering a parallel loop compiles the loop body as a function of its own
+        and two wrappers around it, each into a code library that is optimised
+        and made into machine code at once, then linked into the kernel's and
+        optimised again with it.  Created here, during this pass, those
+        libraries are :class:`LinkOnlyLibrary` objects: the entry kernel that
+        links them optimises and compiles them once, with everything else.  The
+        kernel's own library is made first, the ordinary way (or by
+        :class:`_UseLinkOnlyLibrary`).  Numba compiles one function at a time
+        (its global compiler lock), so no other compilation sees the switch.
+        """
+
+        _name = "skbp_link_only_parfor_lowering"
+
+        def run_pass(self, state):
+            codegen = state.targetctx.codegen()
+            if state.library is None:  # as Numba's lowering would
+                state.library = codegen.create_library(state.func_id.func_qualname)
+                state.library.enable_object_caching()
+            had = "_library_class" in codegen.__dict__
+            saved = codegen.__dict__.get("_library_class")
+            codegen._library_class = LinkOnlyLibrary
+            try:
+                return super().run_pass(state)
+            finally:
+                if had:
+                    codegen._library_class = saved
+                else:
+                    del codegen._library_class
+
     def _compiler_with(extra_pass, after, doc):
-        """Numba's nopython pipeline with ``extra_pass`` run after the pass ``after``."""
+        """Numba's nopython pipeline with ``extra_pass`` run after the pass ``after``
+        (and :class:`_LinkOnlyParforLowering` for a ``prange`` kernel)."""
 
         class _Compiler(Compiler):
             __doc__ = doc
@@ -179,6 +213,11 @@ else:
             def define_pipelines(self):
                 pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
                 pm.add_pass_after(extra_pass, after)
+                pm.passes = [
+                    (_LinkOnlyParforLowering, "link-only parfor lowering")
+                    if cls is NativeParforLowering else (cls, desc)
+                    for cls, desc in pm.passes
+                ]  # fmt: skip
                 pm.finalize()
                 return [pm]
 

@@ -150,3 +150,59 @@ def test_internal_kernels_raise_with_run_time_arguments(tmp_path):
         "('bad value', -3) 8 {'loaded': 0, 'compiled': 1}",
         "('bad value', -3) 8 {'loaded': 1, 'compiled': 0}",
     ]
+
+
+_PARALLEL_KERNELS = """
+import numpy as np
+from numba import prange
+from skbp._jit import jit
+
+@jit(parallel=True)
+def _scaled(x, out):
+    for i in prange(x.shape[0]):
+        out[i] = 2.0 * x[i] + i
+
+@jit(entry=True)
+def scaled(x):
+    out = np.empty_like(x)
+    _scaled(x, out)
+    return out
+"""
+
+_PARALLEL_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from numba.core import codegen
+
+made = []  # the code libraries turned into machine code
+_specific = codegen.JITCodeLibrary._finalize_specific
+
+def _record(self):
+    made.append(self.name)
+    _specific(self)
+
+codegen.JITCodeLibrary._finalize_specific = _record
+import par_kernels as k
+
+x = np.arange(1000.0)
+print(bool(np.array_equal(k.scaled(x), 2.0 * x + np.arange(1000))),
+      sorted({str(n) for n in made if "gufunc" in str(n) or n == "_scaled"}))
+"""
+
+
+def test_a_parallel_loop_is_compiled_once_inside_its_entry_kernel(tmp_path):
+    """Lowering a ``prange`` loop compiles its body and two wrappers as code
+    libraries of their own; inside skbp's kernels they are link-only: only the
+    entry kernel that contains them becomes machine code (compile time).  The
+    loop gives the right numbers compiled fresh and loaded from the cache."""
+    (tmp_path / "par_kernels.py").write_text(_PARALLEL_KERNELS)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", _PARALLEL_CHILD, str(tmp_path)], env=env, capture_output=True,
+            text=True, check=True,
+        ).stdout.strip().splitlines()[-1]
+        for _ in range(2)  # cold, then warm
+    ]  # fmt: skip
+    assert outs == ["True []", "True []"]
