@@ -161,6 +161,9 @@ class Workspace:
             bnz=buf(per_row if layout.batch_norm else 0),
             bnstat=buf(2 * layout.act_width if layout.batch_norm else 0),
             dz=buf(rows * layout.max_hidden),
+            ridx=np.empty(rows, dtype=np.int64),
+            rng=np.zeros(1, dtype=np.uint64),
+            part=np.empty((len(layout.param_blocks()), 4)),
         )
         self.grad = np.empty(layout.n_params, dtype=dtype)
 

@@ -7,12 +7,14 @@ once per epoch and handles what happens between epochs: schedules, early
 stopping, diagnostics, printing.
 """
 
+import math
+
 import numpy as np
 
 from ._jit import jit
 from ._kernels import _view, backward, forward, loss_and_delta, splitmix64
 from ._optim import SOLVER_SGD
-from ._update import param_blocks, update_blocks
+from ._update import update_blocks
 
 # Status codes returned by run_epoch.
 EPOCH_OK, EPOCH_DIVERGED = 0, 1
@@ -68,8 +70,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
     B_max = bufs.rows
-    blocks = param_blocks(sizes, net.coef_off, w.shape[0])
-    part = np.empty((blocks.shape[0], 4))
+    blocks, part = net.blocks, bufs.part
     acc = out[0]  # continued, not restarted: the same sum for any split into calls
     n_updates = 0
     start = row_start
@@ -77,8 +78,9 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
     # masks, and write (not accumulate) the gradient
     on = batch_size > 0
     off = batch_size < 0
-    while start < min(row_stop, n):
-        stop = min(start + batch_size, n)
+    end = row_stop if row_stop < n else n
+    while start < end:
+        stop = start + batch_size if start + batch_size < n else n
         if bn_run is not None and n - stop == 1:
             # batch norm cannot normalise a one-row batch (its variance is 0):
             # the last row joins this batch (the buffers hold batch_size + 1 rows)
@@ -97,7 +99,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
         P = _view(acts, B_max * act_off[last], B, n_out)
         D = _view(deltas, B_max * act_off[last], B, n_out)
         data_loss = loss_and_delta(P, Y, sw, rows, out_code, D)
-        if not np.isfinite(data_loss):
+        if not math.isfinite(data_loss):
             if first:
                 out[1] = data_loss
             out[0] = acc
@@ -113,7 +115,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
         if first:
             out[1] = batch_loss
         n_updates += 1
-        if not np.isfinite(batch_loss):
+        if not math.isfinite(batch_loss):
             # a non-finite penalty: the parameters were already non-finite (the
             # caller restores its last good ones)
             out[0] = acc

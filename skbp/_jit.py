@@ -46,6 +46,7 @@ compiles a twin with a wrapper on first use, in memory.
 """
 
 from numba import njit, types
+from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
@@ -154,5 +155,39 @@ def flat_view(typingctx, arr):
             itemsize=ary.itemsize, meminfo=ary.meminfo, parent=ary.parent,
         )  # fmt: skip
         return impl_ret_borrowed(context, builder, retty, out._getvalue())
+
+    return sig, codegen
+
+
+@intrinsic
+def blas_scalars(typingctx, like, beta):
+    """``[1, beta]`` in the dtype of the array ``like``, on the caller's stack.
+
+    BLAS's ``gemm`` takes ``alpha`` and ``beta`` by pointer; this gives them a
+    1-D array without allocating one (``np.ones(2)`` is an allocation per
+    product, and a compiled specialisation of Numba's ``np.ones`` and
+    ``np.empty``: compile time).  The array has no memory owner: it lives as
+    long as the calling function's frame, so it must not be returned or stored.
+    """
+    if not (isinstance(like, types.Array) and isinstance(beta, types.Float)):
+        return None
+    retty = types.Array(like.dtype, 1, "C")
+    sig = retty(like, beta)
+
+    def codegen(context, builder, sig, args):
+        dtype = sig.return_type.dtype
+        llty = context.get_data_type(dtype)
+        ptr = cgutils.alloca_once(builder, llty, size=2)  # in the entry block
+        builder.store(context.get_constant(dtype, 1.0), ptr)
+        beta = context.cast(builder, args[1], sig.args[1], dtype)
+        builder.store(beta, builder.gep(ptr, [cgutils.int32_t(1)]))
+        intp = context.get_value_type(types.intp)
+        itemsize = intp(context.get_abi_sizeof(llty))
+        out = make_array(retty)(context, builder)
+        populate_array(
+            out, data=ptr, shape=[intp(2)], strides=[itemsize], itemsize=itemsize,
+            meminfo=None, parent=None,
+        )  # fmt: skip
+        return out._getvalue()
 
     return sig, codegen

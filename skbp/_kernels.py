@@ -30,13 +30,15 @@ A hidden layer computes ``z = h W + b``, then (``batch_norm``) ``y = gamma *
 ``a *= mask``, then (``residual``) ``h' = a + h``.
 """
 
+import math
+
 import numpy as np
 from numba import prange
 
-from ._jit import jit, view_2d
+from ._jit import flat_view, jit, view_2d
 from ._matmul import _zero, matmul
 from ._records import Buffers
-from ._update import finish_blocks, param_blocks
+from ._update import finish_blocks
 
 # Hidden activations.
 ACT_IDENTITY, ACT_LOGISTIC, ACT_TANH, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU = 0, 1, 2, 3, 4, 5
@@ -71,8 +73,8 @@ OUTPUT_CODES = {
 @jit()
 def _expit(z):
     if z >= 0:
-        return 1.0 / (1.0 + np.exp(-z))
-    e = np.exp(z)
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
     return e / (1.0 + e)
 
 
@@ -122,66 +124,64 @@ def _uniform(state):
 
 @jit()
 def _activate(Z, code):
-    """``Z = f(Z)`` in place for the hidden activation ``code``."""
-    n, m = Z.shape
+    """``Z = f(Z)`` in place for the hidden activation ``code``.
+
+    Element-wise, so over the flat array: one loop level per branch is less
+    code to compile than two (and the same numbers).
+    """
+    z = flat_view(Z)
+    n = z.shape[0]
     if code == ACT_RELU:
-        for i in range(n):
-            for j in range(m):
-                if Z[i, j] < 0:
-                    Z[i, j] = 0.0
+        for k in range(n):
+            if z[k] < 0:
+                z[k] = 0.0
     elif code == ACT_TANH:
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = np.tanh(Z[i, j])
+        for k in range(n):
+            z[k] = math.tanh(z[k])
     elif code == ACT_LOGISTIC:
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = _expit(Z[i, j])
+        for k in range(n):
+            z[k] = _expit(z[k])
     elif code == ACT_LEAKY_RELU:
-        for i in range(n):
-            for j in range(m):
-                if Z[i, j] < 0:
-                    Z[i, j] *= LEAKY_SLOPE
+        for k in range(n):
+            if z[k] < 0:
+                z[k] *= LEAKY_SLOPE
     elif code == ACT_ELU:
-        for i in range(n):
-            for j in range(m):
-                if Z[i, j] < 0:
-                    Z[i, j] = np.expm1(Z[i, j])
+        for k in range(n):
+            if z[k] < 0:
+                z[k] = math.expm1(z[k])
 
 
 @jit()
 def _activation_grad(G, F, M, use_mask, code, D):
-    """``D = G * mask * f'(y)``, with ``f'`` written in terms of ``F = f(y)``."""
-    n, m = G.shape
+    """``D = G * mask * f'(y)``, with ``f'`` written in terms of ``F = f(y)`` (flat, as
+    :func:`_activate`)."""
+    g, f, d = flat_view(G), flat_view(F), flat_view(D)
+    n = g.shape[0]
     if use_mask:
-        for i in range(n):
-            for j in range(m):
-                D[i, j] = G[i, j] * M[i, j]
+        mask = flat_view(M)
+        for k in range(n):
+            d[k] = g[k] * mask[k]
     else:
-        _copy2d(G, D)
+        for k in range(n):
+            d[k] = g[k]
     if code == ACT_RELU:
-        for i in range(n):
-            for j in range(m):
-                if F[i, j] <= 0:
-                    D[i, j] = 0.0
+        for k in range(n):
+            if f[k] <= 0:
+                d[k] = 0.0
     elif code == ACT_TANH:
-        for i in range(n):
-            for j in range(m):
-                D[i, j] *= 1.0 - F[i, j] * F[i, j]
+        for k in range(n):
+            d[k] *= 1.0 - f[k] * f[k]
     elif code == ACT_LOGISTIC:
-        for i in range(n):
-            for j in range(m):
-                D[i, j] *= F[i, j] * (1.0 - F[i, j])
+        for k in range(n):
+            d[k] *= f[k] * (1.0 - f[k])
     elif code == ACT_LEAKY_RELU:
-        for i in range(n):
-            for j in range(m):
-                if F[i, j] <= 0:
-                    D[i, j] *= LEAKY_SLOPE
+        for k in range(n):
+            if f[k] <= 0:
+                d[k] *= LEAKY_SLOPE
     elif code == ACT_ELU:
-        for i in range(n):
-            for j in range(m):
-                if F[i, j] <= 0:
-                    D[i, j] *= F[i, j] + 1.0
+        for k in range(n):
+            if f[k] <= 0:
+                d[k] *= f[k] + 1.0
 
 
 @jit()
@@ -196,19 +196,19 @@ def _output_activation(Z, code):
                     zmax = Z[i, j]
             s = 0.0
             for j in range(m):
-                e = np.exp(Z[i, j] - zmax)
+                e = math.exp(Z[i, j] - zmax)
                 Z[i, j] = e
                 s += e
             for j in range(m):
                 Z[i, j] /= s
-    elif code == OUT_LOGISTIC:
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = _expit(Z[i, j])
+        return
+    z = flat_view(Z)  # element-wise: flat (see _activate)
+    if code == OUT_LOGISTIC:
+        for k in range(z.shape[0]):
+            z[k] = _expit(z[k])
     elif code == OUT_EXP:
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = np.exp(Z[i, j])
+        for k in range(z.shape[0]):
+            z[k] = math.exp(z[k])
 
 
 @jit()
@@ -274,7 +274,7 @@ def _batch_norm(Z, gamma, beta, train, momentum, sw, rows, Zhat, mean, invstd, r
                 invstd[j] += s * d * d
         for j in range(m):
             var = invstd[j] / S
-            invstd[j] = 1.0 / np.sqrt(var + BN_EPS)
+            invstd[j] = 1.0 / math.sqrt(var + BN_EPS)
             if momentum > 0:
                 run_mean[j] = (1.0 - momentum) * run_mean[j] + momentum * mean[j]
                 run_var[j] = (1.0 - momentum) * run_var[j] + momentum * var
@@ -286,7 +286,7 @@ def _batch_norm(Z, gamma, beta, train, momentum, sw, rows, Zhat, mean, invstd, r
     else:
         for i in range(B):
             for j in range(m):
-                zh = (Z[i, j] - run_mean[j]) / np.sqrt(run_var[j] + BN_EPS)
+                zh = (Z[i, j] - run_mean[j]) / math.sqrt(run_var[j] + BN_EPS)
                 Z[i, j] = gamma[j] * zh + beta[j]
 
 
@@ -376,25 +376,31 @@ def forward(data, rows, w, net, train, sample_mask, bn_momentum, rng, bufs, bn_r
             F = _view(fa, off, B, fo)
             _copy2d(Z, F)
         if dropping:
-            M = _view(masks, off, B, fo)
+            mask = flat_view(_view(masks, off, B, fo))
             if sample_mask:
                 keep = 1.0 / (1.0 - p)
-                for i in range(B):
-                    for j in range(fo):
-                        M[i, j] = 0.0 if _uniform(rng) < p else keep
-            for i in range(B):
-                for j in range(fo):
-                    Z[i, j] *= M[i, j]
+                for k in range(B * fo):
+                    mask[k] = 0.0 if _uniform(rng) < p else keep
+            z = flat_view(Z)
+            for k in range(B * fo):
+                z[k] *= mask[k]
         if res[l]:
-            H = _view(acts, B_max * act_off[l - 1], B, fi)
-            for i in range(B):
-                for j in range(fo):
-                    Z[i, j] += H[i, j]
+            z, h = flat_view(Z), flat_view(_view(acts, B_max * act_off[l - 1], B, fi))
+            for k in range(B * fo):
+                z[k] += h[k]
 
 
 #: machine epsilons of float32 and float64 (``np.finfo`` costs half a second of compile)
 _EPS32 = float(np.finfo(np.float32).eps)
 _EPS64 = float(np.finfo(np.float64).eps)
+
+
+@jit()
+def _clip(p, eps):
+    """``min(max(p, eps), 1 - eps)`` as Python computes it (float64; NaN stays NaN),
+    written out: the builtins are compiled functions of their own."""
+    q = eps if eps > p else p
+    return 1.0 - eps if 1.0 - eps < q else q
 
 
 @jit()
@@ -419,18 +425,18 @@ def loss_and_delta(P, Y, sw, rows, out_code, D):
             if out_code == OUT_IDENTITY:
                 li += 0.5 * (p - y) * (p - y)
             elif out_code == OUT_LOGISTIC:
-                pc = min(max(p, eps), 1.0 - eps)
+                pc = _clip(p, eps)
                 if y != 0:
-                    li -= y * np.log(pc)
+                    li -= y * math.log(pc)
                 if y != 1:
-                    li -= (1.0 - y) * np.log(1.0 - pc)
+                    li -= (1.0 - y) * math.log(1.0 - pc)
             elif out_code == OUT_SOFTMAX:
                 if y != 0:
-                    li -= y * np.log(min(max(p, eps), 1.0 - eps))
+                    li -= y * math.log(_clip(p, eps))
             else:
                 li += p - y
                 if y > 0:
-                    li += y * np.log(y / p)
+                    li += y * math.log(y / p)
         total += s * li
     return total
 
@@ -507,10 +513,9 @@ def backward(data, rows, w, net, bufs, bn_run, grad, accumulate):
             if res[l]:
                 # h_{l+1} = a + h_l: the gradient reaching h_{l+1} also flows
                 # straight into h_l.
-                Gres = _view(deltas, off, B, fo)
-                for i in range(B):
-                    for j in range(fi):
-                        Gprev[i, j] += Gres[i, j]
+                gp, gres = flat_view(Gprev), flat_view(_view(deltas, off, B, fo))
+                for k in range(B * fi):
+                    gp[k] += gres[k]
 
 
 @jit(entry=True)
@@ -531,27 +536,26 @@ def full_loss_grad(data, w, net, bufs, bn_run, penalty, bn_momentum, grad, gnorm
     sw_sum = 0.0
     for i in range(n):
         sw_sum += data.sw[i]
-    rows_all = np.arange(n)
     total = 0.0
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
-    rng = np.zeros(1, dtype=np.uint64)
+    rng, ridx = bufs.rng, bufs.ridx  # scratch (no mask is drawn: rng is unused)
     train = chunk > 0  # True (run-time flags: see the module docstring)
     sample_mask = chunk < 0  # False: dropout uses the masks in the buffer
     for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        rows = rows_all[start:stop]
+        stop = start + chunk if start + chunk < n else n
         B = stop - start
+        rows = ridx[:B]
+        for i in range(B):
+            rows[i] = start + i
         forward(data, rows, w, net, train, sample_mask, bn_momentum, rng, bufs, bn_run)
         P = _view(bufs.acts, chunk * act_off[last], B, n_out)
         D = _view(bufs.deltas, chunk * act_off[last], B, n_out)
         total += loss_and_delta(P, data.Y, data.sw, rows, net.out_code, D)
         backward(data, rows, w, net, bufs, bn_run, grad, start > 0)
     _fill(gnorm, 0.0)
-    blocks = param_blocks(sizes, net.coef_off, w.shape[0])
-    part = np.empty((blocks.shape[0], 4))
     value, _ = finish_blocks(
-        blocks, w, grad, penalty.alpha, penalty.l1_ratio, sw_sum, part, gnorm, 0.0
+        net.blocks, w, grad, penalty.alpha, penalty.l1_ratio, sw_sum, bufs.part, gnorm, 0.0
     )
     return total / sw_sum + value
 
@@ -565,12 +569,13 @@ def predict(data, row0, row1, w, net, bufs, bn_run, out):
     n_out = net.sizes[net.sizes.shape[0] - 1]
     last = net.act_off.shape[0] - 1
     chunk = bufs.rows
-    rows_all = np.arange(row0, row1)
-    rng = np.zeros(1, dtype=np.uint64)
+    rng, ridx = bufs.rng, bufs.ridx  # scratch (no mask is drawn: rng is unused)
     off = chunk < 0  # False (run-time flag: see the module docstring)
     for start in range(row0, row1, chunk):
-        stop = min(start + chunk, row1)
-        rows = rows_all[start - row0 : stop - row0]
+        stop = start + chunk if start + chunk < row1 else row1
+        rows = ridx[: stop - start]
+        for i in range(stop - start):
+            rows[i] = start + i
         forward(data, rows, w, net, off, off, 0.0, rng, bufs, bn_run)
         P = _view(bufs.acts, chunk * net.act_off[last], stop - start, n_out)
         _copy2d(P, out[start:stop])
@@ -591,14 +596,16 @@ def predict_chunks(data, row0, row1, w, net, bufs, bn_run, out):
     n_chunks = (row1 - row0 + chunk - 1) // chunk
     for c in prange(n_chunks):
         start = row0 + c * chunk
-        stop = min(start + chunk, row1)
-        rows = np.arange(start, stop)
-        rng = np.zeros(1, dtype=np.uint64)
+        stop = start + chunk if start + chunk < row1 else row1
         own = Buffers(
             chunk, np.empty_like(bufs.X0), np.empty_like(bufs.acts),
             np.empty_like(bufs.deltas), np.empty_like(bufs.fa), np.empty_like(bufs.masks),
             np.empty_like(bufs.bnz), np.empty_like(bufs.bnstat), np.empty_like(bufs.dz),
+            np.empty_like(bufs.ridx), np.empty_like(bufs.rng), np.empty_like(bufs.part),
         )  # fmt: skip
-        forward(data, rows, w, net, off, off, 0.0, rng, own, bn_run)
+        rows = own.ridx[: stop - start]
+        for i in range(stop - start):
+            rows[i] = start + i
+        forward(data, rows, w, net, off, off, 0.0, own.rng, own, bn_run)
         P = _view(own.acts, chunk * net.act_off[last], stop - start, n_out)
         _copy2d(P, out[start:stop])

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._kernels import ACTIVATION_CODES
 from ._records import Net
+from ._update import param_blocks
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -131,7 +132,8 @@ class Layout:
         Its arrays are read-only views (also after unpickling), so kernels see
         one array type; ``drop_p`` (per-transition dropout probabilities, read-only
         float64), ``out_code`` (the output activation) and ``tune`` (when a matrix
-        product is split over threads: ``skbp._matmul.tune_array``) complete it.
+        product is split over threads: ``skbp._matmul.tune_array``) complete it,
+        and the update's parameter blocks (made once, with the views).
         """
         views = self.__dict__.get("_views")
         if views is None:  # made once; views share memory with the arrays
@@ -142,11 +144,20 @@ class Layout:
                 v.flags.writeable = False
                 views.append(v)
             self._views = views = tuple(views)
-        return Net(*views, tune, drop_p, int(out_code))
+        return Net(*views, tune, drop_p, int(out_code), self.param_blocks())
+
+    def param_blocks(self) -> np.ndarray:
+        """The blocks an update sweeps (``skbp._update.param_blocks``), read-only, made once."""
+        blocks = self.__dict__.get("_blocks")
+        if blocks is None:
+            blocks = self._blocks = param_blocks(self.sizes, self.coef_off, self.n_params)
+            blocks.flags.writeable = False
+        return blocks
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_views", None)
+        state.pop("_blocks", None)
         return state
 
     def unpack(self, w: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -44,7 +44,7 @@ import os
 import numpy as np
 from numba import prange, types
 
-from ._jit import flat_view, jit
+from ._jit import blas_scalars, flat_view, jit
 from ._threads import parallel_available
 
 #: a product is split when it has at least this many multiply-adds ...
@@ -90,10 +90,10 @@ def n_blocks(M, K, N, tune):
     """
     if M * K * N < tune[0]:
         return 1
-    nb = max(M, N) // tune[1]
+    nb = (M if M > N else N) // tune[1]  # (the builtins min and max compile functions)
     if nb < 2:
         return 1
-    return min(nb, tune[2])
+    return nb if nb < tune[2] else tune[2]
 
 
 @jit()
@@ -259,9 +259,7 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     if K == 0 or M * K * N <= tune[3]:
         _small_matmul(X, trans_x, Y, trans_y, C, accumulate)
         return
-    scal = np.ones(2, dtype=C.dtype)
-    if not accumulate:
-        scal[1] = 0.0
+    scal = blas_scalars(C, 1.0 if accumulate else 0.0)  # BLAS's alpha and beta
     nb = n_blocks(M, K, N, tune)
     if nb > 1:
         _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, split_rows(M, N))

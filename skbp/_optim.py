@@ -11,6 +11,8 @@ The optimizer state (velocity or moments, Adam's step count) lives in arrays the
 estimator owns, so ``partial_fit`` continues exactly where the last call stopped.
 """
 
+import math
+
 import numpy as np
 
 from ._jit import jit
@@ -47,7 +49,7 @@ def adam_step(w, grad, m, v, t, lr, beta_1, beta_2, epsilon, scale):
     at twice the width: measured 3x faster on a 5,600-parameter network).
     """
     f = w.dtype.type
-    lr_t = f(lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
+    lr_t = f(lr * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
     b1, c1 = f(beta_1), f(1.0 - beta_1)
     b2, c2 = f(beta_2), f(1.0 - beta_2)
     eps, scale = f(epsilon), f(scale)
@@ -57,7 +59,7 @@ def adam_step(w, grad, m, v, t, lr, beta_1, beta_2, epsilon, scale):
         vk = b2 * v[k] + c2 * g * g
         m[k] = mk
         v[k] = vk
-        w[k] -= lr_t * mk / (np.sqrt(vk) + eps)
+        w[k] -= lr_t * mk / (math.sqrt(vk) + eps)
 
 
 class OptimizerState:

@@ -14,9 +14,13 @@ from collections import namedtuple
 #: parameters start in the flat vector ``w``; where its outputs start in a row
 #: of the activation buffers; hidden activation codes; residual flags (1 where
 #: ``h_{l+1} = ... + h_l``); the matrix-product tuning (``skbp._matmul``);
-#: dropout probabilities; the output activation's code.  (Whether the network
-#: has batch norm is said by the kernels' ``bn_run`` argument: ``None`` without.)
-Net = namedtuple("Net", "sizes coef_off int_off act_off bn_off codes res tune drop_p out_code")
+#: dropout probabilities; the output activation's code; the blocks of the
+#: parameter vector an update sweeps (``skbp._update.param_blocks``).  (Whether
+#: the network has batch norm is said by the kernels' ``bn_run`` argument:
+#: ``None`` without.)
+Net = namedtuple(
+    "Net", "sizes coef_off int_off act_off bn_off codes res tune drop_p out_code blocks"
+)
 
 #: Rows to train on or predict: a dense ``Xd`` or the CSR arrays ``Xdat``,
 #: ``Xind``, ``Xptr`` (the unused form has size 0; ``sparse`` says which), the
@@ -30,7 +34,11 @@ Data = namedtuple("Data", "Xd Xdat Xind Xptr sparse Y sw")
 #: ``masks`` (dropout scales), ``bnz`` and ``bnstat`` (batch norm's normalised
 #: values and batch statistics), ``dz`` (one layer's gradient w.r.t. its
 #: pre-activation) and ``X0`` (gathered dense input rows).  Unused: size 0.
-Buffers = namedtuple("Buffers", "rows X0 acts deltas fa masks bnz bnstat dz")
+#: Then scratch the kernels would otherwise allocate (each allocation is a
+#: compiled specialisation of its own: compile time): ``ridx`` (``rows`` row
+#: indices), ``rng`` (a generator state for passes that draw no dropout mask)
+#: and ``part`` (float64 partial sums, one row of 4 per parameter block).
+Buffers = namedtuple("Buffers", "rows X0 acts deltas fa masks bnz bnstat dz ridx rng part")
 
 #: The penalty ``alpha * (l1_ratio * ||W||_1 + (1 - l1_ratio) / 2 * ||W||^2)``
 #: and gradient clipping (``max_grad_norm <= 0``: off).

@@ -22,6 +22,8 @@ size alone, so both give the same bits for a given network whatever the
 thread count.
 """
 
+import math
+
 import numpy as np
 from numba import prange
 
@@ -38,31 +40,23 @@ _GRAD_SQ, _PEN_SQ, _PEN_ABS, _FIN_SQ = 0, 1, 2, 3
 _FINISH, _STEP, _BOTH = 0, 1, 2
 
 
-@jit()
 def param_blocks(sizes, coef_off, n_params):
     """``(n_blocks, 3)`` table of ``start, stop, layer`` (``-1`` past the weights).
 
     Each weight matrix is cut into blocks of :data:`BLOCK` entries; the rest of
-    the vector (biases, batch norm) follows in blocks of its own.
+    the vector (biases, batch norm) follows in blocks of its own.  Plain NumPy:
+    made once per network (``skbp._layout.Layout.net``), so the kernels
+    allocate nothing (an allocation is a compiled specialisation of its own).
     """
-    n_trans = sizes.shape[0] - 1
-    n = 0
+    n_trans = len(sizes) - 1
+    rows = []
     for l in range(n_trans):
-        n += (sizes[l] * sizes[l + 1] + BLOCK - 1) // BLOCK
-    n_coef = coef_off[n_trans - 1] + sizes[n_trans - 1] * sizes[n_trans]
-    n += (n_params - n_coef + BLOCK - 1) // BLOCK
-    out = np.empty((n, 3), dtype=np.int64)
-    b = 0
-    for l in range(n_trans):
-        start = coef_off[l]
-        stop = start + sizes[l] * sizes[l + 1]
-        for s in range(start, stop, BLOCK):
-            out[b, 0], out[b, 1], out[b, 2] = s, min(s + BLOCK, stop), l
-            b += 1
-    for s in range(n_coef, n_params, BLOCK):
-        out[b, 0], out[b, 1], out[b, 2] = s, min(s + BLOCK, n_params), -1
-        b += 1
-    return out
+        start = int(coef_off[l])
+        stop = start + int(sizes[l]) * int(sizes[l + 1])
+        rows += [(s, min(s + BLOCK, stop), l) for s in range(start, stop, BLOCK)]
+    n_coef = int(coef_off[n_trans - 1]) + int(sizes[n_trans - 1]) * int(sizes[n_trans])
+    rows += [(s, min(s + BLOCK, n_params), -1) for s in range(n_coef, n_params, BLOCK)]
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
 @jit()
@@ -155,7 +149,7 @@ def _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm):
     for b in range(blocks.shape[0]):
         if blocks[b, 2] != layer:
             if layer >= 0:
-                gnorm[layer] += inv * np.sqrt(g2)
+                gnorm[layer] += inv * math.sqrt(g2)
             layer = blocks[b, 2]
             g2 = 0.0
         g2 += part[b, _GRAD_SQ]
@@ -163,10 +157,10 @@ def _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm):
         ab += part[b, _PEN_ABS]
         f2 += part[b, _FIN_SQ]
     if layer >= 0:
-        gnorm[layer] += inv * np.sqrt(g2)
+        gnorm[layer] += inv * math.sqrt(g2)
     scale = 1.0
     if max_grad_norm > 0:
-        norm = np.sqrt(f2)
+        norm = math.sqrt(f2)
         if norm > max_grad_norm:
             scale = max_grad_norm / norm
     return (0.5 * a2 * sq + a1 * ab) * inv, scale
@@ -193,7 +187,7 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt):
     if max_grad_norm > 0:
         value, clip = finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
                                     max_grad_norm)  # fmt: skip
-        step_blocks(blocks, w, grad, clip, opt)
+        step_blocks(blocks, w, grad, clip, opt, part)
         return value
     inv = 1.0 / sw_sum
     a1 = alpha * l1_ratio
@@ -235,16 +229,16 @@ def _sweep_parallel(op, blocks, w, grad, a1, a2, inv, part, scale, solver, m, v,
 
 
 @jit()
-def step_blocks(blocks, w, grad, scale, opt):
+def step_blocks(blocks, w, grad, scale, opt, part):
     """One optimizer step on ``scale * grad``: ``skbp._optim``'s rules, block by block.
 
     ``opt.t[0]`` is Adam's step number after this update (1-based); unused for SGD.
+    ``part`` (the partial sums of :func:`finish_blocks`) is passed along unused.
     """
     # the optimizer's scalars as the sweeps take them (Adam's step number read now)
     hp = (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon)
     solver, m, v = opt.solver, opt.m, opt.v
     if w.shape[0] >= PAR_MIN_PARAMS:
-        part = np.empty((0, 4))  # unused by _STEP
         _sweep_parallel(np.int64(_STEP), blocks, w, grad, 0.0, 0.0, 0.0, part, scale, solver, m,
                         v, hp)  # fmt: skip
     else:

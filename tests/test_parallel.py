@@ -188,7 +188,7 @@ def test_step_blocks_matches_the_optimizer_rules(solver, n):
     m0, v0 = rng.standard_normal(n), rng.random(n)
     blocks = param_blocks(sizes, coef_off, n)
     w, m, v = w0.copy(), m0.copy(), v0.copy()
-    step_blocks(blocks, w, g, 0.5, _opt(solver, m, v, 3))
+    step_blocks(blocks, w, g, 0.5, _opt(solver, m, v, 3), np.empty((len(blocks), 4)))
     wr, mr, vr = w0.copy(), m0.copy(), v0.copy()
     if solver == SOLVER_SGD:
         sgd_step(wr, 0.5 * g, mr, 0.01, 0.9, True, 1.0)
@@ -229,7 +229,7 @@ def test_one_sweep_update_equals_finish_then_step(dtype, solver, parallel, monke
         wr, mr, vr, gr = w0.copy(), m0.copy(), v0.copy(), g.copy()
         pr, nr = np.empty_like(part), np.zeros(3)
         ref_pen, clip = finish_blocks.py_func(blocks, wr, gr, 0.3, 0.25, 50.0, pr, nr, max_norm)
-        step_blocks.py_func(blocks, wr, gr, clip, _opt(solver, mr, vr, 3))
+        step_blocks.py_func(blocks, wr, gr, clip, _opt(solver, mr, vr, 3), pr)
         assert (clip < 1.0) == (max_norm > 0)
         # the same arithmetic; two compiled loops may contract multiply-adds differently
         rtol = 1e-6 if dtype == np.float32 else 1e-12
