@@ -164,6 +164,7 @@ class Workspace:
             ridx=np.empty(rows, dtype=np.int64),
             rng=np.zeros(1, dtype=np.uint64),
             part=np.empty((len(layout.param_blocks()), 4)),
+            bnsum=np.empty(2 * layout.max_hidden if layout.batch_norm else 0),
         )
         self.grad = np.empty(layout.n_params, dtype=dtype)
 

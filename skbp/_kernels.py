@@ -78,17 +78,9 @@ def _expit(z):
     return e / (1.0 + e)
 
 
-@jit()
-def _view(buf, start, n_rows, n_cols):
-    """Row-major ``(n_rows, n_cols)`` view of ``buf`` starting at ``start``.
-
-    Callers pass run-time integers (``np.int64(0)``, not ``0``): a literal
-    argument would give it a compiled version per literal.  Out of range raises
-    ``IndexError`` (one comparison; the view itself is :func:`skbp._jit.view_2d`).
-    """
-    if start < 0 or n_rows < 0 or n_cols < 0 or start + n_rows * n_cols > buf.shape[0]:
-        raise IndexError("skbp: work-buffer view out of range")
-    return view_2d(buf, start, n_rows, n_cols)
+#: Row-major ``(n_rows, n_cols)`` view of a work buffer from ``start``; out of
+#: range raises ``IndexError`` (:func:`skbp._jit.view_2d`).
+_view = view_2d
 
 
 @jit()
@@ -291,13 +283,14 @@ def _batch_norm(Z, gamma, beta, train, momentum, sw, rows, Zhat, mean, invstd, r
 
 
 @jit()
-def _batch_norm_grad(D, Zhat, gamma, invstd, sw, rows, ggamma, gbeta, accumulate):
+def _batch_norm_grad(D, Zhat, gamma, invstd, sw, rows, ggamma, gbeta, accumulate, s1, s2):
     """Backward of (weighted) batch norm in place: ``D`` goes from dL/dy to dL/dz.
 
     With ``g = dy * gamma``, weights ``s`` and ``S = sum(s)``:
     ``dz_i = invstd * (g_i - s_i / S * sum(g) - s_i * zhat_i / S * sum(g * zhat))``
     (the batch mean and variance depend on every row); unit weights give the
-    classic ``invstd / B * (B g - sum(g) - zhat * sum(g * zhat))``.
+    classic ``invstd / B * (B g - sum(g) - zhat * sum(g * zhat))``.  ``s1`` and
+    ``s2`` (float64, one entry per column) receive the two sums.
     """
     B, m = D.shape
     if not accumulate:
@@ -307,8 +300,8 @@ def _batch_norm_grad(D, Zhat, gamma, invstd, sw, rows, ggamma, gbeta, accumulate
     S = 0.0
     for i in range(B):
         S += sw[rows[i]]
-    s1 = np.zeros(m)
-    s2 = np.zeros(m)
+    _fill(s1, 0.0)
+    _fill(s2, 0.0)
     for i in range(B):
         for j in range(m):
             dy = D[i, j]
@@ -453,7 +446,7 @@ def backward(data, rows, w, net, bufs, bn_run, grad, accumulate):
     sizes, coef_off, int_off, act_off = net.sizes, net.coef_off, net.int_off, net.act_off
     bn_off, codes, res, tune, drop_p = net.bn_off, net.codes, net.res, net.tune, net.drop_p
     acts, deltas, fa, masks, bnz = bufs.acts, bufs.deltas, bufs.fa, bufs.masks, bufs.bnz
-    bnstat, dz, X0 = bufs.bnstat, bufs.dz, bufs.X0
+    bnstat, dz, X0, bnsum = bufs.bnstat, bufs.dz, bufs.X0, bufs.bnsum
     B = rows.shape[0]
     B_max = bufs.rows
     n_trans = sizes.shape[0] - 1
@@ -480,7 +473,7 @@ def backward(data, rows, w, net, bufs, bn_run, grad, accumulate):
                 _batch_norm_grad(
                     D, _view(bnz, off, B, fo), w[b0 : b0 + fo],
                     bnstat[width + u : width + u + fo], data.sw, rows, grad[b0 : b0 + fo],
-                    grad[b0 + fo : b0 + 2 * fo], accumulate,
+                    grad[b0 + fo : b0 + 2 * fo], accumulate, bnsum[:fo], bnsum[fo : 2 * fo],
                 )  # fmt: skip
         gW = _view(grad, coef_off[l], fi, fo)
         gb = grad[int_off[l] : int_off[l] + fo]
@@ -581,7 +574,7 @@ def predict(data, row0, row1, w, net, bufs, bn_run, out):
         _copy2d(P, out[start:stop])
 
 
-@jit(entry=True, parallel=True)
+@jit(entry=True, parallel=True, _nrt=True)  # it allocates: needs NRT
 def predict_chunks(data, row0, row1, w, net, bufs, bn_run, out):
     """:func:`predict` with the ``bufs.rows``-row chunks spread over threads.
 
@@ -602,6 +595,7 @@ def predict_chunks(data, row0, row1, w, net, bufs, bn_run, out):
             np.empty_like(bufs.deltas), np.empty_like(bufs.fa), np.empty_like(bufs.masks),
             np.empty_like(bufs.bnz), np.empty_like(bufs.bnstat), np.empty_like(bufs.dz),
             np.empty_like(bufs.ridx), np.empty_like(bufs.rng), np.empty_like(bufs.part),
+            np.empty_like(bufs.bnsum),
         )  # fmt: skip
         rows = own.ridx[: stop - start]
         for i in range(stop - start):

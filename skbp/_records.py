@@ -37,8 +37,9 @@ Data = namedtuple("Data", "Xd Xdat Xind Xptr sparse Y sw")
 #: Then scratch the kernels would otherwise allocate (each allocation is a
 #: compiled specialisation of its own: compile time): ``ridx`` (``rows`` row
 #: indices), ``rng`` (a generator state for passes that draw no dropout mask)
-#: and ``part`` (float64 partial sums, one row of 4 per parameter block).
-Buffers = namedtuple("Buffers", "rows X0 acts deltas fa masks bnz bnstat dz ridx rng part")
+#: ``part`` (float64 partial sums, one row of 4 per parameter block) and
+#: ``bnsum`` (batch norm's float64 column sums, twice the widest hidden layer).
+Buffers = namedtuple("Buffers", "rows X0 acts deltas fa masks bnz bnstat dz ridx rng part bnsum")
 
 #: The penalty ``alpha * (l1_ratio * ||W||_1 + (1 - l1_ratio) / 2 * ||W||^2)``
 #: and gradient clipping (``max_grad_norm <= 0``: off).

@@ -25,11 +25,12 @@ KERNELS = textwrap.dedent(
     import numpy as np
     from skbp._jit import jit
 
-    @jit(entry=True)
+    @jit(entry=True, _nrt=True)
     def squares(x):
-        # an array allocated in compiled code and returned: Numba's runtime (NRT),
-        # which a process that only loads cached code must still have set up
-        # (measured: without it this call segfaults)
+        # an array allocated in compiled code and returned: Numba's runtime (NRT;
+        # skbp's kernels go without it, except predict_chunks), which a process
+        # that only loads cached code must still have set up (measured: without
+        # it this call segfaults)
         y = np.empty_like(x)
         for i in range(x.shape[0]):
             y[i] = x[i] * x[i]

@@ -110,13 +110,15 @@ def test_only_entry_kernels_get_a_python_wrapper():
 _DYNAMIC_KERNELS = """
 from skbp._jit import jit
 
-@jit()
+# run-time exception arguments need Numba's runtime (NRT), which skbp's kernels
+# go without (they raise constant messages only)
+@jit(_nrt=True)
 def _checked(n):
     if n < 0:
         raise ValueError("bad value", n)  # run-time arguments: needs the environment
     return 2 * n
 
-@jit(entry=True)
+@jit(entry=True, _nrt=True)
 def double(n):
     return _checked(n)
 """
@@ -162,7 +164,7 @@ def _scaled(x, out):
     for i in prange(x.shape[0]):
         out[i] = 2.0 * x[i] + i
 
-@jit(entry=True)
+@jit(entry=True, _nrt=True)  # it allocates (as predict_chunks): needs NRT
 def scaled(x):
     out = np.empty_like(x)
     _scaled(x, out)
