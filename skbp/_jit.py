@@ -23,8 +23,10 @@ Every kernel is decorated at module level with :data:`JIT_OPTIONS`, so that
   every field read and call -- a few hundred per mini-batch.  Measured on the
   2-core machine, alternating with the code that counted: a default digits
   fit 1.6x faster, small-batch Adam on (64,) 1.25-1.45x, one-row SGD 1.2x,
-  wide networks the same; the same weights bit for bit.  The one kernel that
-  allocates (``predict_chunks``, per-thread buffers) counts.
+  wide networks the same.  Adam and L-BFGS fits give the same weights bit
+  for bit; SGD with momentum differs in the last bits (multiply-adds
+  contracted differently: 1e-15 on float64 weights after 2 epochs).  The one
+  kernel that allocates (``predict_chunks``, per-thread buffers) counts.
 
 Kernels only ever see C-contiguous float32/float64 arrays, int64 index arrays,
 Python scalars and integer option codes, so each kernel has at most two
