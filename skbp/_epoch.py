@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ._jit import jit
-from ._kernels import _view, backward, forward, loss_and_delta, splitmix64
+from ._kernels import _view, backward, forward, loss_and_delta, prefetch_rows, splitmix64
 from ._optim import SOLVER_SGD
 from ._update import update_blocks
 
@@ -95,6 +95,8 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
         if sw_sum <= 0.0:
             # Every row of this batch has zero weight: nothing to learn from.
             continue
+        # the next batch's rows arrive while this one trains
+        prefetch_rows(data, idx, stop, stop + batch_size if stop + batch_size < n else n)
         forward(data, rows, w, net, on, on, BN_MOMENTUM, rng, bufs, bn_run)
         P = _view(acts, B_max * act_off[last], B, n_out)
         D = _view(deltas, B_max * act_off[last], B, n_out)

@@ -21,9 +21,11 @@ Every kernel is decorated at module level with :data:`JIT_OPTIONS`, so that
   ``skbp._records``) and never returns an array, so the counts bought nothing;
   they cost an atomic increment and decrement per array a record carries, at
   every field read and call -- a few hundred per mini-batch.  Measured on the
-  2-core machine, alternating with the code that counted: a default digits
-  fit 1.6x faster, small-batch Adam on (64,) 1.25-1.45x, one-row SGD 1.2x,
-  wide networks the same.  Adam and L-BFGS fits give the same weights bit
+  2-core machine, fresh processes alternating with the code that counted:
+  float64 batch-32 Adam fits on 6,400 x 30 rows with (32,), (64,) and (64, 32)
+  hidden units went from 176-206, 292 and 519-524 ms to 118, 191 and 370 ms;
+  a default digits fit and one-row SGD stayed within the machine's noise
+  (``benchmarks/RESULTS.md``).  Adam and L-BFGS fits give the same weights bit
   for bit; SGD with momentum differs in the last bits (multiply-adds
   contracted differently: 1e-15 on float64 weights after 2 epochs).  The one
   kernel that allocates (``predict_chunks``, per-thread buffers) counts.
@@ -56,6 +58,7 @@ internal kernel from Python still works (tests do): :class:`_InternalDispatcher`
 compiles a twin with a wrapper on first use, in memory.
 """
 
+from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
@@ -214,5 +217,29 @@ def blas_scalars(typingctx, like, beta):
             meminfo=None, parent=None,
         )  # fmt: skip
         return out._getvalue()
+
+    return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, index):
+    """Ask the processor to start loading the cache line of ``arr[index]`` (1-D).
+
+    A hint (``llvm.prefetch``, for reading, kept in every cache level): no
+    effect on results, and an index out of range does no harm.
+    """
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(index, types.Integer)):
+        return None
+    sig = types.none(arr, index)
+
+    def codegen(context, builder, sig, args):
+        ary = make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [i]), cgutils.voidptr_t)
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
 
     return sig, codegen
