@@ -238,7 +238,9 @@ def prefetch(typingctx, arr, index):
         ptr = builder.bitcast(builder.gep(ary.data, [i]), cgutils.voidptr_t)
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # named as this llvmlite names pointer types (an LLVM with opaque
+        # pointers reads the older name too)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [cgutils.voidptr_t], fnty)
         builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
 
