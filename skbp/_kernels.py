@@ -247,7 +247,7 @@ def _first_layer(data, rows, X0, W, Z, tune):
     else:
         Xd = data.Xd
         n_in = Xd.shape[1]
-        A = _view(X0, np.int64(0), B, n_in)
+        A = _view(X0, 0, B, n_in)
         for i in range(B):
             r = rows[i]
             for j in range(n_in):
@@ -487,7 +487,7 @@ def backward(data, rows, w, net, bufs, bn_run, grad, accumulate):
             D = _view(deltas, off, B, fo)
         else:
             G = _view(deltas, off, B, fo)
-            D = _view(dz, np.int64(0), B, fo)
+            D = _view(dz, 0, B, fo)
             F = _view(fa, off, B, fo) if use_fa else _view(acts, off, B, fo)
             dropping = drop_p[l] > 0
             M = _view(masks, off, B, fo) if dropping else D
@@ -520,7 +520,7 @@ def backward(data, rows, w, net, bufs, bn_run, grad, accumulate):
                         gW[c, j] += v * D[i, j]
         else:
             if l == 0:
-                A = _view(X0, np.int64(0), B, fi)
+                A = _view(X0, 0, B, fi)
             else:
                 A = _view(acts, B_max * act_off[l - 1], B, fi)
             matmul(A, T, D, N, gW, accumulate, tune)  # dW = H^T D

@@ -136,18 +136,24 @@ except ValueError as e:
 """
 
 
-def test_internal_kernels_raise_with_run_time_arguments(tmp_path):
-    """An internal kernel (compiled for linking only) that raises with run-time
-    arguments gives the real exception, compiled fresh and loaded from the cache."""
-    (tmp_path / "dyn_kernels.py").write_text(_DYNAMIC_KERNELS)
+def _cold_then_warm(tmp_path, module, kernels, child):
+    """Write ``kernels`` as ``module``, run ``child`` in two fresh processes on one
+    empty cache (compiled, then loaded); the last line each printed."""
+    (tmp_path / f"{module}.py").write_text(kernels)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    outs = [
+    return [
         subprocess.run(
-            [sys.executable, "-c", _DYNAMIC_CHILD, str(tmp_path)], env=env, capture_output=True,
+            [sys.executable, "-c", child, str(tmp_path)], env=env, capture_output=True,
             text=True, check=True,
         ).stdout.strip().splitlines()[-1]
         for _ in range(2)  # cold, then warm
     ]  # fmt: skip
+
+
+def test_internal_kernels_raise_with_run_time_arguments(tmp_path):
+    """An internal kernel (compiled for linking only) that raises with run-time
+    arguments gives the real exception, compiled fresh and loaded from the cache."""
+    outs = _cold_then_warm(tmp_path, "dyn_kernels", _DYNAMIC_KERNELS, _DYNAMIC_CHILD)
     assert outs == [
         "('bad value', -3) 8 {'loaded': 0, 'compiled': 1}",
         "('bad value', -3) 8 {'loaded': 1, 'compiled': 0}",
@@ -198,13 +204,5 @@ def test_a_parallel_loop_is_compiled_once_inside_its_entry_kernel(tmp_path):
     libraries of their own; inside skbp's kernels they are link-only: only the
     entry kernel that contains them becomes machine code (compile time).  The
     loop gives the right numbers compiled fresh and loaded from the cache."""
-    (tmp_path / "par_kernels.py").write_text(_PARALLEL_KERNELS)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    outs = [
-        subprocess.run(
-            [sys.executable, "-c", _PARALLEL_CHILD, str(tmp_path)], env=env, capture_output=True,
-            text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
-        for _ in range(2)  # cold, then warm
-    ]  # fmt: skip
+    outs = _cold_then_warm(tmp_path, "par_kernels", _PARALLEL_KERNELS, _PARALLEL_CHILD)
     assert outs == ["True []", "True []"]
