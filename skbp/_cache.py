@@ -280,6 +280,6 @@ def install(dispatcher):
 
 def cache_folder():
     """Where skbp's kernels are cached in this process (``None``: not cached)."""
-    from . import _kernels
+    from . import _epoch
 
-    return _kernels.predict._cache._cache_path
+    return _epoch.run_epoch._cache._cache_path

@@ -2,7 +2,7 @@
 
 For container images and CI set-ups: one command fills the on-disk cache for
 both dtypes and every kernel family (training epochs, the full-batch loss and
-gradient for L-BFGS, prediction serial and in parallel chunks, dense and sparse
+gradient for L-BFGS (prediction runs the training kernel), dense and sparse
 input, the toolkit options), so that no user process compiles anything.
 """
 
@@ -64,29 +64,15 @@ def _exercise(dtype: type[np.floating]) -> None:
         BPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", loss="poisson", max_iter=2).fit(
             X, np.abs(t)
         )
-    _default_path(dtype)  # with the parallel twin of prediction
-
-
-class _TwoThreads:
-    """A stand-in governor that asks for the parallel path at every step."""
-
-    n_max = 2
-
-    def threads(self) -> int:
-        return 2
-
-    def record(self, *args: object) -> None:
-        pass
+    _default_path(dtype)
 
 
 def _default_path(dtype: type[np.floating]) -> None:
-    """What a default fit, ``predict`` (many rows, in parallel chunks too, however
-    few cores) and a one-row ``predict`` reach in ``dtype``."""
+    """What a default fit, ``predict`` and a one-row ``predict`` reach in ``dtype``
+    (prediction runs training's kernel, serially or from several threads)."""
     from sklearn.exceptions import ConvergenceWarning
 
-    from ._data import Problem
     from ._estimators import BPClassifier
-    from ._predict import network_output
 
     rng = np.random.RandomState(0)
     X = rng.standard_normal((600, 6)).astype(dtype)
@@ -96,7 +82,6 @@ def _default_path(dtype: type[np.floating]) -> None:
         clf = BPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
     clf.predict(X)
     clf.predict(X[:1])
-    network_output(clf, Problem(X, X.dtype), gov=_TwoThreads())
 
 
 def precompile(dtype: str | Iterable[str] = "float64", everything: bool = False) -> float:
@@ -113,7 +98,7 @@ def precompile(dtype: str | Iterable[str] = "float64", everything: bool = False)
         The dtype(s) of the data you will fit (float32 input trains in float32).
     everything : bool, default=False
         ``False``: the kernels a default fit and prediction use (mini-batch
-        training, prediction serial and in parallel chunks).  ``True``: every
+        training, which prediction shares).  ``True``: every
         kernel family (L-BFGS's full-batch gradient, sparse input, the toolkit
         options), as ``python -m skbp compile``.
 

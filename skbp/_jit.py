@@ -27,8 +27,7 @@ Every kernel is decorated at module level with :data:`JIT_OPTIONS`, so that
   a default digits fit and one-row SGD stayed within the machine's noise
   (``benchmarks/RESULTS.md``).  Adam and L-BFGS fits give the same weights bit
   for bit; SGD with momentum differs in the last bits (multiply-adds
-  contracted differently: 1e-15 on float64 weights after 2 epochs).  The one
-  kernel that allocates (``predict_chunks``, per-thread buffers) counts.
+  contracted differently: 1e-15 on float64 weights after 2 epochs).
 
 Kernels only ever see C-contiguous float32/float64 arrays, int64 index arrays,
 Python scalars and integer option codes, so each kernel has at most two
@@ -36,7 +35,7 @@ compiled versions (float32 and float64).
 
 Compile time (issue 9's cold first use): only the *entry* kernels, those the
 Python layer calls (``jit(entry=True)``: ``run_epoch``, ``full_loss_grad``,
-``predict``, ``predict_chunks``, and ``skbp._threads._probe``), are complete
+and ``skbp._threads._probe``; prediction runs ``run_epoch``), are complete
 functions: a CPython wrapper that converts Python arguments, machine code, an
 entry in the on-disk cache.
 Every other kernel is only ever called from compiled code, which links its

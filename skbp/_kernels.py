@@ -1,4 +1,4 @@
-"""Compiled kernels: forward pass, loss, backward pass, full-batch gradient, predict.
+"""Compiled kernels: forward pass, loss, backward pass, full-batch gradient.
 
 Conventions shared by every kernel (the records are ``skbp._records``):
 
@@ -33,11 +33,9 @@ A hidden layer computes ``z = h W + b``, then (``batch_norm``) ``y = gamma *
 import math
 
 import numpy as np
-from numba import prange
 
 from ._jit import flat_view, jit, prefetch, view_2d
 from ._matmul import _zero, matmul
-from ._records import Buffers
 from ._update import finish_blocks
 
 # Hidden activations.
@@ -576,55 +574,3 @@ def full_loss_grad(data, w, net, bufs, bn_run, penalty, bn_momentum, grad, gnorm
         net.blocks, w, grad, penalty.alpha, penalty.l1_ratio, sw_sum, bufs.part, gnorm, 0.0
     )
     return total / sw_sum + value
-
-
-@jit(entry=True)
-def predict(data, row0, row1, w, net, bufs, bn_run, out):
-    """Network output for the rows ``[row0, row1)``, ``bufs.rows`` rows at a time, into ``out``.
-
-    Dropout is off and batch norm uses its running statistics: deterministic.
-    """
-    n_out = net.sizes[net.sizes.shape[0] - 1]
-    last = net.act_off.shape[0] - 1
-    chunk = bufs.rows
-    rng, ridx = bufs.rng, bufs.ridx  # scratch (no mask is drawn: rng is unused)
-    off = chunk < 0  # False (run-time flag: see the module docstring)
-    for start in range(row0, row1, chunk):
-        stop = start + chunk if start + chunk < row1 else row1
-        rows = ridx[: stop - start]
-        for i in range(stop - start):
-            rows[i] = start + i
-        forward(data, rows, w, net, off, off, 0.0, rng, bufs, bn_run)
-        P = _view(bufs.acts, chunk * net.act_off[last], stop - start, n_out)
-        _copy2d(P, out[start:stop])
-
-
-@jit(entry=True, parallel=True, _nrt=True)  # it allocates: needs NRT
-def predict_chunks(data, row0, row1, w, net, bufs, bn_run, out):
-    """:func:`predict` with the ``bufs.rows``-row chunks spread over threads.
-
-    Each chunk runs the same serial forward pass on work buffers of its own
-    (shaped like ``bufs``), so the output is the same, bit for bit, as
-    :func:`predict`'s for any number of threads.
-    """
-    n_out = net.sizes[net.sizes.shape[0] - 1]
-    last = net.act_off.shape[0] - 1
-    chunk = bufs.rows
-    off = chunk < 0  # False (run-time flag: see the module docstring)
-    n_chunks = (row1 - row0 + chunk - 1) // chunk
-    for c in prange(n_chunks):
-        start = row0 + c * chunk
-        stop = start + chunk if start + chunk < row1 else row1
-        own = Buffers(
-            chunk, np.empty_like(bufs.X0), np.empty_like(bufs.acts),
-            np.empty_like(bufs.deltas), np.empty_like(bufs.fa), np.empty_like(bufs.masks),
-            np.empty_like(bufs.bnz), np.empty_like(bufs.bnstat), np.empty_like(bufs.dz),
-            np.empty_like(bufs.ridx), np.empty_like(bufs.rng), np.empty_like(bufs.part),
-            np.empty_like(bufs.bnsum),
-        )  # fmt: skip
-        rows = own.ridx[: stop - start]
-        for i in range(stop - start):
-            rows[i] = start + i
-        forward(data, rows, w, net, off, off, 0.0, own.rng, own, bn_run)
-        P = _view(own.acts, chunk * net.act_off[last], stop - start, n_out)
-        _copy2d(P, out[start:stop])

@@ -2,27 +2,40 @@
 
 Dropout is off and batch norm uses its running statistics, so the output is
 deterministic; it is the same, bit for bit, whether the rows run serially, in
-governed steps or spread over threads (``skbp._kernels.predict_chunks``).
+governed steps or spread over threads.
+
+The compiled code is training's own (``skbp._epoch.run_epoch`` with a batch
+size of 0): the first prediction after a fit compiles nothing.  Spreading rows
+over threads calls that same machine code from a few Python threads at once
+(it releases the GIL), each on contiguous whole chunks of rows with work
+buffers of its own, rather than from a parallel kernel: a parallel kernel is
+one more kernel to compile (3-4 s cold), and one compiled apart from
+training's forward pass may round its last bits differently (LLVM optimises
+the forward pass in another context), which would make the output depend on
+the thread count.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._data import Workspace, empty_data, readonly
-from ._kernels import predict, predict_chunks
+from ._epoch import run_epoch
 from ._matmul import tune_array
+from ._records import Epoch, Optimizer, Penalty
 from ._steps import GovernedSteps
-from ._threads import parallel_available
+from ._threads import max_threads, parallel_available
 
 if TYPE_CHECKING:
     from ._base import BaseBP
     from ._data import Problem
-    from ._records import Data, Net
+    from ._records import Buffers, Data, Net
     from ._threads import ThreadGovernor
 
 #: rows per chunk for prediction and the full-batch (L-BFGS) gradient
@@ -67,6 +80,40 @@ def running_stats(est: BaseBP) -> np.ndarray | None:
     return est._bn_run if est._layout.batch_norm else None
 
 
+# What prediction passes for the training records of ``run_epoch`` (prediction
+# reads none of them): the same types as a fit's, so that the first prediction
+# after a fit runs the code the fit compiled.  Nothing is ever written to them.
+_NO_PENALTY = Penalty(0.0, 0.0, 0.0)
+_NO_INDEX = np.empty(0, dtype=np.int64)
+_NO_RNG = np.zeros(1, dtype=np.uint64)
+_NO_NORMS = np.empty(0, dtype=np.float64)
+_NO_SUMS = np.zeros(4, dtype=np.float64)
+_NO_OPTIMIZER = {}
+
+
+def _no_optimizer(dtype: np.dtype) -> Optimizer:
+    opt = _NO_OPTIMIZER.get(dtype)
+    if opt is None:
+        e = np.empty(0, dtype=dtype)
+        opt = Optimizer(0, 0.0, 0.0, False, 0.0, 0.0, 0.0, e, e, _NO_INDEX)
+        _NO_OPTIMIZER[dtype] = opt
+    return opt
+
+
+def predict_rows(
+    data: Data, row0: int, row1: int, w: np.ndarray, net: Net, bufs: Buffers,
+    bn_run: np.ndarray | None, out: np.ndarray,
+) -> None:  # fmt: skip
+    """Network outputs of the rows ``[row0, row1)`` of ``data`` into the same rows of ``out``.
+
+    ``out`` is C-contiguous ``(n_rows, n_outputs)`` in ``w``'s dtype.  The
+    compiled code is training's: ``skbp._epoch.run_epoch`` with a batch size
+    of 0 predicts, ``bufs.rows`` rows at a time.
+    """
+    epoch = Epoch(_NO_INDEX, False, _NO_RNG, 0, out.reshape(-1), _NO_NORMS, _NO_SUMS)
+    run_epoch(data, w, net, bufs, bn_run, _NO_PENALTY, _no_optimizer(w.dtype), epoch, row0, row1)
+
+
 _local = threading.local()
 
 
@@ -107,18 +154,75 @@ def network_output(est: BaseBP, problem: Problem, gov: ThreadGovernor | None = N
     return _output(est, problem.data(), problem.n_rows, gov)
 
 
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The threads that share a prediction step with its caller (made on first use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=max(1, max_threads() - 1), thread_name_prefix="skbp-predict"
+            )
+        return _pool
+
+
+def _forget_executor() -> None:
+    # a forked child has none of its parent's threads: it makes its own pool
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_executor)
+
+
+def _predict_spread(
+    data: Data, start: int, stop: int, n: int, w: np.ndarray, net: Net,
+    buffers: list[Buffers], bn_run: np.ndarray | None, out: np.ndarray,
+) -> None:  # fmt: skip
+    """The rows ``[start, stop)`` as ``n`` contiguous parts of whole chunks, one per thread.
+
+    The calling thread takes the first part.  Each part starts on a chunk
+    boundary (``start`` is one), so every row is computed in the very chunk,
+    and with the very code, that a serial prediction uses: the same bits.
+    """
+    chunk = buffers[0].rows
+    n_chunks = -(-(stop - start) // chunk)
+    n = min(n, n_chunks, len(buffers))
+    bounds = [min(stop, start + (i * n_chunks // n) * chunk) for i in range(n)] + [stop]
+    pool = _executor()
+    futures = [
+        pool.submit(predict_rows, data, bounds[i], bounds[i + 1], w, net, buffers[i], bn_run, out)
+        for i in range(1, n)
+    ]  # fmt: skip
+    try:
+        predict_rows(data, bounds[0], bounds[1], w, net, buffers[0], bn_run, out)
+    finally:
+        for f in futures:
+            f.result()
+
+
 def _output(est: BaseBP, data: Data, n_rows: int, gov: ThreadGovernor | None = None) -> np.ndarray:
     w = est._packed_params()
     chunk = min(CHUNK_ROWS, n_rows) if n_rows > 0 else 1
     ws = _predict_workspace(est, chunk, data.sparse)
     out = np.empty((n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
-    args = (w, network(est, split=False), ws.bufs, running_stats(est), out)
+    net, bn_run = network(est, split=False), running_stats(est)
     if gov is None or gov.n_max <= 1 or n_rows <= chunk or not parallel_available():
-        predict(data, 0, n_rows, *args)
+        predict_rows(data, 0, n_rows, w, net, ws.bufs, bn_run, out)
         return out
+    buffers = [ws.bufs]
 
     def step(n: int, start: int, stop: int) -> int:
-        (predict_chunks if n > 1 else predict)(data, start, stop, *args)
+        if n <= 1:
+            predict_rows(data, start, stop, w, net, ws.bufs, bn_run, out)
+            return stop
+        while len(buffers) < n:  # work buffers of its own for each thread
+            buffers.append(workspace(est, chunk, data.sparse, train=False).bufs)
+        _predict_spread(data, start, stop, n, w, net, buffers, bn_run, out)
         return stop
 
     GovernedSteps(gov, chunk).run(n_rows, step)

@@ -28,7 +28,7 @@ KERNELS = textwrap.dedent(
     @jit(entry=True, _nrt=True)
     def squares(x):
         # an array allocated in compiled code and returned: Numba's runtime (NRT;
-        # skbp's kernels go without it, except predict_chunks), which a process
+        # skbp's own kernels go without it), which a process
         # that only loads cached code must still have set up (measured: without
         # it this call segfaults)
         y = np.empty_like(x)
@@ -262,8 +262,7 @@ def test_every_entry_kernel_uses_the_safe_cache():
     assert len(kernels) > 20
     cached = {name for name, disp in kernels.items() if disp._cache.cache_path is not None}
     assert cached == {
-        "skbp._epoch.run_epoch", "skbp._kernels.full_loss_grad", "skbp._kernels.predict",
-        "skbp._kernels.predict_chunks", "skbp._threads._probe",
+        "skbp._epoch.run_epoch", "skbp._kernels.full_loss_grad", "skbp._threads._probe",
     }  # fmt: skip
     for name in cached:
         assert isinstance(kernels[name]._cache, _cache.SafeFunctionCache), name
@@ -280,8 +279,8 @@ def test_compile_command_reports_every_dtype(capsys):
     from skbp._compile import dispatchers
 
     kernels = dict(dispatchers())
-    # the families a user can reach: epochs, full-batch loss/gradient, prediction (both forms)
-    for name in ("_epoch.run_epoch", "_kernels.full_loss_grad", "_kernels.predict"):
+    # the families a user can reach: epochs and prediction, full-batch loss/gradient
+    for name in ("_epoch.run_epoch", "_kernels.full_loss_grad"):
         sigs = [str(s) for s in kernels[f"skbp.{name}"].signatures]
         assert any("float32" in s for s in sigs), (name, sigs)
 

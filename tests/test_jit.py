@@ -71,7 +71,47 @@ def test_options_do_not_multiply_compiled_versions(tmp_path):
     assert bad == {}
 
 
-@pytest.mark.parametrize("name", ["run_epoch", "full_loss_grad", "predict"])
+def test_prediction_runs_the_code_a_fit_compiled(monkeypatch):
+    """Serial prediction is the training kernel (``run_epoch`` with a batch size of
+    0) called with records of the very types a fit passes: the first ``predict``
+    after a fit compiles nothing.  Checked for the cases that change types."""
+    import numba
+    import numpy as np
+    import scipy.sparse as sp
+    from sklearn.datasets import load_digits
+
+    from skbp import BPClassifier, BPRegressor, _predict, _training
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:200] / 16, y[:200]
+    seen = {"fit": set(), "predict": set()}
+
+    def spy(kind):
+        def call(*args):
+            seen[kind].add(tuple(numba.typeof(a) for a in args))
+            return _epoch.run_epoch(*args)
+
+        return call
+
+    monkeypatch.setattr(_training, "run_epoch", spy("fit"))
+    monkeypatch.setattr(_predict, "run_epoch", spy("predict"))
+    cases = [
+        (BPClassifier(), X), (BPClassifier(), X.astype(np.float32)),
+        (BPClassifier(), sp.csr_matrix(X)), (BPClassifier(solver="sgd"), X),
+        (BPClassifier((8, 8), batch_norm=True, dropout=0.2, residual=True), X),
+        (BPClassifier(early_stopping=True), X), (BPRegressor(), X[:, :5]),
+    ]  # fmt: skip
+    for est, Xin in cases:
+        seen["fit"].clear()
+        seen["predict"].clear()
+        target = y if isinstance(est, BPClassifier) else X[:, 0]
+        est.set_params(max_iter=2, n_jobs=1, random_state=0).fit(Xin, target)
+        est.predict(Xin)
+        est.predict(Xin[:1])
+        assert seen["predict"] and seen["predict"] <= seen["fit"], est
+
+
+@pytest.mark.parametrize("name", ["run_epoch", "full_loss_grad"])
 def test_kernels_release_the_gil(name):
     module = _epoch if name == "run_epoch" else _kernels
     assert getattr(module, name).targetoptions["nogil"] is True
@@ -81,8 +121,7 @@ def test_only_entry_kernels_get_a_python_wrapper():
     """The kernels the Python layer calls have a CPython wrapper; the others are
     compiled without one (compile time), yet still run when called from Python."""
     entries = {
-        "skbp._epoch.run_epoch", "skbp._kernels.full_loss_grad", "skbp._kernels.predict",
-        "skbp._kernels.predict_chunks", "skbp._threads._probe",
+        "skbp._epoch.run_epoch", "skbp._kernels.full_loss_grad", "skbp._threads._probe",
     }  # fmt: skip
     from skbp._cache import SafeFunctionCache
     from skbp._linkonly import EntryCompiler, LinkOnlyCompiler
@@ -170,7 +209,7 @@ def _scaled(x, out):
     for i in prange(x.shape[0]):
         out[i] = 2.0 * x[i] + i
 
-@jit(entry=True, _nrt=True)  # it allocates (as predict_chunks): needs NRT
+@jit(entry=True, _nrt=True)  # it allocates: needs NRT
 def scaled(x):
     out = np.empty_like(x)
     _scaled(x, out)

@@ -17,6 +17,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_info
 
 import skbp._matmul as mm
+import skbp._predict as _predict
 import skbp._steps as steps
 import skbp._threads as thr
 import skbp._update as upd
@@ -297,7 +298,7 @@ def test_same_weights_for_any_n_jobs(name, monkeypatch):
 
 
 @needs_threads
-def test_prediction_is_the_same_for_any_n_jobs_and_any_input_path():
+def test_prediction_is_the_same_for_any_n_jobs_and_any_input_path(monkeypatch):
     X, y = _classification(n=1000, d=30)
     clf = BPClassifier((64,), max_iter=5, random_state=0).fit(X, y)
     outs = []
@@ -312,6 +313,34 @@ def test_prediction_is_the_same_for_any_n_jobs_and_any_input_path():
         np.testing.assert_allclose(fast, slow, rtol=1e-12)
         np.testing.assert_allclose(fast, outs[0][i : i + 1], rtol=1e-12)
         assert clf.predict(X[i : i + 1])[0] == clf.predict(X[i : i + 1].tolist())[0]
+
+
+@needs_threads
+def test_prediction_spread_over_threads_gives_the_same_bits(monkeypatch):
+    """Governed prediction steps split over Python threads (parts of whole chunks,
+    own buffers, training's compiled code): every row as in a serial prediction,
+    for dense and sparse input, with and without batch norm."""
+    X, y = _classification(n=1100, d=30)  # chunks of 256 rows: 4 whole, 1 of 76
+    spread = []
+    real = _predict._predict_spread
+
+    def spy(data, start, stop, n, *args):
+        spread.append((start, stop, n))
+        return real(data, start, stop, n, *args)
+
+    def three_chunk_steps(self, gov, quantum):
+        self.gov, self.quantum, self.rows = gov, int(quantum), 3 * int(quantum)
+
+    monkeypatch.setattr(_predict, "_predict_spread", spy)
+    monkeypatch.setattr(ThreadGovernor, "_choose", lambda self: self.n_max)
+    monkeypatch.setattr(steps.GovernedSteps, "__init__", three_chunk_steps)
+    for params, Xin in [({}, X), ({"batch_norm": True}, X), ({}, sp.csr_matrix(X))]:
+        clf = BPClassifier((16, 8), max_iter=2, random_state=0, n_jobs=1, **params).fit(Xin, y)
+        ref = clf.predict_proba(Xin)
+        spread.clear()
+        np.testing.assert_array_equal(clf.set_params(n_jobs=2).predict_proba(Xin), ref)
+        # a step of three chunks on two threads: parts of two chunks and one
+        assert (0, 768, 2) in spread, spread
 
 
 def test_fast_prediction_path_still_rejects_bad_rows():
