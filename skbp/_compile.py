@@ -2,7 +2,7 @@
 
 For container images and CI set-ups: one command fills the on-disk cache for
 both dtypes and every kernel family (training epochs, the full-batch loss and
-gradient for L-BFGS (prediction runs the training kernel), dense and sparse
+gradient for L-BFGS, prediction, dense and sparse
 input, the toolkit options), so that no user process compiles anything.
 """
 
@@ -69,7 +69,7 @@ def _exercise(dtype: type[np.floating]) -> None:
 
 def _default_path(dtype: type[np.floating]) -> None:
     """What a default fit, ``predict`` and a one-row ``predict`` reach in ``dtype``
-    (prediction runs training's kernel, serially or from several threads)."""
+    (prediction on several threads runs the same kernel from Python threads)."""
     from sklearn.exceptions import ConvergenceWarning
 
     from ._estimators import BPClassifier
@@ -98,7 +98,7 @@ def precompile(dtype: str | Iterable[str] = "float64", everything: bool = False)
         The dtype(s) of the data you will fit (float32 input trains in float32).
     everything : bool, default=False
         ``False``: the kernels a default fit and prediction use (mini-batch
-        training, which prediction shares).  ``True``: every
+        training, prediction).  ``True``: every
         kernel family (L-BFGS's full-batch gradient, sparse input, the toolkit
         options), as ``python -m skbp compile``.
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ._jit import jit
-from ._kernels import _copy2d, _view, backward, forward, loss_and_delta, prefetch_rows, splitmix64
+from ._kernels import _view, backward, forward, loss_and_delta, prefetch_rows, splitmix64
 from ._optim import SOLVER_SGD
 from ._update import update_blocks
 
@@ -39,8 +39,7 @@ def shuffle_inplace(idx, state):
 @jit(entry=True)
 def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_stop):
     """Train on the mini-batches of one epoch over ``epoch.idx`` that start in
-    ``[row_start, row_stop)``; return a status code.  With ``epoch.batch_size ==
-    0``, predict instead (see below).
+    ``[row_start, row_stop)``; return a status code.
 
     The arguments are the records of ``skbp._records``: the training rows
     ``data``, the parameters ``w`` and network ``net``, the work buffers, batch
@@ -59,70 +58,47 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
     data loss's weight gradient (without the penalty, before clipping).  The
     epoch stops early with ``EPOCH_DIVERGED`` as soon as a mini-batch loss is
     not finite; the caller then restores its last good parameters.
-
-    **Prediction** (``epoch.batch_size == 0``; ``skbp._predict.predict_rows``
-    makes the records): the network outputs of the rows ``[row_start,
-    row_stop)`` of ``data``, ``bufs.rows`` rows at a time, with dropout off and
-    batch norm on its running statistics, go to the same rows of ``epoch.grad``
-    read as a row-major ``(n_rows, n_outputs)`` array; ``penalty``, ``opt``
-    and the rest of ``epoch`` are not used.  Training and prediction share this
-    one compiled function, and its one call of the forward pass: the first
-    prediction after a fit compiles nothing, and the forward pass is compiled
-    (and kept in the on-disk cache) once, not twice (issue 9: 1.3-2 s of a
-    cold first use).
     """
     # the records' fields used per mini-batch, read once (see skbp._kernels.forward)
     sizes, act_off, out_code = net.sizes, net.act_off, net.out_code
     idx, rng, batch_size, grad, out = epoch.idx, epoch.rng, epoch.batch_size, epoch.grad, epoch.out
     gnorm, Y, sw, acts, deltas = epoch.gnorm, data.Y, data.sw, bufs.acts, bufs.deltas
     solver, t = opt.solver, opt.t
-    # run-time flags, never literals (see skbp._kernels): train with fresh dropout
-    # masks, and write (not accumulate) the gradient; or predict
-    on = batch_size > 0
-    off = batch_size < 0
-    predicting = batch_size == 0
-    if epoch.shuffle and row_start == 0 and on:
+    if epoch.shuffle and row_start == 0:
         shuffle_inplace(idx, rng)
-    n = row_stop if predicting else idx.shape[0]
+    n = idx.shape[0]
     n_out = sizes[sizes.shape[0] - 1]
     last = act_off.shape[0] - 1
     B_max = bufs.rows
-    step = B_max if predicting else batch_size
-    blocks, part, ridx = net.blocks, bufs.part, bufs.ridx
-    acc = out[0] if on else 0.0  # continued, not restarted: the same sum for any split
+    blocks, part = net.blocks, bufs.part
+    acc = out[0]  # continued, not restarted: the same sum for any split into calls
     n_updates = 0
     start = row_start
+    # run-time flags, never literals (see skbp._kernels): train with fresh dropout
+    # masks, and write (not accumulate) the gradient
+    on = batch_size > 0
+    off = batch_size < 0
     end = row_stop if row_stop < n else n
     while start < end:
-        stop = start + step if start + step < n else n
-        if predicting:
-            rows = ridx[: stop - start]
-            for i in range(stop - start):
-                rows[i] = start + i
-        else:
-            if bn_run is not None and n - stop == 1:
-                # batch norm cannot normalise a one-row batch (its variance is 0):
-                # the last row joins this batch (the buffers hold batch_size + 1 rows)
-                stop = n
-            rows = idx[start:stop]
+        stop = start + batch_size if start + batch_size < n else n
+        if bn_run is not None and n - stop == 1:
+            # batch norm cannot normalise a one-row batch (its variance is 0):
+            # the last row joins this batch (the buffers hold batch_size + 1 rows)
+            stop = n
+        rows = idx[start:stop]
         B = stop - start
         first = start == 0
         start = stop
         sw_sum = 0.0
-        if on:
-            for i in range(B):
-                sw_sum += sw[rows[i]]
-            if sw_sum <= 0.0:
-                # Every row of this batch has zero weight: nothing to learn from.
-                continue
-            # the next batch's rows arrive while this one trains
-            prefetch_rows(data, idx, stop, stop + batch_size if stop + batch_size < n else n)
-        # the one call of the forward pass, for training and prediction alike
+        for i in range(B):
+            sw_sum += sw[rows[i]]
+        if sw_sum <= 0.0:
+            # Every row of this batch has zero weight: nothing to learn from.
+            continue
+        # the next batch's rows arrive while this one trains
+        prefetch_rows(data, idx, stop, stop + batch_size if stop + batch_size < n else n)
         forward(data, rows, w, net, on, on, BN_MOMENTUM, rng, bufs, bn_run)
         P = _view(acts, B_max * act_off[last], B, n_out)
-        if predicting:
-            _copy2d(P, _view(grad, (stop - B) * n_out, B, n_out))
-            continue
         D = _view(deltas, B_max * act_off[last], B, n_out)
         data_loss = loss_and_delta(P, Y, sw, rows, out_code, D)
         if not math.isfinite(data_loss):
@@ -149,8 +125,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
             out[3] = start
             return EPOCH_DIVERGED
         acc += batch_loss * B
-    if on:
-        out[0] = acc
-        out[2] += n_updates
-        out[3] = start
+    out[0] = acc
+    out[2] += n_updates
+    out[3] = start
     return EPOCH_OK

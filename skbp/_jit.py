@@ -35,7 +35,7 @@ compiled versions (float32 and float64).
 
 Compile time (issue 9's cold first use): only the *entry* kernels, those the
 Python layer calls (``jit(entry=True)``: ``run_epoch``, ``full_loss_grad``,
-and ``skbp._threads._probe``; prediction runs ``run_epoch``), are complete
+``predict`` and ``skbp._threads._probe``), are complete
 functions: a CPython wrapper that converts Python arguments, machine code, an
 entry in the on-disk cache.
 Every other kernel is only ever called from compiled code, which links its

@@ -1,4 +1,4 @@
-"""Compiled kernels: forward pass, loss, backward pass, full-batch gradient.
+"""Compiled kernels: forward pass, loss, backward pass, full-batch gradient, predict.
 
 Conventions shared by every kernel (the records are ``skbp._records``):
 
@@ -574,3 +574,26 @@ def full_loss_grad(data, w, net, bufs, bn_run, penalty, bn_momentum, grad, gnorm
         net.blocks, w, grad, penalty.alpha, penalty.l1_ratio, sw_sum, bufs.part, gnorm, 0.0
     )
     return total / sw_sum + value
+
+
+@jit(entry=True)
+def predict(data, row0, row1, w, net, bufs, bn_run, out):
+    """Network output for the rows ``[row0, row1)``, ``bufs.rows`` rows at a time, into ``out``.
+
+    Dropout is off and batch norm uses its running statistics: deterministic.
+    Prediction on several threads runs this same machine code from a few
+    Python threads (``skbp._predict``), so its bits never depend on them.
+    """
+    n_out = net.sizes[net.sizes.shape[0] - 1]
+    last = net.act_off.shape[0] - 1
+    chunk = bufs.rows
+    rng, ridx = bufs.rng, bufs.ridx  # scratch (no mask is drawn: rng is unused)
+    off = chunk < 0  # False (run-time flag: see the module docstring)
+    for start in range(row0, row1, chunk):
+        stop = start + chunk if start + chunk < row1 else row1
+        rows = ridx[: stop - start]
+        for i in range(stop - start):
+            rows[i] = start + i
+        forward(data, rows, w, net, off, off, 0.0, rng, bufs, bn_run)
+        P = _view(bufs.acts, chunk * net.act_off[last], stop - start, n_out)
+        _copy2d(P, out[start:stop])

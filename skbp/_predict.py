@@ -4,15 +4,16 @@ Dropout is off and batch norm uses its running statistics, so the output is
 deterministic; it is the same, bit for bit, whether the rows run serially, in
 governed steps or spread over threads.
 
-The compiled code is training's own (``skbp._epoch.run_epoch`` with a batch
-size of 0): the first prediction after a fit compiles nothing.  Spreading rows
-over threads calls that same machine code from a few Python threads at once
-(it releases the GIL), each on contiguous whole chunks of rows with work
-buffers of its own, rather than from a parallel kernel: a parallel kernel is
-one more kernel to compile (3-4 s cold), and one compiled apart from
-training's forward pass may round its last bits differently (LLVM optimises
-the forward pass in another context), which would make the output depend on
-the thread count.
+Spreading rows over threads calls the one prediction kernel
+(``skbp._kernels.predict``) from a few Python threads at once (it releases the
+GIL), each on contiguous whole chunks of rows with work buffers of its own,
+rather than a parallel kernel: a parallel kernel was one more kernel to compile
+(3-4 s cold), and a forward pass compiled apart may round its last bits
+differently (LLVM optimises it in another context), which would make the
+output depend on the thread count.
+
+The prediction kernel is compiled while a fit trains (:func:`compile_ahead`),
+so the first ``predict`` after a cold fit finds it ready.
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._data import Workspace, empty_data, readonly
-from ._epoch import run_epoch
+from ._kernels import predict
 from ._matmul import tune_array
-from ._records import Epoch, Optimizer, Penalty
 from ._steps import GovernedSteps
 from ._threads import max_threads, parallel_available
 
@@ -80,38 +80,67 @@ def running_stats(est: BaseBP) -> np.ndarray | None:
     return est._bn_run if est._layout.batch_norm else None
 
 
-# What prediction passes for the training records of ``run_epoch`` (prediction
-# reads none of them): the same types as a fit's, so that the first prediction
-# after a fit runs the code the fit compiled.  Nothing is ever written to them.
-_NO_PENALTY = Penalty(0.0, 0.0, 0.0)
-_NO_INDEX = np.empty(0, dtype=np.int64)
-_NO_RNG = np.zeros(1, dtype=np.uint64)
-_NO_NORMS = np.empty(0, dtype=np.float64)
-_NO_SUMS = np.zeros(4, dtype=np.float64)
-_NO_OPTIMIZER = {}
-
-
-def _no_optimizer(dtype: np.dtype) -> Optimizer:
-    opt = _NO_OPTIMIZER.get(dtype)
-    if opt is None:
-        e = np.empty(0, dtype=dtype)
-        opt = Optimizer(0, 0.0, 0.0, False, 0.0, 0.0, 0.0, e, e, _NO_INDEX)
-        _NO_OPTIMIZER[dtype] = opt
-    return opt
-
-
 def predict_rows(
     data: Data, row0: int, row1: int, w: np.ndarray, net: Net, bufs: Buffers,
     bn_run: np.ndarray | None, out: np.ndarray,
 ) -> None:  # fmt: skip
-    """Network outputs of the rows ``[row0, row1)`` of ``data`` into the same rows of ``out``.
+    """Network outputs of the rows ``[row0, row1)`` of ``data`` into the same rows of ``out``."""
+    predict(data, row0, row1, w, net, bufs, bn_run, out)
 
-    ``out`` is C-contiguous ``(n_rows, n_outputs)`` in ``w``'s dtype.  The
-    compiled code is training's: ``skbp._epoch.run_epoch`` with a batch size
-    of 0 predicts, ``bufs.rows`` rows at a time.
+
+_ahead_lock = threading.Lock()
+_ahead_threads = {}
+
+
+def compile_ahead(
+    data: Data, w: np.ndarray, net: Net, bufs: Buffers, bn_run: np.ndarray | None
+) -> None:
+    """Compile (or load from the cache) the prediction kernel in a background thread.
+
+    Called by a fit once its own kernel runs (``skbp._training``): on a cold
+    machine the prediction kernel (1.3-2 s to compile) is then ready by the
+    first ``predict``, compiled on the other core while the fit trains (Numba's
+    compiler lock lets only one compile run at a time; training runs compiled
+    code, which needs no lock).  ``data``, ``net``, ``bufs`` and ``bn_run`` are
+    the fit's records: a prediction passes records of the same types.  Nothing
+    happens when the kernel is compiled already or a thread is at it.  A fork
+    waits for the thread (see :func:`_join_ahead`).
     """
-    epoch = Epoch(_NO_INDEX, False, _NO_RNG, 0, out.reshape(-1), _NO_NORMS, _NO_SUMS)
-    run_epoch(data, w, net, bufs, bn_run, _NO_PENALTY, _no_optimizer(w.dtype), epoch, row0, row1)
+    from numba.core import types
+    from numba.core.typing.typeof import Purpose, typeof
+
+    key = (w.dtype.char, bn_run is None)
+    with _ahead_lock:
+        if key in _ahead_threads:
+            return
+        try:
+            sig = tuple(typeof(a, Purpose.argument) for a in (data, 0, 0, w, net, bufs, bn_run))
+        except Exception:  # not typeable: the prediction itself will say why
+            return
+        sig = (*sig, types.Array(typeof(w, Purpose.argument).dtype, 2, "C"))
+        if sig in predict.overloads:
+            _ahead_threads[key] = None
+            return
+        thread = threading.Thread(
+            target=_compile_quietly, args=(sig,), name="skbp-compile-predict"
+        )  # fmt: skip
+        _ahead_threads[key] = thread
+        thread.start()
+
+
+def _compile_quietly(sig: tuple) -> None:
+    try:
+        predict.compile(sig)
+    except Exception:  # the prediction will compile (and report) it itself
+        pass
+
+
+def _join_ahead() -> None:
+    # Numba's compiler lock, held by a compiling thread at the moment of a fork,
+    # would stay held for ever in the child: let the compile finish first
+    for thread in list(_ahead_threads.values()):
+        if thread is not None and thread.is_alive():
+            thread.join()
 
 
 _local = threading.local()
@@ -171,12 +200,12 @@ def _executor() -> ThreadPoolExecutor:
 
 def _forget_executor() -> None:
     # a forked child has none of its parent's threads: it makes its own pool
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
+    global _pool, _pool_lock, _ahead_lock
+    _pool, _pool_lock, _ahead_lock = None, threading.Lock(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_executor)
+    os.register_at_fork(before=_join_ahead, after_in_child=_forget_executor)
 
 
 def _predict_spread(

@@ -23,7 +23,14 @@ from ._epoch import EPOCH_OK, run_epoch
 from ._kernels import full_loss_grad
 from ._matmul import tune_array
 from ._optim import OptimizerState
-from ._predict import CHUNK_ROWS, network, network_output, running_stats, workspace
+from ._predict import (
+    CHUNK_ROWS,
+    compile_ahead,
+    network,
+    network_output,
+    running_stats,
+    workspace,
+)
 from ._records import Epoch, Optimizer, Penalty
 from ._steps import GovernedSteps, has_parallel_work
 from ._threads import ThreadGovernor
@@ -372,10 +379,12 @@ class StochasticTrainer:
         est, tasks = self.est, self.tasks
         est.n_iter_ = 0
         try:
-            for _ in range(cfg.max_iter):
+            for i in range(cfg.max_iter):
                 tasks.begin("epoch")
                 t0 = time.perf_counter()
                 status = self.epoch()
+                if i == 0:  # the fit's kernel runs: the prediction kernel compiles beside it
+                    compile_ahead(self.data, est._w, self.net, self.ws.bufs, self.bn_run)
                 if self.diverged(status):
                     tasks.abandon()
                     break
@@ -590,6 +599,8 @@ class LbfgsTrainer:
             # the loss or gradient at the starting parameters: the data overflows
             w[:] = best["w"]
             raise ValueError(_nonfinite_start_message(float(loss), self.problem))
+        if first:  # the fit's kernel runs: the prediction kernel compiles beside it
+            compile_ahead(self.problem.data(), w, network(est), self.ws.bufs, running_stats(est))
         if np.isfinite(loss) and loss < best["loss"] and np.isfinite(w).all():
             best["loss"] = loss
             best["w"][:] = w

@@ -262,7 +262,8 @@ def test_every_entry_kernel_uses_the_safe_cache():
     assert len(kernels) > 20
     cached = {name for name, disp in kernels.items() if disp._cache.cache_path is not None}
     assert cached == {
-        "skbp._epoch.run_epoch", "skbp._kernels.full_loss_grad", "skbp._threads._probe",
+        "skbp._epoch.run_epoch", "skbp._kernels.full_loss_grad", "skbp._kernels.predict",
+        "skbp._threads._probe",
     }  # fmt: skip
     for name in cached:
         assert isinstance(kernels[name]._cache, _cache.SafeFunctionCache), name
@@ -279,8 +280,8 @@ def test_compile_command_reports_every_dtype(capsys):
     from skbp._compile import dispatchers
 
     kernels = dict(dispatchers())
-    # the families a user can reach: epochs and prediction, full-batch loss/gradient
-    for name in ("_epoch.run_epoch", "_kernels.full_loss_grad"):
+    # the families a user can reach: epochs, full-batch loss/gradient, prediction
+    for name in ("_epoch.run_epoch", "_kernels.full_loss_grad", "_kernels.predict"):
         sigs = [str(s) for s in kernels[f"skbp.{name}"].signatures]
         assert any("float32" in s for s in sigs), (name, sigs)
 

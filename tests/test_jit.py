@@ -71,47 +71,85 @@ def test_options_do_not_multiply_compiled_versions(tmp_path):
     assert bad == {}
 
 
-def test_prediction_runs_the_code_a_fit_compiled(monkeypatch):
-    """Serial prediction is the training kernel (``run_epoch`` with a batch size of
-    0) called with records of the very types a fit passes: the first ``predict``
-    after a fit compiles nothing.  Checked for the cases that change types."""
-    import numba
+class _PredictSpy:
+    """Stands in for the prediction kernel: records what is compiled and called."""
+
+    def __init__(self, real, delay=0.0):
+        self.real, self.delay = real, delay
+        self.overloads, self.asked, self.called = {}, [], []
+
+    def compile(self, sig):
+        import time
+
+        time.sleep(self.delay)
+        self.asked.append(sig)
+
+    def __call__(self, *args):
+        from numba.core.typing.typeof import Purpose, typeof
+
+        self.called.append(tuple(typeof(a, Purpose.argument) for a in args))
+        return self.real(*args)
+
+
+def test_a_fit_compiles_the_prediction_kernel_beside_it(monkeypatch):
+    """Once a fit's kernel runs, a thread compiles the prediction kernel for exactly
+    the signature the first ``predict`` will call (so a cold first ``predict``
+    finds it ready): dense, float32, CSR, batch norm, L-BFGS, regression."""
     import numpy as np
     import scipy.sparse as sp
     from sklearn.datasets import load_digits
 
-    from skbp import BPClassifier, BPRegressor, _predict, _training
+    from skbp import BPClassifier, BPRegressor, _predict
 
     X, y = load_digits(return_X_y=True)
     X, y = X[:200] / 16, y[:200]
-    seen = {"fit": set(), "predict": set()}
-
-    def spy(kind):
-        def call(*args):
-            seen[kind].add(tuple(numba.typeof(a) for a in args))
-            return _epoch.run_epoch(*args)
-
-        return call
-
-    monkeypatch.setattr(_training, "run_epoch", spy("fit"))
-    monkeypatch.setattr(_predict, "run_epoch", spy("predict"))
     cases = [
         (BPClassifier(), X), (BPClassifier(), X.astype(np.float32)),
-        (BPClassifier(), sp.csr_matrix(X)), (BPClassifier(solver="sgd"), X),
+        (BPClassifier(), sp.csr_matrix(X)), (BPClassifier(solver="lbfgs"), X),
         (BPClassifier((8, 8), batch_norm=True, dropout=0.2, residual=True), X),
-        (BPClassifier(early_stopping=True), X), (BPRegressor(), X[:, :5]),
+        (BPRegressor(), X[:, :5]),
     ]  # fmt: skip
     for est, Xin in cases:
-        seen["fit"].clear()
-        seen["predict"].clear()
+        spy = _PredictSpy(_kernels.predict)
+        monkeypatch.setattr(_predict, "predict", spy)
+        monkeypatch.setattr(_predict, "_ahead_threads", {})
         target = y if isinstance(est, BPClassifier) else X[:, 0]
         est.set_params(max_iter=2, n_jobs=1, random_state=0).fit(Xin, target)
+        _predict._join_ahead()
+        assert len(spy.asked) == 1 and not spy.called, est
         est.predict(Xin)
         est.predict(Xin[:1])
-        assert seen["predict"] and seen["predict"] <= seen["fit"], est
+        assert set(spy.called) == set(spy.asked), (est, spy.called, spy.asked)
+        # compiled already: nothing more to do
+        spy.overloads[spy.asked[0]] = object()
+        monkeypatch.setattr(_predict, "_ahead_threads", {})
+        est.fit(Xin, target)
+        assert len(spy.asked) == 1
 
 
-@pytest.mark.parametrize("name", ["run_epoch", "full_loss_grad"])
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_fork_waits_for_the_prediction_kernel_compiling_beside_a_fit(monkeypatch):
+    """Numba's compiler lock held by that thread at a fork would stay held in the
+    child for ever: the fork waits for the compile to finish."""
+    import numpy as np
+
+    from skbp import BPClassifier, _predict
+
+    spy = _PredictSpy(_kernels.predict, delay=0.5)
+    monkeypatch.setattr(_predict, "predict", spy)
+    monkeypatch.setattr(_predict, "_ahead_threads", {})
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((50, 4)), rng.integers(0, 2, 50)
+    BPClassifier((4,), max_iter=1, n_jobs=1).fit(X, y)
+    assert not spy.asked  # still compiling ...
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert len(spy.asked) == 1  # ... and done before the fork
+
+
+@pytest.mark.parametrize("name", ["run_epoch", "full_loss_grad", "predict"])
 def test_kernels_release_the_gil(name):
     module = _epoch if name == "run_epoch" else _kernels
     assert getattr(module, name).targetoptions["nogil"] is True
@@ -121,7 +159,8 @@ def test_only_entry_kernels_get_a_python_wrapper():
     """The kernels the Python layer calls have a CPython wrapper; the others are
     compiled without one (compile time), yet still run when called from Python."""
     entries = {
-        "skbp._epoch.run_epoch", "skbp._kernels.full_loss_grad", "skbp._threads._probe",
+        "skbp._epoch.run_epoch", "skbp._kernels.full_loss_grad", "skbp._kernels.predict",
+        "skbp._threads._probe",
     }  # fmt: skip
     from skbp._cache import SafeFunctionCache
     from skbp._linkonly import EntryCompiler, LinkOnlyCompiler

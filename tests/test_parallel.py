@@ -318,7 +318,7 @@ def test_prediction_is_the_same_for_any_n_jobs_and_any_input_path(monkeypatch):
 @needs_threads
 def test_prediction_spread_over_threads_gives_the_same_bits(monkeypatch):
     """Governed prediction steps split over Python threads (parts of whole chunks,
-    own buffers, training's compiled code): every row as in a serial prediction,
+    own buffers, the one prediction kernel): every row as in a serial prediction,
     for dense and sparse input, with and without batch norm."""
     X, y = _classification(n=1100, d=30)  # chunks of 256 rows: 4 whole, 1 of 76
     spread = []
