@@ -170,6 +170,11 @@ def test_only_entry_kernels_get_a_python_wrapper():
         entry = name in entries
         assert d.targetoptions.get("no_cpython_wrapper", False) is not entry, name
         assert d.targetoptions["no_cfunc_wrapper"] is True, name
+        # one set of options for every kernel: an internal kernel is compiled once,
+        # in the context of the first entry kernel that needs it, and an entry
+        # kernel with other options (the parallel, reference-counting
+        # predict_chunks of old) gave it other code -- and later fits other bits
+        assert d.targetoptions["_nrt"] is False, name
         # entries are cached on disk; internal kernels live inside their machine code
         assert isinstance(d._cache, SafeFunctionCache) is entry, name
         assert d._compiler.pipeline_class is (EntryCompiler if entry else LinkOnlyCompiler), name
