@@ -104,12 +104,16 @@ def compile_ahead(
     code, which needs no lock).  ``data``, ``net``, ``bufs`` and ``bn_run`` are
     the fit's records: a prediction passes records of the same types.  Nothing
     happens when the kernel is compiled already or a thread is at it.  A fork
-    waits for the thread (see :func:`_join_ahead`).
+    waits for the thread (see :func:`_join_ahead`), and so does the end of the
+    process (the thread is not a daemon: a compile cut short at exit could
+    crash the interpreter); either way the cache then holds the kernel.
     """
     from numba.core import types
     from numba.core.typing.typeof import Purpose, typeof
 
     key = (w.dtype.char, bn_run is None)
+    if not hasattr(predict, "overloads"):  # not a Numba dispatcher (NUMBA_DISABLE_JIT)
+        return
     with _ahead_lock:
         if key in _ahead_threads:
             return
