@@ -127,6 +127,53 @@ def test_a_fit_compiles_the_prediction_kernel_beside_it(monkeypatch):
         assert len(spy.asked) == 1
 
 
+_FIRST_COMPILE = r"""
+import pickle, sys, warnings
+import numpy as np
+from sklearn.datasets import load_digits
+from skbp import BPClassifier
+
+warnings.simplefilter("ignore")
+X, y = load_digits(return_X_y=True)
+X = X[:600] / 16
+if sys.argv[1] == "predict-first":  # a fitted model's prediction compiles first
+    model = pickle.load(open(sys.argv[2], "rb")).set_params(n_jobs=2)
+    model.predict_proba(np.vstack([X] * 3))
+a = BPClassifier((16,), solver="lbfgs", max_iter=10, activation="logistic",
+                 random_state=0).fit(X, y[:600])
+print(repr(np.concatenate([c.ravel() for c in a.coefs_]).tobytes().hex()))
+"""
+
+
+def test_weights_do_not_depend_on_which_kernel_a_process_compiled_first(tmp_path):
+    """An internal kernel (the forward pass, ...) is compiled once per process, in
+    the context of the first entry kernel that needs it, and the cache keeps it.
+    With a prediction kernel compiled first (in threads), the L-BFGS fit that
+    follows must give the weights of a process that fitted first.  (Measured with
+    the parallel, reference-counting prediction kernel of old: they differed.)"""
+    import pickle
+
+    import numpy as np
+
+    from skbp import BPClassifier
+
+    rng = np.random.default_rng(0)
+    model = BPClassifier((8,), max_iter=2, random_state=0).fit(
+        rng.standard_normal((50, 64)), rng.integers(0, 10, 50)
+    )
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(model))
+    weights = []
+    for mode in ("fit-first", "predict-first"):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / mode), SKBP_ADAPTIVE_THREADS="0")
+        out = subprocess.run(
+            [sys.executable, "-c", _FIRST_COMPILE, mode, str(path)], env=env,
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        weights.append(out.stdout.strip().splitlines()[-1])
+    assert weights[0] == weights[1]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
 def test_a_fork_waits_for_the_prediction_kernel_compiling_beside_a_fit(monkeypatch):
     """Numba's compiler lock held by that thread at a fork would stay held in the
