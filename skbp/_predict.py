@@ -80,14 +80,6 @@ def running_stats(est: BaseBP) -> np.ndarray | None:
     return est._bn_run if est._layout.batch_norm else None
 
 
-def predict_rows(
-    data: Data, row0: int, row1: int, w: np.ndarray, net: Net, bufs: Buffers,
-    bn_run: np.ndarray | None, out: np.ndarray,
-) -> None:  # fmt: skip
-    """Network outputs of the rows ``[row0, row1)`` of ``data`` into the same rows of ``out``."""
-    predict(data, row0, row1, w, net, bufs, bn_run, out)
-
-
 _ahead_lock = threading.Lock()
 _ahead_threads = {}
 
@@ -111,9 +103,9 @@ def compile_ahead(
     from numba.core import types
     from numba.core.typing.typeof import Purpose, typeof
 
-    key = (w.dtype.char, bn_run is None)
     if not hasattr(predict, "overloads"):  # not a Numba dispatcher (NUMBA_DISABLE_JIT)
         return
+    key = (w.dtype.char, bn_run is None)
     with _ahead_lock:
         if key in _ahead_threads:
             return
@@ -202,14 +194,15 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def _forget_executor() -> None:
-    # a forked child has none of its parent's threads: it makes its own pool
+def _reset_after_fork() -> None:
+    # a forked child has none of its parent's threads: it makes its own pool, and
+    # a lock some other thread held at the fork would stay held
     global _pool, _pool_lock, _ahead_lock
     _pool, _pool_lock, _ahead_lock = None, threading.Lock(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_join_ahead, after_in_child=_forget_executor)
+    os.register_at_fork(before=_join_ahead, after_in_child=_reset_after_fork)
 
 
 def _predict_spread(
@@ -218,21 +211,22 @@ def _predict_spread(
 ) -> None:  # fmt: skip
     """The rows ``[start, stop)`` as ``n`` contiguous parts of whole chunks, one per thread.
 
-    The calling thread takes the first part.  Each part starts on a chunk
-    boundary (``start`` is one), so every row is computed in the very chunk,
-    and with the very code, that a serial prediction uses: the same bits.
+    The calling thread takes the first part (all of them when ``n`` is 1).  Each
+    part starts on a chunk boundary (``start`` is one), so every row is computed
+    in the very chunk, and with the very code, that a serial prediction uses:
+    the same bits.
     """
     chunk = buffers[0].rows
     n_chunks = -(-(stop - start) // chunk)
-    n = min(n, n_chunks, len(buffers))
+    n = max(1, min(n, n_chunks, len(buffers)))
     bounds = [min(stop, start + (i * n_chunks // n) * chunk) for i in range(n)] + [stop]
-    pool = _executor()
+    pool = _executor() if n > 1 else None
     futures = [
-        pool.submit(predict_rows, data, bounds[i], bounds[i + 1], w, net, buffers[i], bn_run, out)
+        pool.submit(predict, data, bounds[i], bounds[i + 1], w, net, buffers[i], bn_run, out)
         for i in range(1, n)
     ]  # fmt: skip
     try:
-        predict_rows(data, bounds[0], bounds[1], w, net, buffers[0], bn_run, out)
+        predict(data, bounds[0], bounds[1], w, net, buffers[0], bn_run, out)
     finally:
         for f in futures:
             f.result()
@@ -245,14 +239,11 @@ def _output(est: BaseBP, data: Data, n_rows: int, gov: ThreadGovernor | None = N
     out = np.empty((n_rows, int(est._layout.sizes[-1])), dtype=w.dtype)
     net, bn_run = network(est, split=False), running_stats(est)
     if gov is None or gov.n_max <= 1 or n_rows <= chunk or not parallel_available():
-        predict_rows(data, 0, n_rows, w, net, ws.bufs, bn_run, out)
+        predict(data, 0, n_rows, w, net, ws.bufs, bn_run, out)
         return out
     buffers = [ws.bufs]
 
     def step(n: int, start: int, stop: int) -> int:
-        if n <= 1:
-            predict_rows(data, start, stop, w, net, ws.bufs, bn_run, out)
-            return stop
         while len(buffers) < n:  # work buffers of its own for each thread
             buffers.append(workspace(est, chunk, data.sparse, train=False).bufs)
         _predict_spread(data, start, stop, n, w, net, buffers, bn_run, out)
