@@ -26,8 +26,14 @@ the internal ones (those are compiled for linking only and not cached; see
 * every data file carries a SHA-256 of its contents, checked before anything
   is unpickled or loaded; a file that fails the check, or any error while
   reading or rebuilding an entry, is a cache miss: the kernel is compiled and
-  the entry written anew (files are replaced atomically, so two processes
-  filling a cold cache at once leave it valid);
+  the entry written anew;
+* several processes may fill one cache at once (a grid search's workers, the
+  parallel ``python -m skbp compile``): files are replaced atomically, an
+  index is read, extended and written back under a lock file (Numba's own
+  read-modify-write loses entries, or points one signature's entry at another
+  signature's data file, when two processes save different signatures of a
+  kernel at the same moment), and every data file holds the key it was saved
+  under, checked on load: a mismatch is a miss;
 * the source stamp is a hash of the sources of every module that can reach
   compiled code (:func:`kernel_modules`: the kernel modules and what they
   import), so any change there invalidates every kernel, and a change to the
@@ -38,7 +44,9 @@ The first compilation in a process is announced once on the ``skbp`` logger
 ``logging.getLogger("skbp").setLevel(logging.ERROR)``).
 """
 
+import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import pickle
@@ -130,8 +138,89 @@ class _Impl(caching.CompileResultCacheImpl):
     _locator_classes = [*caching.CompileResultCacheImpl._locator_classes, _TempDirLocator]
 
 
+def _lock_calls():
+    """``(lock, unlock)`` of an open file: ``fcntl.flock`` on POSIX,
+    ``msvcrt.locking`` of its first byte on Windows."""
+    if os.name == "nt":  # pragma: no cover - Windows
+        import msvcrt
+
+        def call(mode):
+            def do(f):
+                f.seek(0)
+                msvcrt.locking(f.fileno(), mode, 1)
+
+            return do
+
+        return call(msvcrt.LK_LOCK), call(msvcrt.LK_UNLCK)
+    import fcntl
+
+    return (
+        lambda f: fcntl.flock(f.fileno(), fcntl.LOCK_EX),
+        lambda f: fcntl.flock(f.fileno(), fcntl.LOCK_UN),
+    )
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """Hold an exclusive lock on the file ``path`` (created if need be).
+
+    Where no lock can be had (a folder that will not take the lock file, a
+    file system without locks) the block runs unlocked: the atomic replaces
+    and the key in every data file still keep the cache from serving wrong
+    code.
+    """
+    lock, unlock = _lock_calls()
+    try:
+        f = open(path, "a+b")
+    except OSError:
+        yield
+        return
+    with f:
+        try:
+            lock(f)
+        except OSError:  # pragma: no cover - no lock to be had
+            yield
+            return
+        try:
+            yield
+        finally:
+            unlock(f)
+
+
 class _CheckedCacheFile(caching.IndexDataCacheFile):
-    """Index and data files where damage reads as a miss, never as an error."""
+    """Index and data files where damage reads as a miss, never as an error,
+    and that several processes can fill at once."""
+
+    def save(self, key, data):
+        # Numba's save with the index update under the lock, and the key kept
+        # inside the data file (checked by load)
+        with _locked(self._index_path + ".lock"):
+            overloads = self._load_index()
+            data_name = overloads.get(key)
+            if data_name is None:
+                taken = set(overloads.values())
+                data_name = next(
+                    name for name in map(self._data_name, itertools.count(1)) if name not in taken
+                )
+                overloads[key] = data_name
+                self._save_index(overloads)
+            self._save_data(data_name, (key, data))
+
+    def load(self, key):
+        data_name = self._load_index().get(key)
+        if data_name is None:
+            return None
+        try:
+            saved_key, data = self._load_data(data_name)
+        except OSError:  # listed in the index, not (yet) written
+            return None
+        if saved_key != key:  # another signature's code: never run it
+            raise _Damaged(self._data_path(data_name))
+        return data
+
+    def flush(self):
+        with _locked(self._index_path + ".lock"):
+            self._save_index({})
 
     def _load_index(self):
         try:

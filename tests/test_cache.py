@@ -202,6 +202,63 @@ def test_two_processes_filling_a_cold_cache_leave_it_valid(tmp_path):
     assert _run(moddir, env)["stats"] == {"loaded": 2, "compiled": 0}
 
 
+RACE = textwrap.dedent(
+    """
+    import os, sys, time
+    from skbp import _cache
+    folder, who, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    f = _cache._CheckedCacheFile(cache_path=folder, filename_base="race", source_stamp="s")
+    open(os.path.join(folder, f"ready{who}"), "w").close()
+    while not os.path.exists(os.path.join(folder, "go")):
+        time.sleep(0.001)
+    for j in range(n):
+        f.save(("signature", who, j), ("code", who, j))
+    """
+)
+
+
+def test_processes_saving_different_signatures_at_once_lose_nothing(tmp_path):
+    """Four processes each save 150 signatures of one kernel into one index at the
+    same moments (as loky workers compiling different configurations, or the
+    parallel ``python -m skbp compile``): every signature is listed afterwards
+    and loads its own data.  Numba's unlocked read-modify-write of the index
+    loses most of them here, and can point a signature at another's data file."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    n, k = 150, 4
+    env = dict(os.environ, PYTHONPATH=SKBP_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", RACE, str(folder), str(who), str(n)], env=env)
+        for who in range(k)
+    ]
+    while not all((folder / f"ready{who}").exists() for who in range(k)):
+        assert all(p.poll() is None for p in procs), "a saving process died"
+    (folder / "go").touch()
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    f = _cache._CheckedCacheFile(cache_path=str(folder), filename_base="race", source_stamp="s")
+    index = f._load_index()
+    assert len(index) == n * k
+    assert len(set(index.values())) == n * k  # one data file per signature
+    for who in range(k):
+        for j in range(n):
+            assert f.load(("signature", who, j)) == ("code", who, j)
+
+
+def test_a_data_file_holding_another_signature_is_a_miss(tmp_path):
+    """Should an index ever list a signature under another's data file, the key
+    stored inside the data file stops the wrong code from being loaded."""
+    f = _cache._CheckedCacheFile(cache_path=str(tmp_path), filename_base="k", source_stamp="s")
+    f.save("float64 signature", "float64 code")
+    f.save("float32 signature", "float32 code")
+    index = f._load_index()
+    assert f.load("float32 signature") == "float32 code"
+    index["float32 signature"] = index["float64 signature"]
+    f._save_index(index)
+    with pytest.raises(_cache._Damaged):
+        f.load("float32 signature")  # SafeFunctionCache.load_overload: a miss
+    assert f.load("float64 signature") == "float64 code"
+
+
 def _package_copy(tmp_path):
     src = os.path.dirname(skbp.__file__)
     copy = tmp_path / "pkg"
