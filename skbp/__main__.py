@@ -4,6 +4,7 @@ python -m skbp                     # the demo: a grid search on digits, skbp nex
 python -m skbp info                # version, cache folder, threading layer, cores
 python -m skbp compile             # compile every kernel, float64 and float32
 python -m skbp compile --dtype float32
+python -m skbp compile --jobs 1     # in this one process (default: one process per core)
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command")
     c = sub.add_parser("compile", help="compile (or load) every kernel into the on-disk cache")
     c.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
+    c.add_argument(
+        "--jobs", type=int, default=None,
+        help="processes compiling at once (default: the cores available; 1: in this process)",
+    )  # fmt: skip
     sub.add_parser("info", help="what this installation has")
     sub.add_parser("demo", help="a grid search on digits, skbp next to scikit-learn (the default)")
     args = p.parse_args(argv)
@@ -50,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logging.getLogger("skbp").setLevel(logging.ERROR)  # this command reports itself
         dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
-        compile_all(dtypes)
+        if args.jobs is not None and args.jobs < 1:
+            p.error(f"--jobs must be at least 1, got {args.jobs}")
+        compile_all(dtypes, jobs=args.jobs)
     elif args.command == "info":
         _info()
     else:

@@ -330,9 +330,10 @@ def test_compile_command_reports_every_dtype(capsys):
     """`python -m skbp compile` (in-process here: the kernels are shared with the suite)."""
     from skbp.__main__ import main
 
-    assert main(["compile", "--dtype", "float32"]) == 0
+    assert main(["compile", "--dtype", "float32", "--jobs", "1"]) == 0
     out = capsys.readouterr().out
     assert "cache folder" in out
+    assert "processes at once" not in out
     assert "float32:" in out and "kernels compiled" in out and "loaded from the cache" in out
     from skbp._compile import dispatchers
 
@@ -341,6 +342,39 @@ def test_compile_command_reports_every_dtype(capsys):
     for name in ("_epoch.run_epoch", "_kernels.full_loss_grad", "_kernels.predict"):
         sigs = [str(s) for s in kernels[f"skbp.{name}"].signatures]
         assert any("float32" in s for s in sigs), (name, sigs)
+
+
+def test_compile_command_in_processes_of_its_own(capsys):
+    """`--jobs 2`: the parts of one dtype in two processes filling the suite's
+    cache (loading it, when earlier tests filled it), then every kernel reached
+    in this process: nothing left to compile."""
+    from skbp.__main__ import main
+
+    assert main(["compile", "--dtype", "float32", "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 processes at once" in out
+    assert "float32 plain:" in out and "float32 more:" in out
+    # this process loads what the workers left (or already holds the kernels)
+    assert "float32: 0 kernels compiled," in out
+    with pytest.raises(SystemExit):
+        main(["compile", "--jobs", "0"])
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_compile_work_is_split_per_dtype_then_per_part():
+    from skbp._compile import PARTS, _groups
+
+    assert PARTS == ("plain", "more")
+    both = ["float64", "float32"]
+    assert _groups(both, 1) == [[(d, p) for d in both for p in PARTS]]
+    # fewer cores than units: a dtype's parts stay together (they share internal kernels)
+    assert _groups(both, 2) == _groups(both, 3) == [[(d, p) for p in PARTS] for d in both]
+    assert _groups(both, 4) == _groups(both, 16) == [[(d, p)] for d in both for p in PARTS]
+    assert _groups(["float32"], 2) == [[("float32", "plain")], [("float32", "more")]]
+    with pytest.raises(ValueError, match="parts must be among"):
+        from skbp._compile import _exercise
+
+        _exercise(np.float32, ["bogus"])
 
 
 def test_info_command(capsys):
