@@ -8,7 +8,6 @@ input, the toolkit options), so that no user process compiles anything.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from typing import TYPE_CHECKING
@@ -198,7 +197,8 @@ def compile_all(
 ) -> dict[str, float]:
     """Compile (or load) every kernel for ``dtypes``; report what and how long.
 
-    With ``jobs`` > 1 (default: the cores this process may use) and a cache
+    With ``jobs`` > 1 (default: the cores this process may use, as joblib
+    counts them: CPU affinity and a container's quota included) and a cache
     folder, the work is split over that many processes filling the cache at
     once (per dtype, then per :data:`PARTS`); this process then loads every
     kernel from the cache and reports it, which checks the cache.  Returns
@@ -209,10 +209,9 @@ def compile_all(
     folder = _cache.cache_folder()
     out(f"skbp kernels: cache folder {folder or '(none: compiled in memory)'}")
     if jobs is None:
-        try:
-            jobs = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - no affinity on this OS
-            jobs = os.cpu_count() or 1
+        from joblib import cpu_count  # CPU affinity and cgroup (container) quotas
+
+        jobs = cpu_count()
     groups = _groups(dtypes, jobs) if folder else [[]]
     t_all = time.perf_counter()
     if len(groups) > 1:
