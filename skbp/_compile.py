@@ -8,6 +8,7 @@ input, the toolkit options), so that no user process compiles anything.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from typing import TYPE_CHECKING
@@ -169,13 +170,19 @@ def _in_workers(groups, out):
     import subprocess
     import sys
 
+    # the workers import this very copy of skbp (the cache's stamp is its sources')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    pipe = subprocess.PIPE
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _WORKER, *(f"{d}:{part}" for d, part in group)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=pipe,
+            stderr=pipe,
             text=True,
-        )  # fmt: skip
+            env=env,
+        )
         for group in groups
     ]
     for group, p in zip(groups, procs, strict=True):

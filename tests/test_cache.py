@@ -361,6 +361,14 @@ def test_compile_command_in_processes_of_its_own(capsys):
     assert "--jobs must be at least 1" in capsys.readouterr().err
 
 
+def test_a_failing_compile_worker_is_reported(monkeypatch):
+    from skbp import _compile
+
+    monkeypatch.setattr(_compile, "_WORKER", "import sys; sys.exit('no compiler today')")
+    with pytest.raises(RuntimeError, match="compiling float32 plain failed:\n.*no compiler today"):
+        _compile._in_workers([[("float32", "plain")]], print)
+
+
 def test_compile_work_is_split_per_dtype_then_per_part():
     from skbp._compile import PARTS, _groups
 
