@@ -197,7 +197,9 @@ class _CheckedCacheFile(caching.IndexDataCacheFile):
         with _locked(self._index_path + ".lock"):
             overloads = self._load_index()
             data_name = overloads.get(key)
-            if data_name is None:
+            # a new key, or one whose data file another key shares (an index
+            # written by Numba's unlocked save): a data file of its own
+            if data_name is None or list(overloads.values()).count(data_name) > 1:
                 taken = set(overloads.values())
                 data_name = next(
                     name for name in map(self._data_name, itertools.count(1)) if name not in taken

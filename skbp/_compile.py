@@ -185,16 +185,20 @@ def _in_workers(groups, out):
         )
         for group in groups
     ]
-    for group, p in zip(groups, procs, strict=True):
+    failed = []
+    for group, p in zip(groups, procs, strict=True):  # every worker ends before a failure is raised
         stdout, stderr = p.communicate()
         what = " + ".join(f"{d} {part}" for d, part in group)
         if p.returncode != 0:
-            raise RuntimeError(f"compiling {what} failed:\n{stderr[-3000:]}")
+            failed.append(f"compiling {what} failed:\n{stderr[-3000:]}")
+            continue
         r = json.loads(stdout.strip().splitlines()[-1])
         out(
             f"  {what}: {r['compiled']} kernels compiled, {r['loaded']} loaded from the "
             f"cache, {r['seconds']:.1f} s (a process of its own)"
         )
+    if failed:
+        raise RuntimeError("\n".join(failed))
 
 
 def compile_all(

@@ -257,6 +257,13 @@ def test_a_data_file_holding_another_signature_is_a_miss(tmp_path):
     with pytest.raises(_cache._Damaged):
         f.load("float32 signature")  # SafeFunctionCache.load_overload: a miss
     assert f.load("float64 signature") == "float64 code"
+    # the miss compiles and saves again: into a data file of its own, so the
+    # two entries do not keep overwriting each other's
+    f.save("float32 signature", "float32 code")
+    index = f._load_index()
+    assert index["float32 signature"] != index["float64 signature"]
+    assert f.load("float32 signature") == "float32 code"
+    assert f.load("float64 signature") == "float64 code"
 
 
 def _package_copy(tmp_path):
