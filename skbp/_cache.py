@@ -144,14 +144,11 @@ def _lock_calls():
     if os.name == "nt":  # pragma: no cover - Windows
         import msvcrt
 
-        def call(mode):
-            def do(f):
-                f.seek(0)
-                msvcrt.locking(f.fileno(), mode, 1)
+        def lock(f, mode=msvcrt.LK_LOCK):
+            f.seek(0)
+            msvcrt.locking(f.fileno(), mode, 1)
 
-            return do
-
-        return call(msvcrt.LK_LOCK), call(msvcrt.LK_UNLCK)
+        return lock, lambda f: lock(f, msvcrt.LK_UNLCK)
     import fcntl
 
     return (

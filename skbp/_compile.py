@@ -223,7 +223,7 @@ def compile_all(
         from joblib import cpu_count  # CPU affinity and cgroup (container) quotas
 
         jobs = cpu_count()
-    groups = _groups(dtypes, jobs) if folder else [[]]
+    groups = _groups(dtypes, jobs) if folder else []  # no cache: this process alone
     t_all = time.perf_counter()
     if len(groups) > 1:
         out(f"  {len(groups)} processes at once:")

@@ -298,7 +298,7 @@ def test_same_weights_for_any_n_jobs(name, monkeypatch):
 
 
 @needs_threads
-def test_prediction_is_the_same_for_any_n_jobs_and_any_input_path(monkeypatch):
+def test_prediction_is_the_same_for_any_n_jobs_and_any_input_path():
     X, y = _classification(n=1000, d=30)
     clf = BPClassifier((64,), max_iter=5, random_state=0).fit(X, y)
     outs = []
