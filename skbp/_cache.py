@@ -46,6 +46,7 @@ The first compilation in a process is announced once on the ``skbp`` logger
 
 import contextlib
 import hashlib
+import importlib
 import itertools
 import logging
 import os
@@ -250,8 +251,9 @@ class _Damaged(Exception):
 
 
 _announced = threading.Event()
-#: kernels loaded from the cache and compiled in this process (``python -m skbp compile``)
-STATS = {"loaded": 0, "compiled": 0}
+#: kernels loaded from the cache, compiled, and made from the shipped IR
+#: (``skbp._prebuilt``) in this process (``python -m skbp compile``)
+STATS = {"loaded": 0, "compiled": 0, "prebuilt": 0}
 #: the names of the kernels compiled in this process, in order
 COMPILED = []
 
@@ -306,13 +308,31 @@ class SafeFunctionCache(caching.FunctionCache):
                 data = self._load_lean(sig, target_context)
             except Exception:  # damaged entry, stale format, failed rebuild: a miss
                 data = None
-        if data is None:
+        if data is not None:
+            STATS["loaded"] += 1
+            return data
+        _announce_compile(self._func_name, self._cache_path)
+        data = self._from_prebuilt(sig, target_context)
+        if data is not None:
+            STATS["prebuilt"] += 1
+            self.save_overload(sig, data)  # later processes load its machine code
+        else:
             STATS["compiled"] += 1
             COMPILED.append(self._func_name)
-            _announce_compile(self._func_name, self._cache_path)
-        else:
-            STATS["loaded"] += 1
         return data
+
+    def _from_prebuilt(self, sig, target_context):
+        """The kernel from the LLVM IR shipped with skbp (``skbp._prebuilt``), made
+        into machine code for this CPU; ``None`` where there is none (or it fails)."""
+        try:
+            # imported by name: the shipped IR's loader is not part of the
+            # kernels' stamp (it changes how code is loaded, not the code)
+            prebuilt = importlib.import_module("._prebuilt", __package__)
+            key = self._index_key(sig, target_context.codegen())
+            payload = prebuilt.lookup(self._func_name, key)
+            return None if payload is None else prebuilt.rebuild(target_context, payload)
+        except Exception:  # a store that does not fit this Numba: compile
+            return None
 
     def _load_lean(self, sig, target_context):
         """Numba's ``load_overload`` without its refresh of the target context.

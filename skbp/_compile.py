@@ -164,6 +164,13 @@ print(json.dumps({**_cache.STATS, "seconds": time.perf_counter() - t0}))
 """
 
 
+def _counts(stats: dict[str, int]) -> str:
+    return (
+        f"{stats['compiled']} kernels compiled, {stats['prebuilt']} made from the shipped IR, "
+        f"{stats['loaded']} loaded from the cache"
+    )
+
+
 def _in_workers(groups, out):
     """Run each group of units in a process of its own, all at once."""
     import json
@@ -193,10 +200,7 @@ def _in_workers(groups, out):
             failed.append(f"compiling {what} failed:\n{stderr[-3000:]}")
             continue
         r = json.loads(stdout.strip().splitlines()[-1])
-        out(
-            f"  {what}: {r['compiled']} kernels compiled, {r['loaded']} loaded from the "
-            f"cache, {r['seconds']:.1f} s (a process of its own)"
-        )
+        out(f"  {what}: {_counts(r)}, {r['seconds']:.1f} s (a process of its own)")
     if failed:
         raise RuntimeError("\n".join(failed))
 
@@ -234,9 +238,8 @@ def compile_all(
         t0 = time.perf_counter()
         _exercise(np.dtype(dtype).type)
         times[dtype] = time.perf_counter() - t0
-        c = _cache.STATS["compiled"] - before["compiled"]
-        n = _cache.STATS["loaded"] - before["loaded"]
-        out(f"  {dtype}: {c} kernels compiled, {n} loaded from the cache, {times[dtype]:.1f} s")
+        counts = {k: v - before[k] for k, v in _cache.STATS.items()}
+        out(f"  {dtype}: {_counts(counts)}, {times[dtype]:.1f} s")
     if len(groups) > 1:
         out(f"  {time.perf_counter() - t_all:.1f} s in all")
     if folder:

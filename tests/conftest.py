@@ -8,12 +8,14 @@
   differences of any such objective;
 * data factories: ``reg_data``, ``binary_data``, ``bn_data``, ``exploding_data``;
 * ``fit_recording``: fit and return the warnings of one category;
+* ``TINY_KERNELS``: two tiny kernels the cache tests write as a module;
 * ``toolkit_classifier`` and the session fixture ``toolkit_iris`` (that
   classifier fitted once on iris, for tests that only read it).
 
 Helpers used by a single file live in that file.
 """
 
+import textwrap
 import warnings
 
 import numpy as np
@@ -229,3 +231,28 @@ def toolkit_iris():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = toolkit_classifier().fit(X, y)
     return X, y, est
+
+
+#: two tiny kernels declared with skbp's own decorator, written as the module
+#: ``tiny_kernels`` by the cache tests (test_cache.py, test_prebuilt.py)
+TINY_KERNELS = textwrap.dedent(
+    """
+    import numpy as np
+    from skbp._jit import jit
+
+    @jit(entry=True, _nrt=True)
+    def squares(x):
+        # an array allocated in compiled code and returned: Numba's runtime (NRT;
+        # skbp's own kernels go without it), which a process
+        # that only loads cached code must still have set up (measured: without
+        # it this call segfaults)
+        y = np.empty_like(x)
+        for i in range(x.shape[0]):
+            y[i] = x[i] * x[i]
+        return y
+
+    @jit(entry=True)
+    def twice_plus_one(n):
+        return 2 * n + 1
+    """
+)

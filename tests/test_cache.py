@@ -16,31 +16,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import TINY_KERNELS as KERNELS
 
 import skbp
 from skbp import _cache
-
-KERNELS = textwrap.dedent(
-    """
-    import numpy as np
-    from skbp._jit import jit
-
-    @jit(entry=True, _nrt=True)
-    def squares(x):
-        # an array allocated in compiled code and returned: Numba's runtime (NRT;
-        # skbp's own kernels go without it), which a process
-        # that only loads cached code must still have set up (measured: without
-        # it this call segfaults)
-        y = np.empty_like(x)
-        for i in range(x.shape[0]):
-            y[i] = x[i] * x[i]
-        return y
-
-    @jit(entry=True)
-    def twice_plus_one(n):
-        return 2 * n + 1
-    """
-)
 
 CHILD = textwrap.dedent(
     """
@@ -96,11 +75,11 @@ def _files(folder, suffix):
 def test_cold_then_warm_and_the_compile_message_comes_once(tmp_path):
     moddir = _module(tmp_path)
     cold = _run(moddir)
-    assert cold["stats"] == {"loaded": 0, "compiled": 2}
+    assert cold["stats"] == {"loaded": 0, "compiled": 2, "prebuilt": 0}
     assert cold["folder"] == str(moddir / "__pycache__")
     assert cold["stderr"].count("skbp: compiling") == 1
     warm = _run(moddir)
-    assert warm["stats"] == {"loaded": 2, "compiled": 0}
+    assert warm["stats"] == {"loaded": 2, "compiled": 0, "prebuilt": 0}
     assert "compiling" not in warm["stderr"]
 
 
@@ -139,7 +118,7 @@ def test_damaged_cache_files_are_detected_and_rebuilt(tmp_path, damage):
     again = _run(moddir)  # right answers (checked in _result), no crash
     assert again["stats"]["compiled"] >= 1
     healed = _run(moddir)
-    assert healed["stats"] == {"loaded": 2, "compiled": 0}
+    assert healed["stats"] == {"loaded": 2, "compiled": 0, "prebuilt": 0}
 
 
 def test_files_of_another_format_are_misses_then_replaced(tmp_path):
@@ -172,7 +151,7 @@ def test_read_only_folders_fall_back_to_a_temporary_cache(tmp_path):
     first = _run(moddir, env)
     assert first["folder"].startswith(str(tmp / "skbp-numba-cache-"))
     assert first["stats"]["compiled"] == 2
-    assert _run(moddir, env)["stats"] == {"loaded": 2, "compiled": 0}
+    assert _run(moddir, env)["stats"] == {"loaded": 2, "compiled": 0, "prebuilt": 0}
 
 
 def test_no_writable_folder_at_all_compiles_in_memory(tmp_path, monkeypatch):
@@ -199,7 +178,7 @@ def test_two_processes_filling_a_cold_cache_leave_it_valid(tmp_path):
     procs = [_run(moddir, env, check=False) for _ in range(2)]
     for p in procs:
         _result(p)
-    assert _run(moddir, env)["stats"] == {"loaded": 2, "compiled": 0}
+    assert _run(moddir, env)["stats"] == {"loaded": 2, "compiled": 0, "prebuilt": 0}
 
 
 RACE = textwrap.dedent(
@@ -342,6 +321,7 @@ def test_compile_command_reports_every_dtype(capsys):
     assert "cache folder" in out
     assert "processes at once" not in out
     assert "float32:" in out and "kernels compiled" in out and "loaded from the cache" in out
+    assert "made from the shipped IR" in out
     from skbp._compile import dispatchers
 
     kernels = dict(dispatchers())

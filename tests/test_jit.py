@@ -45,7 +45,9 @@ print(json.dumps({name: [[str(t) for t in sig] for sig in d.signatures]
 
 
 def test_options_do_not_multiply_compiled_versions(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    # compiled by Numba, not made from the IR shipped with skbp (skbp._prebuilt),
+    # which would compile no internal kernel at all
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), SKBP_PREBUILT="0")
     out = subprocess.run(
         [sys.executable, "-c", _COUNT_VERSIONS], env=env, capture_output=True, text=True,
         check=True,
@@ -165,7 +167,10 @@ def test_weights_do_not_depend_on_which_kernel_a_process_compiled_first(tmp_path
     path.write_bytes(pickle.dumps(model))
     weights = []
     for mode in ("fit-first", "predict-first"):
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / mode), SKBP_ADAPTIVE_THREADS="0")
+        env = dict(
+            os.environ, NUMBA_CACHE_DIR=str(tmp_path / mode), SKBP_ADAPTIVE_THREADS="0",
+            SKBP_PREBUILT="0",  # Numba's compile, not the shipped IR (skbp._prebuilt)
+        )  # fmt: skip
         out = subprocess.run(
             [sys.executable, "-c", _FIRST_COMPILE, mode, str(path)], env=env,
             capture_output=True, text=True, check=True,
@@ -285,8 +290,8 @@ def test_internal_kernels_raise_with_run_time_arguments(tmp_path):
     arguments gives the real exception, compiled fresh and loaded from the cache."""
     outs = _cold_then_warm(tmp_path, "dyn_kernels", _DYNAMIC_KERNELS, _DYNAMIC_CHILD)
     assert outs == [
-        "('bad value', -3) 8 {'loaded': 0, 'compiled': 1}",
-        "('bad value', -3) 8 {'loaded': 1, 'compiled': 0}",
+        "('bad value', -3) 8 {'loaded': 0, 'compiled': 1, 'prebuilt': 0}",
+        "('bad value', -3) 8 {'loaded': 1, 'compiled': 0, 'prebuilt': 0}",
     ]
 
 

@@ -1,0 +1,289 @@
+"""Kernels shipped as LLVM IR: the first use on a machine makes machine code only.
+
+Compiling a kernel with Numba is typing it, lowering it to LLVM IR (Python-side
+work, one function at a time, the callees inside their callers), then LLVM's
+optimisation of the linked whole and machine code for this CPU.  Measured on a
+cold default fit on digits (2-core machine): 13-17 s in all, of which the
+entry kernel's module optimisation and machine code are about 2.7 s
+(``run_epoch``) and 1.4 s (``predict``).  Everything before that step does not
+depend on the machine: the linked, not yet optimised module of an entry kernel
+carries no CPU name or feature (checked: no ``target-cpu`` attribute; only
+generic ``llvm.*`` intrinsics), and Numba then runs the very same
+optimisation and code generation on it for the CPU at hand.
+
+So skbp ships that module for each entry kernel and signature that
+``python -m skbp compile`` reaches (both dtypes, every family), in
+``skbp/_prebuilt_ir/``, with what Numba's cache keeps besides the machine code
+(function descriptor, environment, signature).  On a cache miss
+(:class:`skbp._cache.SafeFunctionCache`) a kernel found there is optimised and
+made into machine code for this CPU, then written to the on-disk cache like a
+compiled one, so later processes load its machine code.  The same module goes
+through the same passes as in a compile on this machine: the weights are the
+same bit for bit (``tests/test_prebuilt.py``).
+
+A store is used only when everything it was made with matches:
+
+* its file name carries the Python version, Numba's and llvmlite's versions and
+  the platform triple (:func:`tag`); another combination finds no file and
+  compiles as before;
+* it holds the stamp of the kernel sources (``skbp._cache.PACKAGE_STAMP``); a
+  store from other sources is ignored as a whole;
+* each entry is keyed like Numba's cache (signature, the entry kernel's
+  bytecode), with the platform triple for the CPU;
+* the file carries a SHA-256 of its contents; a damaged file, an entry that
+  fails to rebuild, or ``SKBP_PREBUILT=0`` in the environment: compiled as
+  before.
+
+Making a store (maintainers, after changing a kernel module; a test fails
+while it is stale): ``python -m skbp._prebuilt`` compiles every kernel in
+fresh processes (one per dtype) with an empty cache and writes the store for
+this installation's versions, removing stores of older sources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import lzma
+import os
+import pickle
+import sys
+import threading
+
+FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_prebuilt_ir")
+FORMAT = 1
+_MAGIC = b"skbp-prebuilt-ir-sha256\n"
+_DIGEST = hashlib.sha256().digest_size
+#: the kind of library data an entry holds: the linked module before optimisation
+_KIND = "skbp-unoptimised-ir"
+_UNREAD = object()
+_state = {"store": _UNREAD}
+_lock = threading.Lock()
+
+
+def enabled() -> bool:
+    """Whether shipped kernels may be used (``SKBP_PREBUILT=0`` turns them off)."""
+    return os.environ.get("SKBP_PREBUILT", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _triple() -> str:
+    from llvmlite import binding as ll
+
+    return ll.get_process_triple()
+
+
+def tag() -> str:
+    """What a store must have been made with to serve this process."""
+    import llvmlite
+    import numba
+
+    py = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    return f"{py}-numba{numba.__version__}-llvmlite{llvmlite.__version__}-{_triple()}"
+
+
+def store_path(folder: str | None = None) -> str:
+    return os.path.join(folder or FOLDER, f"kernels-{tag()}.pkl.xz")
+
+
+def write_store(path: str, stamp: str, entries: dict) -> None:
+    """Write ``{kernel name: [(pickled key, pickled payload), ...]}`` with its checksum."""
+    data = lzma.compress(pickle.dumps({"format": FORMAT, "stamp": stamp, "entries": entries}))
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(_MAGIC + hashlib.sha256(data).digest() + data)
+    os.replace(tmp, path)
+
+
+def read_store(path: str) -> dict | None:
+    """The store in ``path``; ``None`` if it is missing or fails its checksum."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    head = len(_MAGIC) + _DIGEST
+    if not raw.startswith(_MAGIC) or hashlib.sha256(raw[head:]).digest() != raw[len(_MAGIC) : head]:
+        return None
+    return pickle.loads(lzma.decompress(raw[head:]))
+
+
+def store() -> dict | None:
+    """This installation's store (read once per process), or ``None``."""
+    with _lock:
+        if _state["store"] is _UNREAD:
+            from ._cache import PACKAGE_STAMP
+
+            try:
+                s = read_store(store_path())
+            except Exception:  # a damaged file: no store
+                s = None
+            if s is not None and (s.get("format") != FORMAT or s.get("stamp") != PACKAGE_STAMP):
+                s = None  # made from other sources
+            _state["store"] = s
+        return _state["store"]
+
+
+def portable_key(index_key: tuple) -> tuple:
+    """Numba's cache key with the platform triple in place of the host CPU."""
+    sig, _cpu, code_hashes = index_key
+    return (sig, _triple(), code_hashes)
+
+
+def lookup(func_name: str, index_key: tuple):
+    """The stored payload of kernel ``func_name`` for Numba's cache key, or ``None``."""
+    if not enabled():
+        return None
+    s = store()
+    if s is None:
+        return None
+    key = portable_key(index_key)
+    for key_bytes, payload in s["entries"].get(func_name, ()):
+        if pickle.loads(key_bytes) == key:
+            return pickle.loads(payload)
+    return None
+
+
+def rebuild(target_context, payload):
+    """A compile result from a stored payload: the module optimised and made into
+    machine code for this CPU (what Numba's ``CompileResult._rebuild`` does with
+    a cached one, whose machine code is ready)."""
+    from llvmlite import binding as ll
+    from numba.core.compiler import CompileResult
+    from numba.core.runtime import rtsys
+
+    libdata, fndesc, env, signature, objectmode, lifted, typeann, reload_init, envs = payload
+    name, kind, bitcode = libdata
+    if kind != _KIND:
+        raise ValueError(f"not a stored module: {kind!r}")
+    rtsys.initialize(target_context)  # the runtime's symbols, which the code may call
+    for fn in reload_init:
+        fn()
+    library = target_context.codegen().create_library(name)
+    library.enable_object_caching()  # so that the on-disk cache can save its machine code
+    library._final_module = ll.parse_bitcode(bitcode)
+    library._optimize_final_module()  # as CPUCodeLibrary.finalize, after linking
+    library._final_module.verify()
+    library._finalize_final_module()
+    cres = CompileResult(
+        target_context=target_context,
+        typing_context=target_context.typing_context,
+        library=library,
+        environment=env,
+        entry_point=target_context.get_executable(library, fndesc, env),
+        fndesc=fndesc,
+        type_annotation=typeann,
+        signature=signature,
+        objectmode=objectmode,
+        lifted=lifted,
+        typing_error=None,
+        call_helper=None,
+        metadata=None,
+        reload_init=reload_init,
+        referenced_envs=envs,
+    )
+    for e in envs:
+        library.codegen.set_env(e.env_name, e)
+    return cres
+
+
+@contextlib.contextmanager
+def capturing():
+    """Record every entry kernel the on-disk cache saves, with its linked module
+    before optimisation: ``{kernel name: [(pickled key, pickled payload)]}``.
+
+    For :func:`build` only (a process of its own): it wraps two methods of
+    Numba's and skbp's classes while it lasts.
+    """
+    from numba.core.codegen import CPUCodeLibrary
+
+    from . import _cache
+    from ._linkonly import LinkOnlyLibrary
+
+    entries: dict[str, list] = {}
+    optimize, save = CPUCodeLibrary._optimize_final_module, _cache.SafeFunctionCache.save_overload
+
+    def keep_ir(self):
+        if not isinstance(self, LinkOnlyLibrary):  # an entry kernel's linked whole
+            self._skbp_ir = self._final_module.as_bitcode()
+        optimize(self)
+
+    def save_and_keep(self, sig, cres):
+        key = self._index_key(sig, cres.target_context.codegen())
+        payload = list(cres._reduce())
+        payload[0] = (cres.library.name, _KIND, cres.library._skbp_ir)
+        entries.setdefault(self._func_name, []).append(
+            (pickle.dumps(portable_key(key)), pickle.dumps(tuple(payload)))
+        )
+        save(self, sig, cres)
+
+    CPUCodeLibrary._optimize_final_module = keep_ir
+    _cache.SafeFunctionCache.save_overload = save_and_keep
+    try:
+        yield entries
+    finally:
+        CPUCodeLibrary._optimize_final_module = optimize
+        _cache.SafeFunctionCache.save_overload = save
+
+
+_WORKER = """
+import pickle, sys, numpy as np
+from skbp import _prebuilt
+from skbp._compile import _exercise
+with _prebuilt.capturing() as entries:
+    _exercise(np.dtype(sys.argv[1]).type)
+with open(sys.argv[2], "wb") as f:
+    pickle.dump(entries, f)
+"""
+
+
+def build(folder: str | None = None, dtypes=("float64", "float32"), out=print) -> str:
+    """Compile every kernel ``python -m skbp compile`` reaches, in fresh processes
+    (one per dtype) with empty caches and no store, and write this
+    installation's store; remove stores made from other sources."""
+    import subprocess
+    import tempfile
+    import time
+
+    from ._cache import PACKAGE_STAMP
+
+    folder = folder or FOLDER
+    os.makedirs(folder, exist_ok=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    t0 = time.perf_counter()
+    entries: dict[str, list] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, "cache"), SKBP_PREBUILT="0")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _WORKER, d, os.path.join(tmp, d)],
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for d in dtypes
+        ]
+        errors = [p.communicate()[1] for p in procs]
+        for d, p, err in zip(dtypes, procs, errors, strict=True):
+            if p.returncode != 0:
+                raise RuntimeError(f"compiling {d} failed:\n{err[-3000:]}")
+            with open(os.path.join(tmp, d), "rb") as f:
+                for name, items in pickle.load(f).items():
+                    entries.setdefault(name, []).extend(items)
+    path = store_path(folder)
+    write_store(path, PACKAGE_STAMP, entries)
+    for other in os.listdir(folder):
+        full = os.path.join(folder, other)
+        if full != path and other.endswith(".pkl.xz"):
+            s = read_store(full)
+            if s is None or s.get("stamp") != PACKAGE_STAMP:
+                os.remove(full)
+                out(f"removed {other} (other sources)")
+    n = sum(len(v) for v in entries.values())
+    size = os.path.getsize(path) / 1e6
+    out(f"wrote {path}: {n} kernels, {size:.2f} MB, {time.perf_counter() - t0:.1f} s")
+    return path
+
+
+if __name__ == "__main__":
+    build()
