@@ -2,11 +2,12 @@
 
 Each measurement runs a new Python process that imports skbp and fits once
 (import included), with ``NUMBA_CACHE_DIR`` pointing at a fresh directory
-(cold: every kernel is compiled) or at the directory the cold run filled (warm:
-kernels are loaded from disk).  scikit-learn's MLP is timed the same way for
-reference.  Three configurations -- adam in float64 (the default) and float32,
-lbfgs in float64 -- on digits, ``max_iter=5``; then the compile time of every
-kernel in each cold run.
+(cold: every kernel is made from the LLVM IR skbp ships, or compiled by Numba
+where there is none or with ``SKBP_PREBUILT=0`` in the environment) or at the
+directory the cold run filled (warm: kernels are loaded from disk).
+scikit-learn's MLP is timed the same way for reference.  Three configurations
+-- adam in float64 (the default) and float32, lbfgs in float64 -- on digits,
+``max_iter=5``; then the compile time of every kernel in each cold run.
 
     python benchmarks/first_fit.py                  # all three configurations
     python benchmarks/first_fit.py --default-only   # adam, float64 only
@@ -97,7 +98,7 @@ def main(argv=None):
     print("were compiled for it first, so entry points such as run_epoch include forward,")
     print("backward, matmul and the update sweep; kernels under 0.05 s are left out):")
     for name, comp in cold_compile.items():
-        print(f"  {name}:")
+        print(f"  {name}:" + ("" if comp else " nothing compiled (made from the shipped IR)"))
         for key, t in sorted(comp.items(), key=lambda kv: -kv[1]):
             if t >= 0.05:
                 print(f"    {key:<34}{t:>7.2f}")

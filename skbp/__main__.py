@@ -25,6 +25,7 @@ def _info() -> None:
     import skbp
 
     from ._cache import cache_folder
+    from ._prebuilt import describe
     from ._threads import parallel_available
 
     layer = numba.threading_layer() if parallel_available() else "none (serial)"
@@ -32,6 +33,7 @@ def _info() -> None:
         f"skbp {skbp.__version__} (scikit-learn {sklearn.__version__}, numba {numba.__version__})"
     )
     print(f"kernel cache: {cache_folder() or 'none (kernels are compiled in memory)'}")
+    print(f"shipped kernels: {describe()}")
     print(f"threading layer: {layer}; cores: {os.cpu_count()}")
     print("`python -m skbp compile` compiles every kernel ahead of time.")
 

@@ -58,8 +58,9 @@ def main(max_iter: int = 100) -> None:
     )
     # Compile first, outside the timed searches: skbp.precompile reaches every
     # kernel a fit and a prediction use.  The very first run on a machine
-    # compiles them (tens of seconds on 2 cores); later runs load them from the
-    # on-disk cache in well under a second.
+    # makes their machine code from the LLVM IR skbp ships (a few seconds on 2
+    # cores; tens of seconds where Numba has to compile them); later runs load
+    # them from the on-disk cache in well under a second.
     logging.getLogger("skbp").setLevel(logging.ERROR)  # this script reports it itself
     print("Compiling skbp's kernels (or loading them from the cache) ...", flush=True)
     seconds = skbp.precompile("float64")  # digits scaled by MinMaxScaler: float64

@@ -123,6 +123,17 @@ def store() -> dict | None:
         return _state["store"]
 
 
+def describe() -> str:
+    """One line on the shipped kernels for ``python -m skbp info``."""
+    if not enabled():
+        return "switched off (SKBP_PREBUILT=0): a first use compiles them"
+    s = store()
+    if s is None:
+        return f"none for this installation ({tag()}): a first use compiles them"
+    n = sum(len(v) for v in s["entries"].values())
+    return f"{n} kernels as LLVM IR for {tag()}: a first use makes machine code only"
+
+
 def portable_key(index_key: tuple) -> tuple:
     """Numba's cache key with the platform triple in place of the host CPU."""
     sig, _cpu, code_hashes = index_key

@@ -378,6 +378,7 @@ def test_info_command(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"skbp {skbp.__version__}") and "kernel cache:" in out
+    assert "shipped kernels: " in out
 
 
 def test_demo_command(capsys, monkeypatch):

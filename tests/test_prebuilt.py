@@ -196,3 +196,14 @@ def test_shipped_kernels_give_the_bits_of_numbas_compile(tmp_path):
     assert results["compiled"]["stats"] == {"loaded": 0, "compiled": 2, "prebuilt": 0}
     assert results["shipped"]["bits"] == results["compiled"]["bits"]
     assert np.isfinite(np.frombuffer(bytes.fromhex(results["shipped"]["bits"]))).all()
+
+
+def test_info_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("SKBP_PREBUILT", "0")
+    assert _prebuilt.describe().startswith("switched off")
+    assert _prebuilt.lookup("skbp._epoch.run_epoch", (None, None, None)) is None
+    monkeypatch.delenv("SKBP_PREBUILT")
+    monkeypatch.setattr(_prebuilt, "FOLDER", str(tmp_path))  # no store there
+    monkeypatch.setitem(_prebuilt._state, "store", _prebuilt._UNREAD)
+    assert _prebuilt.describe().startswith("none for this installation")
+    assert _prebuilt.lookup("skbp._epoch.run_epoch", (None, None, None)) is None
