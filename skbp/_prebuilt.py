@@ -30,6 +30,9 @@ A store is used only when everything it was made with matches:
   store from other sources is ignored as a whole;
 * each entry is keyed like Numba's cache (signature, the entry kernel's
   bytecode), with the platform triple for the CPU;
+* it records the Numba settings that change what is compiled (``NUMBA_OPT``,
+  ``NUMBA_BOUNDSCHECK``, ``NUMBA_DEBUGINFO``, ...): with other values in this
+  process, it is not used;
 * the file carries a SHA-256 of its contents; a damaged file, an entry that
   fails to rebuild, or ``SKBP_PREBUILT=0`` in the environment: compiled as
   before.
@@ -51,7 +54,14 @@ import sys
 import threading
 
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_prebuilt_ir")
-FORMAT = 1
+FORMAT = 2
+#: Numba settings that change typing, lowering or Numba's per-function passes
+#: (``NUMBA_OPT``, ``NUMBA_BOUNDSCHECK``, ``NUMBA_DEBUGINFO``, ...): a store made
+#: with other values is not used
+_SETTINGS = (
+    "OPT", "BOUNDSCHECK", "DEBUGINFO_DEFAULT", "FULL_TRACEBACKS", "EXTEND_VARIABLE_LIFETIMES",
+    "LOOP_VECTORIZE", "SLP_VECTORIZE",
+)  # fmt: skip
 _MAGIC = b"skbp-prebuilt-ir-sha256\n"
 _DIGEST = hashlib.sha256().digest_size
 #: the kind of library data an entry holds: the linked module before optimisation
@@ -85,9 +95,17 @@ def store_path(folder: str | None = None) -> str:
     return os.path.join(folder or FOLDER, f"kernels-{tag()}.pkl.xz")
 
 
+def settings() -> dict[str, str]:
+    """This process's values of the Numba settings in :data:`_SETTINGS`."""
+    from numba.core import config
+
+    return {name: repr(getattr(config, name, None)) for name in _SETTINGS}
+
+
 def write_store(path: str, stamp: str, entries: dict) -> None:
     """Write ``{kernel name: [(pickled key, pickled payload), ...]}`` with its checksum."""
-    data = lzma.compress(pickle.dumps({"format": FORMAT, "stamp": stamp, "entries": entries}))
+    store = {"format": FORMAT, "stamp": stamp, "settings": settings(), "entries": entries}
+    data = lzma.compress(pickle.dumps(store))
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(_MAGIC + hashlib.sha256(data).digest() + data)
@@ -117,8 +135,12 @@ def store() -> dict | None:
                 s = read_store(store_path())
             except Exception:  # a damaged file: no store
                 s = None
-            if s is not None and (s.get("format") != FORMAT or s.get("stamp") != PACKAGE_STAMP):
-                s = None  # made from other sources
+            if s is not None and (
+                s.get("format") != FORMAT
+                or s.get("stamp") != PACKAGE_STAMP
+                or s.get("settings") != settings()
+            ):
+                s = None  # made from other sources, or with other Numba settings
             _state["store"] = s
         return _state["store"]
 

@@ -134,7 +134,8 @@ def test_read_store_refuses_what_fails_its_checksum(tmp_path):
     path = str(tmp_path / "s.pkl.xz")
     _prebuilt.write_store(path, "stamp", {"k": [(b"key", b"payload")]})
     assert _prebuilt.read_store(path) == {
-        "format": _prebuilt.FORMAT, "stamp": "stamp", "entries": {"k": [(b"key", b"payload")]},
+        "format": _prebuilt.FORMAT, "stamp": "stamp", "settings": _prebuilt.settings(),
+        "entries": {"k": [(b"key", b"payload")]},
     }  # fmt: skip
     raw = open(path, "rb").read()
     open(path, "wb").write(raw[:-1] + bytes([raw[-1] ^ 1]))
@@ -207,3 +208,16 @@ def test_info_line(monkeypatch, tmp_path):
     monkeypatch.setitem(_prebuilt._state, "store", _prebuilt._UNREAD)
     assert _prebuilt.describe().startswith("none for this installation")
     assert _prebuilt.lookup("skbp._epoch.run_epoch", (None, None, None)) is None
+
+
+@pytest.mark.parametrize("setting", ["BOUNDSCHECK", "OPT", "DEBUGINFO_DEFAULT"])
+def test_a_store_made_with_other_numba_settings_is_not_used(monkeypatch, tmp_path, setting):
+    """``NUMBA_BOUNDSCHECK=1`` (and the like) changes what lowering makes: the
+    shipped IR, made without it, must not stand in for such a compile."""
+    monkeypatch.setattr(_prebuilt, "FOLDER", str(tmp_path))
+    _prebuilt.write_store(_prebuilt.store_path(), _cache.PACKAGE_STAMP, {})
+    monkeypatch.setitem(_prebuilt._state, "store", _prebuilt._UNREAD)
+    assert _prebuilt.store() is not None
+    monkeypatch.setattr(f"numba.core.config.{setting}", 1)
+    monkeypatch.setitem(_prebuilt._state, "store", _prebuilt._UNREAD)
+    assert _prebuilt.store() is None
