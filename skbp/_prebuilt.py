@@ -92,6 +92,7 @@ def tag() -> str:
 
 
 def store_path(folder: str | None = None) -> str:
+    """The file of this installation's store (in :data:`FOLDER` by default)."""
     return os.path.join(folder or FOLDER, f"kernels-{tag()}.pkl.xz")
 
 
