@@ -171,16 +171,22 @@ def _counts(stats: dict[str, int]) -> str:
     )
 
 
+def worker_env(**extra: str) -> dict[str, str]:
+    """The environment of a worker process that imports this very copy of skbp
+    (the cache's stamp is its sources'), with ``extra`` variables set."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
 def _in_workers(groups, out):
     """Run each group of units in a process of its own, all at once."""
     import json
     import subprocess
     import sys
 
-    # the workers import this very copy of skbp (the cache's stamp is its sources')
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env = worker_env()
     pipe = subprocess.PIPE
     procs = [
         subprocess.Popen(

@@ -279,15 +279,14 @@ def build(folder: str | None = None, dtypes=("float64", "float32"), out=print) -
     import time
 
     from ._cache import PACKAGE_STAMP
+    from ._compile import worker_env
 
     folder = folder or FOLDER
     os.makedirs(folder, exist_ok=True)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     t0 = time.perf_counter()
     entries: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, "cache"), SKBP_PREBUILT="0")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env = worker_env(NUMBA_CACHE_DIR=os.path.join(tmp, "cache"), SKBP_PREBUILT="0")
         procs = [
             subprocess.Popen(
                 [sys.executable, "-c", _WORKER, d, os.path.join(tmp, d)],
