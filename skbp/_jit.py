@@ -221,6 +221,35 @@ def blas_scalars(typingctx, like, beta):
 
 
 @intrinsic
+def stack_buffer(typingctx, like, size):
+    """A 1-D scratch array of ``size`` (a compile-time literal) elements of ``like``'s dtype.
+
+    On the caller's stack, uninitialised, like :func:`blas_scalars`: no
+    allocation, no memory owner; it lives as long as the calling function's
+    frame, so it must not be returned or stored.
+    """
+    if not (isinstance(like, types.Array) and isinstance(size, types.IntegerLiteral)):
+        return None
+    n = size.literal_value
+    retty = types.Array(like.dtype, 1, "C")
+    sig = retty(like, size)
+
+    def codegen(context, builder, sig, args):
+        llty = context.get_data_type(sig.return_type.dtype)
+        ptr = cgutils.alloca_once(builder, llty, size=n)  # in the entry block
+        intp = context.get_value_type(types.intp)
+        itemsize = intp(context.get_abi_sizeof(llty))
+        out = make_array(retty)(context, builder)
+        populate_array(
+            out, data=ptr, shape=[intp(n)], strides=[itemsize], itemsize=itemsize,
+            meminfo=None, parent=None,
+        )  # fmt: skip
+        return out._getvalue()
+
+    return sig, codegen
+
+
+@intrinsic
 def prefetch(typingctx, arr, index):
     """Ask the processor to start loading the cache line of ``arr[index]`` (1-D).
 

@@ -55,13 +55,14 @@ needs_threads = pytest.mark.skipif(
 )
 
 
-def _tune(min_work, block_cols=4, max_blocks=5, small=0):
-    t = np.array([min_work, block_cols, max_blocks, small], dtype=np.int64)
+def _tune(min_work, block_cols=4, max_blocks=5, small=0, tiles=0):
+    t = np.array([min_work, block_cols, max_blocks, small, tiles], dtype=np.int64)
     t.flags.writeable = False
     return t
 
 
 SPLIT, BLAS, LOOPS = _tune(1), _tune(2**62), _tune(2**62, small=2**62)
+TILES = _tune(2**62, tiles=2**62)
 
 
 def _operands(mode, M, K, N, dtype, rng):
@@ -75,7 +76,9 @@ def _operands(mode, M, K, N, dtype, rng):
 # ------------------------------------------------------------------- kernels
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
-@pytest.mark.parametrize("tune", [SPLIT, BLAS, LOOPS], ids=["split", "blas", "loops"])
+@pytest.mark.parametrize(
+    "tune", [SPLIT, BLAS, LOOPS, TILES], ids=["split", "blas", "loops", "tiles"]
+)
 @pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("shape", [(7, 13, 23), (29, 13, 6)], ids=["wide", "tall"])
 def test_matmul_matches_numpy(dtype, mode, tune, accumulate, shape):
@@ -89,6 +92,63 @@ def test_matmul_matches_numpy(dtype, mode, tune, accumulate, shape):
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(C, expected, rtol=rtol, atol=rtol * 10)
     assert C.dtype == dtype
+
+
+# every tile kind (rows in 4, 2, 1; columns in two vectors, one, a padded
+# panel) in float32 (8 lanes) and float64 (4 lanes); one deep enough that its
+# padded panel does not fit the stack buffer (BLAS then)
+TILE_SHAPES = [(7, 13, 23), (32, 30, 64), (3, 40, 17), (1, 9, 3), (6, 64, 36), (5, 1100, 13)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["NN", "TN"])
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("shape", TILE_SHAPES)
+def test_register_tiles_match_numpy(dtype, mode, accumulate, shape):
+    rng = np.random.default_rng(2)
+    M, K, N = shape
+    X, Y, ref = _operands(mode, M, K, N, dtype, rng)
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    C = C0.copy()
+    mm.matmul(X, mode == "TN", Y, False, C, accumulate, TILES)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(C, ref + C0 if accumulate else ref, rtol=rtol, atol=rtol * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_register_tiles_give_each_element_the_same_bits_wherever_it_falls(dtype):
+    """An element is one in-order sum: the same bits in a 4-row tile or alone,
+    in a full panel or in the zero-padded last one (the layout changes with
+    the shape, so this is what makes results depend on the shapes only)."""
+    rng = np.random.default_rng(3)
+    M, K, N = 11, 37, 21
+    X = rng.standard_normal((M, K)).astype(dtype)
+    Y = rng.standard_normal((K, N)).astype(dtype)
+    C = np.empty((M, N), dtype)
+    mm.matmul(X, False, Y, False, C, False, TILES)
+    for i in (0, 5, 10):
+        for j in (0, 7, 8, 19, 20):
+            one = np.empty((1, 1), dtype)
+            mm.matmul(X[i : i + 1], False, np.ascontiguousarray(Y[:, j : j + 1]), False, one,
+                      False, TILES)  # fmt: skip
+            assert one[0, 0] == C[i, j]
+
+
+def test_register_tiles_keep_non_finite_inputs_to_their_own_elements():
+    X = np.ones((5, 6))
+    X[2, 3] = np.inf
+    Y = np.ones((6, 7))  # 7 columns: one 4-lane panel and a padded one
+    C = np.empty((5, 7))
+    mm.matmul(X, False, Y, False, C, False, TILES)
+    expected = np.full((5, 7), 6.0)
+    expected[2] = np.inf
+    np.testing.assert_array_equal(C, expected)
+
+
+def test_default_tune_sends_small_products_to_the_tiles():
+    tune = mm.tune_array()
+    assert tune[3] < 32 * 30 * 64 <= tune[4]  # a batch-32 update of a (64,) network
+    assert not mm.tiles_fit(1100, 13, 8) and mm.tiles_fit(1100, 16, 8)
 
 
 def test_n_blocks_depends_on_the_shape_only():
