@@ -40,10 +40,11 @@ below ``SMALL_WORK`` multiply-adds plain loops, below ``TILE_WORK`` (and with
 ``Y`` not transposed) skbp's own register tiles, SIMD multiply-adds written as
 LLVM IR (:func:`_make_tile`).  Measured on the 2-core machine, a BLAS call
 costs 2.5-8 us at the shapes of a batch-32 update of a (64, 32) network
-(packing both operands, dispatch); the tiles do the same products 1.2-2x
-faster in float64 and 1.5-2.4x in float32, and lose to BLAS from about
-2^18 multiply-adds on, where BLAS's cache blocking pays.  Both are sums in a
-fixed order, so neither depends on threads.
+(packing both operands, dispatch).  The tiles do such products
+(``32 x 30 @ 30 x 64`` to ``32 x 64 @ 64 x 64``) 1.65-2.2x faster in float32
+and 0.97-1.2x in float64, where the tile has half the lanes; from about
+2^19 multiply-adds on BLAS's cache blocking wins.  Both are sums in a fixed
+order, so neither depends on threads.
 
 Prediction parallelises over row chunks instead and passes a ``tune`` that
 never splits, so the two kinds of parallelism never nest.
@@ -209,7 +210,8 @@ def _make_tile(MR, NV):
     sum over ``k`` runs in order, one term at a time, so an element's bits
     depend on neither its place in the tile nor on threads.  Written as LLVM IR
     because Numba's loops over scalar accumulators do not vectorise this way
-    (measured: 5-10x slower than BLAS, against 1.5-2x faster for this tile).
+    (measured: 5-10x slower than BLAS at batch-32 shapes, where this tile is
+    up to 2x faster).
     """
 
     @intrinsic
@@ -347,13 +349,13 @@ def _tiled_matmul(X, trans_x, Y, C, accumulate):
             pa = i * sar
             pc = i * N + j if cols == width else 0
             acc = accumulate and cols == width
-            if nv == 2:
-                if mr == 4:
-                    _tile_4x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
-                elif mr == 2:
-                    _tile_2x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
-                else:
-                    _tile_1x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+            # one of the six tiles, by its rows (mr) and vectors (nv)
+            if mr == 4 and nv == 2:
+                _tile_4x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+            elif mr == 2 and nv == 2:
+                _tile_2x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+            elif nv == 2:
+                _tile_1x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
             elif mr == 4:
                 _tile_4x1(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
             elif mr == 2:
