@@ -300,8 +300,9 @@ _tile_4x1, _tile_2x1, _tile_1x1 = _make_tile(4, 1), _make_tile(2, 1), _make_tile
 
 
 #: elements of the stack buffer the last, zero-padded column panel of ``Y``
-#: (``K x W``) is packed into: 32 KiB in float64
-_PANEL = 4096
+#: (``K x W``) is packed into: 16 KiB in float64, 8 KiB in float32 (small, as
+#: kernels also run on Python threads, whose stacks can be small)
+_PANEL = 2048
 #: elements of the buffer for one tile of the zero-padded last panel (4 rows x 1 vector)
 _PART = 4 * (_VEC_BYTES // 4)
 

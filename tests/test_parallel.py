@@ -96,8 +96,10 @@ def test_matmul_matches_numpy(dtype, mode, tune, accumulate, shape):
 
 # every tile kind (rows in 4, 2, 1; columns in two vectors, one, a padded
 # panel) in float32 (8 lanes) and float64 (4 lanes); one deep enough that its
-# padded panel does not fit the stack buffer (BLAS then)
-TILE_SHAPES = [(7, 13, 23), (32, 30, 64), (3, 40, 17), (1, 9, 3), (6, 64, 36), (5, 1100, 13)]
+# padded panel does not fit the stack buffer (BLAS then), one whose padded
+# float32 panel fills it exactly
+TILE_SHAPES = [(7, 13, 23), (32, 30, 64), (3, 40, 17), (1, 9, 3), (6, 64, 36), (5, 1100, 13),
+               (9, 256, 7)]  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -148,7 +150,10 @@ def test_register_tiles_keep_non_finite_inputs_to_their_own_elements():
 def test_default_tune_sends_small_products_to_the_tiles():
     tune = mm.tune_array()
     assert tune[3] < 32 * 30 * 64 <= tune[4]  # a batch-32 update of a (64,) network
-    assert not mm.tiles_fit(1100, 13, 8) and mm.tiles_fit(1100, 16, 8)
+    # the zero-padded last panel (K x one vector) must fit the stack buffer
+    assert mm.tiles_fit(512, 13, 8) and not mm.tiles_fit(513, 13, 8)
+    assert mm.tiles_fit(256, 13, 4) and not mm.tiles_fit(257, 13, 4)
+    assert mm.tiles_fit(1100, 16, 8) and mm.tiles_fit(1100, 16, 4)  # no padded panel
 
 
 def test_n_blocks_depends_on_the_shape_only():
