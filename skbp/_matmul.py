@@ -36,14 +36,17 @@ when BLAS is limited to one thread; otherwise OpenBLAS's spinning threads and
 Numba's fight (measured: 20x slower).
 
 Small products -- the mini-batch updates of small networks -- skip BLAS:
-below ``SMALL_WORK`` multiply-adds plain loops, below ``TILE_WORK`` (and with
-``Y`` not transposed) skbp's own register tiles, SIMD multiply-adds written as
+below ``SMALL_WORK`` multiply-adds plain loops, below ``TILE_WORK`` (in
+multiply-adds times the item size, with ``Y`` not transposed) skbp's own
+register tiles, SIMD multiply-adds written as
 LLVM IR (:func:`_make_tile`).  Measured on the 2-core machine, a BLAS call
 costs 2.5-8 us at the shapes of a batch-32 update of a (64, 32) network
 (packing both operands, dispatch).  The tiles do such products
 (``32 x 30 @ 30 x 64`` to ``32 x 64 @ 64 x 64``) 1.65-2.2x faster in float32
-and 0.97-1.2x in float64, where the tile has half the lanes; from about
-2^19 multiply-adds on BLAS's cache blocking wins.  Both are sums in a fixed
+and 0.97-1.2x in float64, where the tile has half the lanes; W3's float32
+products (``64 x 50 @ 50 x 128`` to ``64 x 128 @ 128 x 64``, up to 2^19) 1.2-1.6x
+faster, except the ``128 x 64`` weight gradient from 64 rows (0.87x).
+Beyond that BLAS's cache blocking wins.  Both are sums in a fixed
 order, so neither depends on threads.
 
 Prediction parallelises over row chunks instead and passes a ``tune`` that
@@ -70,9 +73,10 @@ PAR_BLOCK_COLS = 32
 #: products of at most this many multiply-adds skip BLAS (one-row updates, predictions)
 SMALL_WORK = 4096
 #: ``op(X) @ Y`` products (no transposed right operand) of at most this many
-#: multiply-adds run on skbp's own register tiles (:func:`_tiled_matmul`)
-#: instead of BLAS
-TILE_WORK = 1 << 17
+#: multiply-adds times the item size -- 2^19 multiply-adds in float32, 2^18 in
+#: float64, whose vectors have half the lanes -- run on skbp's own register
+#: tiles (:func:`_tiled_matmul`) instead of BLAS
+TILE_WORK = 1 << 21
 
 
 _CPU_COUNT = os.cpu_count() or 2
@@ -463,7 +467,8 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
 
     ``op`` transposes where ``trans_x``/``trans_y`` is set.  By size (in
     multiply-adds): at most ``tune[3]`` runs in plain loops; at most
-    ``tune[4]`` with ``Y`` not transposed runs in skbp's register tiles; at
+    ``tune[4]`` (times the item size) with ``Y`` not transposed runs in skbp's
+    register tiles; at
     least ``tune[0]`` is split into blocks run in parallel; the rest is one
     BLAS call.
     """
@@ -474,7 +479,7 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     if K == 0 or M * K * N <= tune[3]:
         _small_matmul(X, trans_x, Y, trans_y, C, accumulate)
         return
-    if not trans_y and M * K * N <= tune[4] and tiles_fit(K, N, C.itemsize):
+    if not trans_y and M * K * N * C.itemsize <= tune[4] and tiles_fit(K, N, C.itemsize):
         _tiled_matmul(X, trans_x, Y, C, accumulate)
         return
     scal = blas_scalars(C, 1.0 if accumulate else 0.0)  # BLAS's alpha and beta
