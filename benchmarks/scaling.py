@@ -2,6 +2,12 @@
 
     python benchmarks/scaling.py                      # all usable cores, block widths 16/32/64
     python benchmarks/scaling.py --threads 1,2 --widths 32 --epochs 1
+    python benchmarks/scaling.py --parts              # which part of the rest
+
+``--parts`` instead fits W2 with the optimizer and the row order changed
+(Adam; SGD without momentum, a cheaper sweep; SGD with momentum; Adam without
+shuffling, rows read in order) on one thread and on all of them, which
+separates the Adam sweep and the random row gather from the rest.
 
 For each block width (``skbp._matmul.PAR_BLOCK_COLS``: the narrowest block a
 split product is cut into; 32 is skbp's setting) and each thread count, this
@@ -78,6 +84,7 @@ def main():
     ap.add_argument("--widths", default="16,32,64", help="block widths to try (16,32,64)")
     ap.add_argument("--epochs", type=int, default=2, help="epochs per fit (2)")
     ap.add_argument("--reps", type=int, default=200, help="product loops per timing (200)")
+    ap.add_argument("--parts", action="store_true", help="optimizer / row-order variants instead")
     args = ap.parse_args()
     counts = (
         [int(s) for s in args.threads.split(",")]
@@ -101,6 +108,9 @@ def main():
 
     th.ADAPTIVE = False
     fit(1)  # compile or load the kernels
+    if args.parts:
+        _parts(X, y, w, args.epochs, updates, top)
+        return
     print(f"{os.cpu_count()} cores, Numba may use {top} threads, layer {numba.threading_layer()}")
     print(f"W2 float32, {args.epochs} epochs = {updates} updates per fit; governor off\n")
     print("| width | threads | blocks fwd/dW1 | fit ms/update | products ms/update | rest ms/update"
@@ -134,6 +144,31 @@ def main():
             print("| " + " | ".join(map(str, row)) + " |", flush=True)
     mm.PAR_BLOCK_COLS = 32
     mm._TUNE_CACHE.clear()
+
+
+PARTS = [
+    ("adam", dict(solver="adam")),
+    ("sgd m=0", dict(solver="sgd", momentum=0.0)),
+    ("sgd m=0.9", dict(solver="sgd", momentum=0.9)),
+    ("adam no shuffle", dict(solver="adam", shuffle=False)),
+]
+
+
+def _parts(X, y, w, epochs, updates, top):
+    """ms per update of the :data:`PARTS` variants on 1 and ``top`` threads (min of 2)."""
+
+    def per_update(n_jobs, kw):
+        est = BPClassifier(w["hidden"], learning_rate_init=w["lr"], batch_size=w["batch"],
+                           max_iter=epochs, tol=0.0, n_iter_no_change=10**6, random_state=0,
+                           n_jobs=n_jobs, **kw)  # fmt: skip
+        t = time.perf_counter()
+        est.fit(X, y)
+        return (time.perf_counter() - t) / updates * 1e3
+
+    print(f"{os.cpu_count()} cores; ms per update, min of 2")
+    for name, kw in PARTS:
+        cells = [f"n_jobs={n}: {min(per_update(n, kw) for _ in range(2)):.3f}" for n in (1, top)]
+        print(f"{name:16s}", "  ".join(cells), flush=True)
 
 
 if __name__ == "__main__":
