@@ -31,7 +31,10 @@
   per-thread setting); it is reference-counted, so the first of several
   concurrent calls sets it, and the user's setting comes back
   ``BLAS_RESTORE_DELAY`` (0.25 s) after the last one ends (see
-  :func:`_restore_loop` for why not at once).
+  :func:`_restore_loop` for why not at once).  A setting user code makes in
+  that moment (a ``threadpool_limits`` context) is neither overwritten by the
+  delayed restore nor taken for skbp's limit by the next call; such a context
+  does take skbp's one thread for the count it restores on exit.
 
 Threading layer: Numba picks TBB if installed, else GNU OpenMP, else its
 ``workqueue``; skbp leaves that choice to Numba and the user
@@ -130,12 +133,51 @@ _blas_wakeup = threading.Condition(_lock)
 _blas_restorer = None
 
 
+def _as_blas_controller(set_counts):
+    """Call ``set_counts()`` (which sets BLAS thread counts) with the right to do so.
+
+    threadpoolctl >= 3.8 lets only one Python thread set OpenBLAS's
+    process-wide thread count -- the first to set it, until a
+    ``threadpool_limits`` context of that thread ends -- and silently ignores
+    the others.  skbp limits BLAS from whichever thread starts a call and
+    restores it from its restorer thread, so it takes that right for the
+    moment of the change and hands it back (measured with 3.8.0: without
+    this, the restore never happened and numpy's BLAS stayed on one thread
+    after the first fit).  Older threadpoolctl versions have no such right.
+    """
+    from threadpoolctl import OpenBLASController
+
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+    try:
+        return set_counts()
+    finally:
+        if clear is not None:
+            clear(force=True)
+
+
+def _blas_still_limited():
+    """Whether every BLAS library still runs on the one thread skbp set.
+
+    Not so when user code changed it while skbp held the limit (say a
+    ``threadpool_limits`` context entered in the moment before a delayed
+    restore): then skbp's next call must limit again, and the restore must
+    leave the user's setting alone.
+    """
+    blas = _blas_controller().select(user_api="blas")
+    return all(lib.get_num_threads() == 1 for lib in blas.lib_controllers)
+
+
 def _enter_call():
     """Count a call in, and hold BLAS to one thread (if not held already)."""
     global _active_calls, _blas_limiter, _blas_idle_since
     with _lock:
-        if _blas_limiter is None:
-            _blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
+        if _blas_limiter is None or not _blas_still_limited():
+            # (a limit another setting has replaced is dropped unrestored: what
+            # it would restore is no longer what the user has now)
+            controller = _blas_controller()
+            _blas_limiter = _as_blas_controller(lambda: controller.limit(limits=1, user_api="blas"))
         _active_calls += 1
         _blas_idle_since = None
 
@@ -162,8 +204,10 @@ def _restore_loop():
     brings back OpenBLAS's worker threads, which spin for a while waiting for
     work: two fits in Python threads then fight one spinning thread per call and
     run slower than one after the other (measured: 1.1-1.5 s instead of 0.4 s
-    for 8 digits fits).  So the limit stays while calls follow each other
-    (a grid search) and goes ``BLAS_RESTORE_DELAY`` seconds after the last one.
+    for 8 digits fits; and restoring at once after calls that ran alone made
+    a threaded digits search that followed a sequential one 1.5-1.8 s instead
+    of 0.57 s).  So the limit stays while calls follow each other (a grid
+    search) and goes ``BLAS_RESTORE_DELAY`` seconds after the last one.
     """
     with _lock:
         while True:
@@ -179,7 +223,8 @@ def _restore_loop():
 def _restore_blas_locked():
     global _blas_limiter
     if _active_calls == 0 and _blas_limiter is not None:
-        _blas_limiter.restore_original_limits()
+        if _blas_still_limited():  # else user code has set its own count since: keep it
+            _as_blas_controller(_blas_limiter.restore_original_limits)
         _blas_limiter = None
 
 

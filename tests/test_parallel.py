@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from sklearn.datasets import make_classification
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import InvalidParameterError
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import skbp._matmul as mm
 import skbp._predict as _predict
@@ -460,6 +460,10 @@ def test_thread_settings_are_restored_after_fit_and_predict(n_jobs):
     assert _blas_threads() == before[1]
 
 
+def _blas_counts():
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
 def test_blas_limit_stays_between_calls_that_follow_each_other(monkeypatch):
     import scipy.linalg.cython_blas  # noqa: F401
 
@@ -469,10 +473,71 @@ def test_blas_limit_stays_between_calls_that_follow_each_other(monkeypatch):
     X, y = _classification(n=100, d=5)
     with _no_check():
         BPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
-    limited = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-    assert set(limited) == {1}  # not lifted between calls ...
+    assert set(_blas_counts()) == {1}  # not lifted between calls ...
     thr.restore_blas_now()
     assert _blas_threads() == outside  # ... until asked (or the delay has passed)
+
+
+def test_a_blas_setting_made_by_user_code_is_neither_overwritten_nor_trusted(monkeypatch):
+    """A ``threadpool_limits`` context entered after a fit: skbp's calls inside
+    it still run BLAS on one thread, and skbp's restore gives back the user's
+    count, never its own earlier one (which once left numpy's BLAS on all
+    cores inside a user's one-thread context)."""
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    monkeypatch.setattr(thr, "BLAS_RESTORE_DELAY", 3600.0)  # the limit stays after the fit
+    thr.restore_blas_now()
+    X, y = _classification(n=100, d=5)
+    with _no_check():
+        BPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    mine = 3
+    with threadpool_limits(limits=mine, user_api="blas"):
+        assert set(_blas_counts()) == {mine}
+        thr.restore_blas_now()  # a delayed restore due now leaves the user's count
+        assert set(_blas_counts()) == {mine}
+        with thread_context(None):
+            assert set(_blas_counts()) == {1}  # limited again, though a limit was held
+        thr.restore_blas_now()  # the delayed restore, if any, comes now
+        assert set(_blas_counts()) == {mine}
+    thr.restore_blas_now()
+
+
+def test_blas_count_comes_back_after_the_delay(monkeypatch):
+    """Restored from skbp's restorer thread: threadpoolctl >= 3.8 ignores a
+    thread other than the one controlling OpenBLAS, which once left BLAS on
+    one thread for good after the first fit."""
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    monkeypatch.setattr(thr, "BLAS_RESTORE_DELAY", 0.05)
+    thr.restore_blas_now()
+    with threadpool_limits(limits=2, user_api="blas"):  # a known count, not 1
+        X, y = _classification(n=100, d=5)
+        with _no_check():
+            BPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+        deadline = time.monotonic() + 10
+        while set(_blas_counts()) != {2} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert set(_blas_counts()) == {2}
+
+
+def test_blas_is_limited_in_a_call_from_another_python_thread():
+    """The main thread controls OpenBLAS (its ``threadpool_limits`` context);
+    a fit in a worker thread must still run BLAS on one thread."""
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    thr.restore_blas_now()
+    seen = []
+
+    def call():
+        with thread_context(None):
+            seen.append(set(_blas_counts()))
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        t = threading.Thread(target=call)
+        t.start()
+        t.join()
+        thr.restore_blas_now()
+    assert seen == [{1}]
 
 
 def test_blas_runs_on_one_thread_inside_a_call():
