@@ -145,9 +145,10 @@ def _as_blas_controller(set_counts):
     this, the restore never happened and numpy's BLAS stayed on one thread
     after the first fit).  Older threadpoolctl versions have no such right.
     """
-    from threadpoolctl import OpenBLASController
+    import threadpoolctl
 
-    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    openblas = getattr(threadpoolctl, "OpenBLASController", None)  # (a 3.x class)
+    clear = getattr(openblas, "clear_controlling_thread", None)
     if clear is not None:
         clear(force=True)
     try:
