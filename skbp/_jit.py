@@ -203,21 +203,30 @@ def blas_scalars(typingctx, like, beta):
 
     def codegen(context, builder, sig, args):
         dtype = sig.return_type.dtype
-        llty = context.get_data_type(dtype)
-        ptr = cgutils.alloca_once(builder, llty, size=2)  # in the entry block
+        out, ptr = _stack_array(context, builder, retty, 2)
         builder.store(context.get_constant(dtype, 1.0), ptr)
         beta = context.cast(builder, args[1], sig.args[1], dtype)
         builder.store(beta, builder.gep(ptr, [cgutils.int32_t(1)]))
-        intp = context.get_value_type(types.intp)
-        itemsize = intp(context.get_abi_sizeof(llty))
-        out = make_array(retty)(context, builder)
-        populate_array(
-            out, data=ptr, shape=[intp(2)], strides=[itemsize], itemsize=itemsize,
-            meminfo=None, parent=None,
-        )  # fmt: skip
-        return out._getvalue()
+        return out
 
     return sig, codegen
+
+
+def _stack_array(context, builder, retty, n):
+    """``(array, data pointer)``: a 1-D array of ``n`` elements on the stack frame.
+
+    Allocated in the entry block, uninitialised, with no memory owner.
+    """
+    llty = context.get_data_type(retty.dtype)
+    ptr = cgutils.alloca_once(builder, llty, size=n)
+    intp = context.get_value_type(types.intp)
+    itemsize = intp(context.get_abi_sizeof(llty))
+    out = make_array(retty)(context, builder)
+    populate_array(
+        out, data=ptr, shape=[intp(n)], strides=[itemsize], itemsize=itemsize,
+        meminfo=None, parent=None,
+    )  # fmt: skip
+    return out._getvalue(), ptr
 
 
 @intrinsic
@@ -235,16 +244,7 @@ def stack_buffer(typingctx, like, size):
     sig = retty(like, size)
 
     def codegen(context, builder, sig, args):
-        llty = context.get_data_type(sig.return_type.dtype)
-        ptr = cgutils.alloca_once(builder, llty, size=n)  # in the entry block
-        intp = context.get_value_type(types.intp)
-        itemsize = intp(context.get_abi_sizeof(llty))
-        out = make_array(retty)(context, builder)
-        populate_array(
-            out, data=ptr, shape=[intp(n)], strides=[itemsize], itemsize=itemsize,
-            meminfo=None, parent=None,
-        )  # fmt: skip
-        return out._getvalue()
+        return _stack_array(context, builder, retty, n)[0]
 
     return sig, codegen
 

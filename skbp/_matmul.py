@@ -320,10 +320,10 @@ def _tiled_matmul(X, trans_x, Y, C, accumulate):
     vector into a buffer on the stack (``K x W`` elements, at most
     :data:`_PANEL`: :func:`tiles_fit`); its tiles go through a second small
     buffer, of which only the real columns are kept.  Within a panel, rows go
-    in tiles of 4, then 2, then 1.  Every element is one sum over ``k`` in order (a padded
-    lane only ever adds ``a * 0`` to a lane that is thrown away); tiles are
-    placed from the first row and column, so the result is a function of the
-    shapes only.
+    in tiles of 4, then 2, then 1.  Every element is one sum over ``k`` in
+    order (a padded lane only ever adds ``a * 0`` to a lane that is thrown
+    away); tiles are placed from the first row and column, so the result is a
+    function of the shapes only.
     """
     M, N = C.shape
     K = X.shape[0] if trans_x else X.shape[1]
@@ -471,10 +471,9 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
 
     ``op`` transposes where ``trans_x``/``trans_y`` is set.  By size (in
     multiply-adds): at most ``tune[3]`` runs in plain loops; at most
-    ``tune[4]`` (times the item size) with ``Y`` not transposed runs in skbp's
-    register tiles; at
-    least ``tune[0]`` is split into blocks run in parallel; the rest is one
-    BLAS call.
+    ``tune[4]`` (times the item size), with ``Y`` not transposed, in skbp's
+    register tiles; at least ``tune[0]`` is split into blocks run in parallel;
+    the rest is one BLAS call.
     """
     M, N = C.shape
     K = X.shape[0] if trans_x else X.shape[1]

@@ -131,6 +131,7 @@ BLAS_RESTORE_DELAY = 0.25
 _blas_idle_since = None
 _blas_wakeup = threading.Condition(_lock)
 _blas_restorer = None
+_blas_libs = None  # the BLAS libraries of _blas_controller() (selected once)
 
 
 def _as_blas_controller(set_counts):
@@ -166,8 +167,10 @@ def _blas_still_limited():
     restore): then skbp's next call must limit again, and the restore must
     leave the user's setting alone.
     """
-    blas = _blas_controller().select(user_api="blas")
-    return all(lib.get_num_threads() == 1 for lib in blas.lib_controllers)
+    global _blas_libs
+    if _blas_libs is None:
+        _blas_libs = _blas_controller().select(user_api="blas").lib_controllers
+    return all(lib.get_num_threads() == 1 for lib in _blas_libs)
 
 
 def _enter_call():

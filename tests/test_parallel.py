@@ -544,7 +544,7 @@ def test_blas_runs_on_one_thread_inside_a_call():
     import scipy.linalg.cython_blas  # noqa: F401
 
     with thread_context(None):
-        inside = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        inside = _blas_counts()
     assert inside and set(inside) == {1}
 
 
