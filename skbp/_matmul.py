@@ -46,13 +46,19 @@ costs 2.5-8 us at the shapes of a batch-32 update of a (64, 32) network
 and 0.97-1.2x in float64, where the tile has half the lanes; W3's float32
 products (``64 x 50 @ 50 x 128`` to ``64 x 128 @ 128 x 64``, up to 2^19) 1.2-1.6x
 faster, except the ``128 x 64`` weight gradient from 64 rows (0.87x).
-Beyond that BLAS's cache blocking wins.  Both are sums in a fixed
-order, so neither depends on threads.
+Beyond that BLAS's cache blocking wins.  On a CPU with AVX-512 a tile row
+holds two 64-byte vectors (:func:`wide_vectors`); measured on the Zen 5
+development machine, whose bundled OpenBLAS runs AVX2 kernels, that made the
+same products 1.3-2.7x faster than BLAS in float32 and 1.6-2.8x in float64
+(from 0.8-1.7x and 0.6-1.6x with 32-byte rows).  Both are sums in a fixed
+order, so neither depends on threads, and a tile's shape never changes an
+element's bits.
 
 Prediction parallelises over row chunks instead and passes a ``tune`` that
 never splits, so the two kinds of parallelism never nest.
 """
 
+import functools
 import os
 
 import numpy as np
@@ -94,7 +100,8 @@ def tune_array(split=True):
     neither does a Numba without a thread-safe threading layer.
     """
     split = split and parallel_available()
-    key = (PAR_MIN_WORK if split else 2**62, PAR_BLOCK_COLS, _max_blocks(), SMALL_WORK, TILE_WORK)
+    key = (PAR_MIN_WORK if split else 2**62, PAR_BLOCK_COLS, _max_blocks(), SMALL_WORK, TILE_WORK,
+           wide_vectors())  # fmt: skip
     t = _TUNE_CACHE.get(key)
     if t is None:
         t = np.array(key, np.int64)
@@ -193,12 +200,35 @@ def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, by_rows):
 
 
 # ------------------------------------------------------------ register tiles
-#: bytes of one SIMD vector of a tile (AVX2's ymm; wider units run it as is,
-#: narrower ones split it -- the same sums in the same order either way)
+#: bytes of the narrow SIMD vector of a tile (AVX2's ymm): the last panels
 _VEC_BYTES = 32
+#: bytes of the wide SIMD vector (AVX-512's zmm; AVX2 runs it as two ymm)
+_WIDE_BYTES = 64
 
 
-def _make_tile(MR, NV):
+@functools.cache
+def wide_vectors():
+    """Wide (64-byte) vectors per tile row on this CPU: 2 with AVX-512, else 1.
+
+    What the compiled code is made for: Numba's CPU features (``NUMBA_CPU_FEATURES``
+    or the host's).  With AVX-512 a tile of 4 rows x 2 zmm vectors keeps 8
+    accumulators in registers (of 32); on AVX2 the same tile would need 16
+    ymm accumulators (of 16) and spill, so one wide vector (two ymm) per row
+    is the widest there.  Either way each element is the same sum in the same
+    order: the choice changes speed, never bits.
+    """
+    import numba
+    from llvmlite import binding
+
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        if numba.config.CPU_NAME not in (None, "host"):
+            return 1  # a named target CPU (portable code): assume no AVX-512
+        features = binding.get_host_cpu_features().flatten()
+    return 2 if "+avx512f" in features.split(",") else 1
+
+
+def _make_tile(MR, NV, vec_bytes):
     """An intrinsic computing one ``MR x (NV * W)`` tile of ``C = A B`` (``W`` lanes).
 
     ``tile(x, pa, sar, sak, y, pb, ldy, c, pc, ldc, K, accumulate)``, all of
@@ -207,7 +237,7 @@ def _make_tile(MR, NV):
         C[pc + r*ldc + q] (+)= sum over k of x[pa + r*sar + k*sak] * y[pb + k*ldy + q]
 
     for ``r < MR``, ``q < NV * W``, where ``W`` is the number of elements in
-    32 bytes.  The ``MR x NV`` accumulators are SIMD vectors held in registers
+    ``vec_bytes`` (32 or 64) bytes.  The ``MR x NV`` accumulators are SIMD vectors held in registers
     for the whole sum; each step over ``k`` loads ``NV`` vectors of a row of
     ``B``, broadcasts ``MR`` elements of ``A`` and does ``MR * NV``
     multiply-adds (``llvm.fmuladd``: fused where the processor has FMA).  The
@@ -225,7 +255,7 @@ def _make_tile(MR, NV):
         def codegen(context, builder, sig, args):
             T = context.get_data_type(sig.args[0].dtype)
             size = context.get_abi_sizeof(T)
-            W = _VEC_BYTES // size
+            W = vec_bytes // size
             V = ir.VectorType(T, W)
             intp = context.get_value_type(types.intp)
 
@@ -299,8 +329,10 @@ def _make_tile(MR, NV):
     return tile
 
 
-_tile_4x2, _tile_2x2, _tile_1x2 = _make_tile(4, 2), _make_tile(2, 2), _make_tile(1, 2)
-_tile_4x1, _tile_2x1, _tile_1x1 = _make_tile(4, 1), _make_tile(2, 1), _make_tile(1, 1)
+# wide tiles (64-byte vectors) by rows x vectors, and narrow ones (32 bytes, one vector)
+_wide_4x2, _wide_2x2, _wide_1x2 = (_make_tile(r, 2, _WIDE_BYTES) for r in (4, 2, 1))
+_wide_4x1, _wide_2x1, _wide_1x1 = (_make_tile(r, 1, _WIDE_BYTES) for r in (4, 2, 1))
+_tile_4x1, _tile_2x1, _tile_1x1 = (_make_tile(r, 1, _VEC_BYTES) for r in (4, 2, 1))
 
 
 #: elements of the stack buffer the last, zero-padded column panel of ``Y``
@@ -312,18 +344,19 @@ _PART = 4 * (_VEC_BYTES // 4)
 
 
 @jit()
-def _tiled_matmul(X, trans_x, Y, C, accumulate):
+def _tiled_matmul(X, trans_x, Y, C, accumulate, wide):
     """``C (+)= op(X) @ Y`` in register tiles (see :func:`_make_tile`).
 
-    Columns go in panels of two vectors, then one; the last few columns
-    (fewer than a vector) form one more panel, packed with zeros to a whole
-    vector into a buffer on the stack (``K x W`` elements, at most
-    :data:`_PANEL`: :func:`tiles_fit`); its tiles go through a second small
-    buffer, of which only the real columns are kept.  Within a panel, rows go
-    in tiles of 4, then 2, then 1.  Every element is one sum over ``k`` in
-    order (a padded lane only ever adds ``a * 0`` to a lane that is thrown
-    away); tiles are placed from the first row and column, so the result is a
-    function of the shapes only.
+    Columns go in panels of ``wide`` (2 with AVX-512, else 1:
+    :func:`wide_vectors`) 64-byte vectors, then one, then one 32-byte vector;
+    the last few columns (fewer than that) form one more panel, packed with
+    zeros to a whole 32-byte vector into a buffer on the stack (``K x W``
+    elements, at most :data:`_PANEL`: :func:`tiles_fit`); its tiles go through
+    a second small buffer, of which only the real columns are kept.  Within a
+    panel, rows go in tiles of 4, then 2, then 1.  Every element is one sum
+    over ``k`` in order (a padded lane only ever adds ``a * 0`` to a lane that
+    is thrown away), whatever the tile it falls in, so the result is a function
+    of the shapes only -- the same for ``wide`` 1 and 2.
     """
     M, N = C.shape
     K = X.shape[0] if trans_x else X.shape[1]
@@ -335,11 +368,12 @@ def _tiled_matmul(X, trans_x, Y, C, accumulate):
     c = flat_view(C)
     buf = stack_buffer(C, _PANEL)
     part = stack_buffer(C, _PART)
-    W = _VEC_BYTES // C.itemsize
+    W = _VEC_BYTES // C.itemsize  # lanes of a narrow vector; a wide one has 2 W
     j = 0
     while j < N:
-        nv = 2 if j + 2 * W <= N else 1
-        width = nv * W
+        # kind 2: two wide vectors, 1: one wide vector, 0: one narrow vector
+        kind = 2 if wide >= 2 and j + 4 * W <= N else (1 if j + 2 * W <= N else 0)
+        width = W << kind if kind > 0 else W
         cols = width if j + width <= N else N - j  # < width: the padded panel
         if cols == width:
             yb, pb, ldy, out, ldc = y, j, N, c, N
@@ -354,13 +388,21 @@ def _tiled_matmul(X, trans_x, Y, C, accumulate):
             pa = i * sar
             pc = i * N + j if cols == width else 0
             acc = accumulate and cols == width
-            # one of the six tiles, by its rows (mr) and vectors (nv)
-            if mr == 4 and nv == 2:
-                _tile_4x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
-            elif mr == 2 and nv == 2:
-                _tile_2x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
-            elif nv == 2:
-                _tile_1x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+            # one of the nine tiles, by its rows (mr) and kind
+            if kind == 2:
+                if mr == 4:
+                    _wide_4x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+                elif mr == 2:
+                    _wide_2x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+                else:
+                    _wide_1x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+            elif kind == 1:
+                if mr == 4:
+                    _wide_4x1(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+                elif mr == 2:
+                    _wide_2x1(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+                else:
+                    _wide_1x1(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
             elif mr == 4:
                 _tile_4x1(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
             elif mr == 2:
@@ -472,8 +514,9 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     ``op`` transposes where ``trans_x``/``trans_y`` is set.  By size (in
     multiply-adds): at most ``tune[3]`` runs in plain loops; at most
     ``tune[4]`` (times the item size), with ``Y`` not transposed, in skbp's
-    register tiles; at least ``tune[0]`` is split into blocks run in parallel;
-    the rest is one BLAS call.
+    register tiles (``tune[5]``: wide vectors per tile row, see
+    :func:`wide_vectors`); at least ``tune[0]`` is split into blocks run in
+    parallel; the rest is one BLAS call.
     """
     M, N = C.shape
     K = X.shape[0] if trans_x else X.shape[1]
@@ -483,7 +526,7 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
         _small_matmul(X, trans_x, Y, trans_y, C, accumulate)
         return
     if not trans_y and M * K * N * C.itemsize <= tune[4] and tiles_fit(K, N, C.itemsize):
-        _tiled_matmul(X, trans_x, Y, C, accumulate)
+        _tiled_matmul(X, trans_x, Y, C, accumulate, tune[5])
         return
     scal = blas_scalars(C, 1.0 if accumulate else 0.0)  # BLAS's alpha and beta
     nb = n_blocks(M, K, N, tune)

@@ -55,14 +55,15 @@ needs_threads = pytest.mark.skipif(
 )
 
 
-def _tune(min_work, block_cols=4, max_blocks=5, small=0, tiles=0):
-    t = np.array([min_work, block_cols, max_blocks, small, tiles], dtype=np.int64)
+def _tune(min_work, block_cols=4, max_blocks=5, small=0, tiles=0, wide=2):
+    t = np.array([min_work, block_cols, max_blocks, small, tiles, wide], dtype=np.int64)
     t.flags.writeable = False
     return t
 
 
 SPLIT, BLAS, LOOPS = _tune(1), _tune(2**62), _tune(2**62, small=2**62)
-TILES = _tune(2**62, tiles=2**62)
+TILES = _tune(2**62, tiles=2**62)  # tile rows of two wide vectors (AVX-512's choice)
+TILES1 = _tune(2**62, tiles=2**62, wide=1)  # ... of one (AVX2's)
 
 
 def _operands(mode, M, K, N, dtype, rng):
@@ -77,7 +78,7 @@ def _operands(mode, M, K, N, dtype, rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
 @pytest.mark.parametrize(
-    "tune", [SPLIT, BLAS, LOOPS, TILES], ids=["split", "blas", "loops", "tiles"]
+    "tune", [SPLIT, BLAS, LOOPS, TILES, TILES1], ids=["split", "blas", "loops", "tiles", "tiles1"]
 )
 @pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("shape", [(7, 13, 23), (29, 13, 6)], ids=["wide", "tall"])
@@ -94,25 +95,26 @@ def test_matmul_matches_numpy(dtype, mode, tune, accumulate, shape):
     assert C.dtype == dtype
 
 
-# every tile kind (rows in 4, 2, 1; columns in two vectors, one, a padded
-# panel) in float32 (8 lanes) and float64 (4 lanes); one deep enough that its
-# padded panel does not fit the stack buffer (BLAS then), one whose padded
-# float32 panel fills it exactly
+# every tile kind (rows in 4, 2, 1; columns in two wide vectors, one wide,
+# one narrow, a padded panel) in float32 (8 lanes a narrow vector) and float64
+# (4); one deep enough that its padded panel does not fit the stack buffer
+# (BLAS then), one whose padded float32 panel fills it exactly
 TILE_SHAPES = [(7, 13, 23), (32, 30, 64), (3, 40, 17), (1, 9, 3), (6, 64, 36), (5, 1100, 13),
-               (9, 256, 7)]  # fmt: skip
+               (9, 256, 7), (7, 5, 61), (3, 11, 47)]  # fmt: skip
 
 
+@pytest.mark.parametrize("tune", [TILES, TILES1], ids=["wide2", "wide1"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["NN", "TN"])
 @pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("shape", TILE_SHAPES)
-def test_register_tiles_match_numpy(dtype, mode, accumulate, shape):
+def test_register_tiles_match_numpy(tune, dtype, mode, accumulate, shape):
     rng = np.random.default_rng(2)
     M, K, N = shape
     X, Y, ref = _operands(mode, M, K, N, dtype, rng)
     C0 = rng.standard_normal((M, N)).astype(dtype)
     C = C0.copy()
-    mm.matmul(X, mode == "TN", Y, False, C, accumulate, TILES)
+    mm.matmul(X, mode == "TN", Y, False, C, accumulate, tune)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(C, ref + C0 if accumulate else ref, rtol=rtol, atol=rtol * 10)
 
@@ -120,18 +122,23 @@ def test_register_tiles_match_numpy(dtype, mode, accumulate, shape):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_register_tiles_give_each_element_the_same_bits_wherever_it_falls(dtype):
     """An element is one in-order sum: the same bits in a 4-row tile or alone,
-    in a full panel or in the zero-padded last one (the layout changes with
-    the shape, so this is what makes results depend on the shapes only)."""
+    in a wide or a narrow panel or in the zero-padded last one (the layout
+    changes with the shape and the CPU's vectors, so this is what makes
+    results depend on the shapes only)."""
     rng = np.random.default_rng(3)
-    M, K, N = 11, 37, 21
+    M, K, N = 11, 37, 45  # float32: 32 + 8 + 5 columns with two wide vectors, 16 + 16 + 8 + 5
     X = rng.standard_normal((M, K)).astype(dtype)
     Y = rng.standard_normal((K, N)).astype(dtype)
     C = np.empty((M, N), dtype)
-    mm._tiled_matmul(X, False, Y, C, False)  # the tiles whatever tiles_fit says
+    C1 = np.empty((M, N), dtype)
+    mm._tiled_matmul(X, False, Y, C, False, 2)  # the tiles whatever tiles_fit says
+    mm._tiled_matmul(X, False, Y, C1, False, 1)
+    np.testing.assert_array_equal(C1, C)
     for i in (0, 5, 10):
-        for j in (0, 7, 8, 19, 20):
+        for j in (0, 7, 8, 15, 16, 19, 20, 31, 32, 39, 40, 44):
             one = np.empty((1, 1), dtype)
-            mm._tiled_matmul(X[i : i + 1], False, np.ascontiguousarray(Y[:, j : j + 1]), one, False)
+            y = np.ascontiguousarray(Y[:, j : j + 1])
+            mm._tiled_matmul(X[i : i + 1], False, y, one, False, 2)
             assert one[0, 0] == C[i, j]
 
 
@@ -144,7 +151,7 @@ def test_register_tiles_of_narrow_products_match_numpy(dtype, mode, shape):
     M, K, N = shape
     X, Y, ref = _operands(mode, M, K, N, dtype, rng)
     C = np.empty((M, N), dtype)
-    mm._tiled_matmul(X, mode == "TN", Y, C, False)
+    mm._tiled_matmul(X, mode == "TN", Y, C, False, 2)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(C, ref, rtol=rtol, atol=rtol * 10)
 
@@ -803,3 +810,18 @@ def test_load_monitor_sees_another_process():
         busy.wait()
     assert seen and min(seen) <= monitor.n_cpus - 0.6
     assert all(0.0 <= f <= monitor.n_cpus for f in seen)
+
+
+def test_wide_tile_rows_follow_the_cpu_features_numba_compiles_for(monkeypatch):
+    import numba
+
+    wide = mm.wide_vectors.__wrapped__
+    monkeypatch.setattr(numba.config, "CPU_NAME", None)
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx2,+fma,-avx512f")
+    assert wide() == 1
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx2,+fma,+avx512f")
+    assert wide() == 2
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", None)
+    monkeypatch.setattr(numba.config, "CPU_NAME", "haswell")  # portable code: no AVX-512
+    assert wide() == 1
+    assert mm.tune_array()[5] == mm.wide_vectors()
