@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 #: a governed step of training or prediction aims at this much wall time (seconds)
 STEP_SECONDS = 0.02
+#: a probe (a step on the option the governor is not using, usually the slower
+#: one) runs this fraction of a step's rows: measured on W2 (60,000 x 784,
+#: Adam, 3 epochs, 2 cores), full-length probes cost 6% of the fit
+PROBE_FRACTION = 0.25
 
 
 def has_parallel_work(layout: Layout, batch_rows: int, sparse: bool) -> bool:
@@ -72,13 +76,16 @@ class GovernedSteps:
         ``stop`` or stop the loop by returning ``n_rows``).
         """
         start = 0
+        q = self.quantum
         while start < n_rows:
             n = self.gov.threads()
+            probe = self.gov.probing
+            rows = max(q, int(self.rows * PROBE_FRACTION) // q * q) if probe else self.rows
             t0 = time.perf_counter()
-            end = step(n, start, min(n_rows, start + self.rows))
+            end = step(n, start, min(n_rows, start + rows))
             dt = time.perf_counter() - t0
             self.gov.record(n, dt, end - start)
-            if end > start and dt > 0:
-                q = self.quantum
+            if end > start and dt > 0 and not probe:
+                # the step length follows the option in use, not the probe
                 self.rows = max(q, int(STEP_SECONDS * (end - start) / dt) // q * q)
             start = end

@@ -370,7 +370,9 @@ class ThreadGovernor:
        option (its figures are replaced, not added to, since they may be
        stale), so a change of load is noticed; the interval doubles each time
        the probe confirms the choice and restarts when it does not, or when
-       the steps themselves change the choice.
+       the steps themselves change the choice.  A probe is usually the slower
+       option, so :class:`~skbp._steps.GovernedSteps` makes it a shorter step
+       (:attr:`probing`).
 
     Every step gives the same numbers on any number of threads, so none of
     this changes a fitted model.  With ``ADAPTIVE`` off the cap is used as is.
@@ -414,6 +416,11 @@ class ThreadGovernor:
             self._probe_from = best
             return 1 if best == n else n
         return best
+
+    @property
+    def probing(self):
+        """Whether the step :meth:`threads` just chose is a probe of the other option."""
+        return self._probe
 
     def _best(self, n):
         """``n`` if parallel steps on ``n`` threads measured enough faster, else 1."""

@@ -825,3 +825,27 @@ def test_wide_tile_rows_follow_the_cpu_features_numba_compiles_for(monkeypatch):
     monkeypatch.setattr(numba.config, "CPU_NAME", "haswell")  # portable code: no AVX-512
     assert wide() == 1
     assert mm.tune_array()[5] == mm.wide_vectors()
+
+
+def test_probe_steps_are_short_and_do_not_set_the_step_length(monkeypatch):
+    """A probe runs the option not in use (usually the slower one): a fraction of
+    a step's rows, and its rate does not resize the steps that follow."""
+    gov = _governor(monkeypatch)
+    clock = [0.0]
+    monkeypatch.setattr(steps.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(steps, "STEP_SECONDS", 2.0**-6)  # powers of two: exact rates
+    cost = {1: 2.0**-10, 2: 2.0**-11}  # seconds per row: parallel pays
+    sizes = []
+
+    def step(n, start, stop):
+        sizes.append((n, stop - start, gov.probing))
+        clock[0] += cost[n] * (stop - start)
+        return stop
+
+    steps.GovernedSteps(gov, 4).run(40_000, step)
+    full = [r for n, r, probe in sizes[3:] if not probe]
+    probes = [(n, r) for n, r, probe in sizes if probe]
+    assert probes and all(n == 1 for n, _ in probes)  # serial probes of a parallel fit
+    step_rows = 32  # STEP_SECONDS / cost[2]
+    assert set(full[:-1]) == {step_rows}  # (the last step may be short)
+    assert all(r == int(step_rows * steps.PROBE_FRACTION) // 4 * 4 for _, r in probes)
