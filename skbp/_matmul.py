@@ -37,8 +37,8 @@ Numba's fight (measured: 20x slower).
 
 Small products -- the mini-batch updates of small networks -- skip BLAS:
 below ``SMALL_WORK`` multiply-adds plain loops, below ``TILE_WORK`` (in
-multiply-adds times the item size, with ``Y`` not transposed) skbp's own
-register tiles, SIMD multiply-adds written as
+multiply-adds times the item size; half that with ``Y`` transposed, whose
+panels are packed first) skbp's own register tiles, SIMD multiply-adds written as
 LLVM IR (:func:`_make_tile`).  Measured on the 2-core machine, a BLAS call
 costs 2.5-8 us at the shapes of a batch-32 update of a (64, 32) network
 (packing both operands, dispatch).  The tiles do such products
@@ -50,7 +50,9 @@ Beyond that BLAS's cache blocking wins.  On a CPU with AVX-512 a tile row
 holds two 64-byte vectors (:func:`wide_vectors`); measured on the Zen 5
 development machine, whose bundled OpenBLAS runs AVX2 kernels, that made the
 same products 1.3-2.7x faster than BLAS in float32 and 1.6-2.8x in float64
-(from 0.8-1.7x and 0.6-1.6x with 32-byte rows).  Both are sums in a fixed
+(from 0.8-1.7x and 0.6-1.6x with 32-byte rows); the gradient sent down,
+``D W^T`` at batch 32 (``32 x 64 @ 64 x 64`` and smaller), 1.5-1.65x with
+its panels packed (1.25-1.3x with AVX2 code).  Both are sums in a fixed
 order, so neither depends on threads, and a tile's shape never changes an
 element's bits.
 
@@ -344,8 +346,8 @@ _PART = 4 * (_VEC_BYTES // 4)
 
 
 @jit()
-def _tiled_matmul(X, trans_x, Y, C, accumulate, wide):
-    """``C (+)= op(X) @ Y`` in register tiles (see :func:`_make_tile`).
+def _tiled_matmul(X, trans_x, Y, trans_y, C, accumulate, wide):
+    """``C (+)= op(X) @ op(Y)`` in register tiles (see :func:`_make_tile`).
 
     Columns go in panels of ``wide`` (2 with AVX-512, else 1:
     :func:`wide_vectors`) 64-byte vectors, then one, then one 32-byte vector;
@@ -357,6 +359,10 @@ def _tiled_matmul(X, trans_x, Y, C, accumulate, wide):
     over ``k`` in order (a padded lane only ever adds ``a * 0`` to a lane that
     is thrown away), whatever the tile it falls in, so the result is a function
     of the shapes only -- the same for ``wide`` 1 and 2.
+
+    With ``trans_y`` (the gradient sent down, ``D W^T``) every panel of
+    ``op(Y)`` is packed into the stack buffer first (``K x`` its width, so
+    deep products take narrower panels: :func:`tiles_fit`).
     """
     M, N = C.shape
     K = X.shape[0] if trans_x else X.shape[1]
@@ -369,19 +375,34 @@ def _tiled_matmul(X, trans_x, Y, C, accumulate, wide):
     buf = stack_buffer(C, _PANEL)
     part = stack_buffer(C, _PART)
     W = _VEC_BYTES // C.itemsize  # lanes of a narrow vector; a wide one has 2 W
+    # the widest panels allowed (a packed panel of op(Y) must fit the buffer)
+    top = wide if not trans_y else (2 if wide >= 2 and 4 * W * K <= _PANEL else 1)
     j = 0
     while j < N:
         # kind 2: two wide vectors, 1: one wide vector, 0: one narrow vector
-        kind = 2 if wide >= 2 and j + 4 * W <= N else (1 if j + 2 * W <= N else 0)
+        kind = 2 if top >= 2 and j + 4 * W <= N else (1 if j + 2 * W <= N else 0)
+        if kind == 1 and trans_y and 2 * W * K > _PANEL:
+            kind = 0
         width = W << kind if kind > 0 else W
         cols = width if j + width <= N else N - j  # < width: the padded panel
-        if cols == width:
-            yb, pb, ldy, out, ldc = y, j, N, c, N
-        else:  # Y[:, j:], zero-padded to one vector
+        if trans_y:  # rows j.. of Y, transposed (and zero-padded to the width)
+            for q in range(width):
+                if q < cols:
+                    for k in range(K):
+                        buf[k * width + q] = Y[j + q, k]
+                else:
+                    for k in range(K):
+                        buf[k * width + q] = 0.0
+        elif cols < width:  # Y[:, j:], zero-padded to one vector
             for k in range(K):
                 for q in range(width):
                     buf[k * width + q] = Y[k, j + q] if q < cols else 0.0
+        if cols < width:
             yb, pb, ldy, out, ldc = buf, 0, width, part, width
+        elif trans_y:
+            yb, pb, ldy, out, ldc = buf, 0, width, c, N
+        else:
+            yb, pb, ldy, out, ldc = y, j, N, c, N
         i = 0
         while i < M:
             mr = 4 if M - i >= 4 else (2 if M - i >= 2 else 1)
@@ -419,17 +440,18 @@ def _tiled_matmul(X, trans_x, Y, C, accumulate, wide):
 
 
 @jit()
-def tiles_fit(K, N, itemsize):
+def tiles_fit(K, N, itemsize, trans_y):
     """Whether :func:`_tiled_matmul` should take a ``K``-deep product into ``N`` columns.
 
-    Its zero-padded last panel must fit the stack buffer, and waste at most a
-    quarter of the lanes: a float32 product into 10 columns (a 10-class output
-    layer) computes 16 lanes and ran at 0.58-0.70x BLAS, in float64 (12
-    lanes) at 1.3-1.7x.
+    Its zero-padded last panel (with ``trans_y``, every panel: they are all
+    packed) must fit the stack buffer, and waste at most a quarter of the
+    lanes: a float32 product into 10 columns (a 10-class output layer)
+    computes 16 lanes and ran at 0.58-0.70x BLAS, in float64 (12 lanes) at
+    1.3-1.7x.
     """
     W = _VEC_BYTES // itemsize
     pad = (W - N % W) % W
-    return 4 * pad <= N and (pad == 0 or K * W <= _PANEL)
+    return 4 * pad <= N and ((pad == 0 and not trans_y) or K * W <= _PANEL)
 
 
 @jit()
@@ -513,7 +535,7 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
 
     ``op`` transposes where ``trans_x``/``trans_y`` is set.  By size (in
     multiply-adds): at most ``tune[3]`` runs in plain loops; at most
-    ``tune[4]`` (times the item size), with ``Y`` not transposed, in skbp's
+    ``tune[4]`` (times the item size; half that with ``Y`` transposed) in skbp's
     register tiles (``tune[5]``: wide vectors per tile row, see
     :func:`wide_vectors`); at least ``tune[0]`` is split into blocks run in
     parallel; the rest is one BLAS call.
@@ -525,8 +547,10 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     if K == 0 or M * K * N <= tune[3]:
         _small_matmul(X, trans_x, Y, trans_y, C, accumulate)
         return
-    if not trans_y and M * K * N * C.itemsize <= tune[4] and tiles_fit(K, N, C.itemsize):
-        _tiled_matmul(X, trans_x, Y, C, accumulate, tune[5])
+    # with Y transposed, packing its panels costs the tiles' lead at half the size
+    work = M * K * N * C.itemsize * (2 if trans_y else 1)
+    if work <= tune[4] and tiles_fit(K, N, C.itemsize, trans_y):
+        _tiled_matmul(X, trans_x, Y, trans_y, C, accumulate, tune[5])
         return
     scal = blas_scalars(C, 1.0 if accumulate else 0.0)  # BLAS's alpha and beta
     nb = n_blocks(M, K, N, tune)

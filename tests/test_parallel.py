@@ -98,14 +98,15 @@ def test_matmul_matches_numpy(dtype, mode, tune, accumulate, shape):
 # every tile kind (rows in 4, 2, 1; columns in two wide vectors, one wide,
 # one narrow, a padded panel) in float32 (8 lanes a narrow vector) and float64
 # (4); one deep enough that its padded panel does not fit the stack buffer
-# (BLAS then), one whose padded float32 panel fills it exactly
+# (BLAS then), one whose padded float32 panel fills it exactly; with Y
+# transposed (every panel packed), two deep enough for narrower panels only
 TILE_SHAPES = [(7, 13, 23), (32, 30, 64), (3, 40, 17), (1, 9, 3), (6, 64, 36), (5, 1100, 13),
-               (9, 256, 7), (7, 5, 61), (3, 11, 47)]  # fmt: skip
+               (9, 256, 7), (7, 5, 61), (3, 11, 47), (6, 100, 40), (5, 200, 37)]  # fmt: skip
 
 
 @pytest.mark.parametrize("tune", [TILES, TILES1], ids=["wide2", "wide1"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("mode", ["NN", "TN"])
+@pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
 @pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("shape", TILE_SHAPES)
 def test_register_tiles_match_numpy(tune, dtype, mode, accumulate, shape):
@@ -114,7 +115,7 @@ def test_register_tiles_match_numpy(tune, dtype, mode, accumulate, shape):
     X, Y, ref = _operands(mode, M, K, N, dtype, rng)
     C0 = rng.standard_normal((M, N)).astype(dtype)
     C = C0.copy()
-    mm.matmul(X, mode == "TN", Y, False, C, accumulate, tune)
+    mm.matmul(X, mode == "TN", Y, mode == "NT", C, accumulate, tune)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(C, ref + C0 if accumulate else ref, rtol=rtol, atol=rtol * 10)
 
@@ -131,19 +132,22 @@ def test_register_tiles_give_each_element_the_same_bits_wherever_it_falls(dtype)
     Y = rng.standard_normal((K, N)).astype(dtype)
     C = np.empty((M, N), dtype)
     C1 = np.empty((M, N), dtype)
-    mm._tiled_matmul(X, False, Y, C, False, 2)  # the tiles whatever tiles_fit says
-    mm._tiled_matmul(X, False, Y, C1, False, 1)
+    mm._tiled_matmul(X, False, Y, False, C, False, 2)  # the tiles whatever tiles_fit says
+    mm._tiled_matmul(X, False, Y, False, C1, False, 1)
+    np.testing.assert_array_equal(C1, C)
+    # the same with Y transposed (every panel packed first)
+    mm._tiled_matmul(X, False, np.ascontiguousarray(Y.T), True, C1, False, 2)
     np.testing.assert_array_equal(C1, C)
     for i in (0, 5, 10):
         for j in (0, 7, 8, 15, 16, 19, 20, 31, 32, 39, 40, 44):
             one = np.empty((1, 1), dtype)
             y = np.ascontiguousarray(Y[:, j : j + 1])
-            mm._tiled_matmul(X[i : i + 1], False, y, one, False, 2)
+            mm._tiled_matmul(X[i : i + 1], False, y, False, one, False, 2)
             assert one[0, 0] == C[i, j]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("mode", ["NN", "TN"])
+@pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
 @pytest.mark.parametrize("shape", [(1, 9, 3), (4, 20, 1), (6, 30, 10), (3, 7, 2)])
 def test_register_tiles_of_narrow_products_match_numpy(dtype, mode, shape):
     """Mostly padding: ``matmul`` sends these to BLAS, but the tiles must be right."""
@@ -151,7 +155,7 @@ def test_register_tiles_of_narrow_products_match_numpy(dtype, mode, shape):
     M, K, N = shape
     X, Y, ref = _operands(mode, M, K, N, dtype, rng)
     C = np.empty((M, N), dtype)
-    mm._tiled_matmul(X, mode == "TN", Y, C, False, 2)
+    mm._tiled_matmul(X, mode == "TN", Y, mode == "NT", C, False, 2)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(C, ref, rtol=rtol, atol=rtol * 10)
 
@@ -173,12 +177,14 @@ def test_default_tune_sends_small_products_to_the_tiles():
     # multiply-adds times the item size); W2's first layer stays on BLAS
     assert tune[3] < 32 * 30 * 64 and 32 * 30 * 64 * 8 <= tune[4] < 128 * 784 * 256 * 4
     # the zero-padded last panel (K x one vector) must fit the stack buffer
-    assert mm.tiles_fit(512, 13, 8) and not mm.tiles_fit(513, 13, 8)
-    assert mm.tiles_fit(256, 13, 4) and not mm.tiles_fit(257, 13, 4)
-    assert mm.tiles_fit(1100, 16, 8) and mm.tiles_fit(1100, 16, 4)  # no padded panel
+    assert mm.tiles_fit(512, 13, 8, False) and not mm.tiles_fit(513, 13, 8, False)
+    assert mm.tiles_fit(256, 13, 4, False) and not mm.tiles_fit(257, 13, 4, False)
+    assert mm.tiles_fit(1100, 16, 8, False) and mm.tiles_fit(1100, 16, 4, False)  # no padding
+    # with Y transposed every panel is packed: at least a narrow one must fit
+    assert mm.tiles_fit(256, 16, 4, True) and not mm.tiles_fit(257, 16, 4, True)
     # ... and waste at most a quarter of its lanes: 10 columns in float32 fill
     # 16 lanes (BLAS), in float64 12
-    assert not mm.tiles_fit(64, 10, 4) and mm.tiles_fit(64, 10, 8)
+    assert not mm.tiles_fit(64, 10, 4, False) and mm.tiles_fit(64, 10, 8, False)
 
 
 def test_n_blocks_depends_on_the_shape_only():
