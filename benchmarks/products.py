@@ -1,0 +1,97 @@
+"""skbp's register tiles against one BLAS call, product by product, on one thread.
+
+The products of a small network's mini-batch update go through skbp's own
+register tiles (``skbp._matmul._tiled_matmul``) instead of BLAS when they are
+small enough (``skbp._matmul.TILE_WORK``).  This times, for each shape, dtype
+and kind (``NN``: the forward ``H W``; ``TN``: the weight gradient ``H^T D``;
+``NT``: the gradient sent down ``D W^T``, whose panels the tiles pack first),
+one product in a compiled loop (best of 5), through BLAS and through the tiles
+with tile rows of one and of two 64-byte vectors (two is what skbp uses on a
+CPU with AVX-512, one elsewhere: ``skbp._matmul.wide_vectors``), and prints
+BLAS time / tile time (> 1: the tiles are faster) and whether ``matmul`` takes
+the tiles at that shape here.  BLAS is held to one thread, as during skbp's fits.
+
+    python benchmarks/products.py
+    python benchmarks/products.py --reps 500
+"""
+
+import argparse
+import platform
+import time
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import skbp._matmul as mm
+
+# (M, K, N, kind): batch-32 updates of (64,) / (64, 32) networks on 20-30
+# features (W1, the grid-search benchmark), W3's batch-64 products, two above
+# the tile threshold
+SHAPES = [
+    (32, 30, 64, "NN"), (32, 64, 64, "NN"), (64, 32, 64, "TN"), (30, 32, 64, "TN"),
+    (32, 64, 64, "NT"), (32, 32, 64, "NT"), (64, 50, 128, "NN"), (50, 64, 128, "TN"),
+    (64, 128, 64, "NN"), (128, 64, 64, "TN"), (64, 64, 128, "NT"), (128, 128, 128, "NN"),
+    (200, 64, 100, "NN"),
+]  # fmt: skip
+
+
+@numba.njit
+def _loop(X, tx, Y, ty, C, tune, reps):
+    for _ in range(reps):
+        mm.matmul(X, tx, Y, ty, C, False, tune)
+
+
+def _tune(tiles, wide):
+    t = mm.tune_array(split=False).copy()
+    t[4] = 1 << 40 if tiles else 0
+    t[5] = wide
+    return t
+
+
+def _time(X, tx, Y, ty, C, tune, reps):
+    _loop(X, tx, Y, ty, C, tune, 3)
+    best = np.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        _loop(X, tx, Y, ty, C, tune, reps)
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reps", type=int, default=2000, help="products per timing (2000)")
+    args = p.parse_args(argv)
+    print(
+        f"{platform.processor() or platform.machine()}, numba {numba.__version__}, "
+        f"wide vectors per tile row here: {mm.wide_vectors()}"
+    )
+    print("\n| dtype | M x K x N | kind | BLAS us | tiles (1 wide) us | tiles (2 wide) us "
+          "| BLAS / tiles (1) | BLAS / tiles (2) | tiles used here |")  # fmt: skip
+    print("|---|---|---|---:|---:|---:|---:|---:|---|")
+    rng = np.random.default_rng(0)
+    with threadpool_limits(1):
+        for dtype in (np.float32, np.float64):
+            for M, K, N, kind in SHAPES:
+                tx, ty = kind == "TN", kind == "NT"
+                X = rng.standard_normal((K, M) if tx else (M, K)).astype(dtype)
+                Y = rng.standard_normal((N, K) if ty else (K, N)).astype(dtype)
+                C = np.zeros((M, N), dtype)
+                blas = _time(X, tx, Y, ty, C, _tune(False, 1), args.reps)
+                t1 = _time(X, tx, Y, ty, C, _tune(True, 1), args.reps)
+                t2 = _time(X, tx, Y, ty, C, _tune(True, 2), args.reps)
+                item = np.dtype(dtype).itemsize
+                used = M * K * N * item * (2 if ty else 1) <= mm.TILE_WORK and mm.tiles_fit(
+                    K, N, item, ty
+                )
+                print(
+                    f"| {np.dtype(dtype).name} | {M} x {K} x {N} | {kind} | {blas * 1e6:.2f} "
+                    f"| {t1 * 1e6:.2f} | {t2 * 1e6:.2f} | {blas / t1:.2f}x | {blas / t2:.2f}x "
+                    f"| {'yes' if used else 'no'} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
