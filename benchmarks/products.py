@@ -82,7 +82,7 @@ def main(argv=None):
                 t1 = _time(X, tx, Y, ty, C, _tune(True, 1), args.reps)
                 t2 = _time(X, tx, Y, ty, C, _tune(True, 2), args.reps)
                 item = np.dtype(dtype).itemsize
-                used = M * K * N * item * (2 if ty else 1) <= mm.TILE_WORK and mm.tiles_fit(
+                used = M * K * N * item * (2 if ty else 1) <= mm.tune_array()[4] and mm.tiles_fit(
                     K, N, item, ty
                 )
                 print(

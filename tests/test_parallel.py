@@ -855,3 +855,22 @@ def test_probe_steps_are_short_and_do_not_set_the_step_length(monkeypatch):
     step_rows = 32  # STEP_SECONDS / cost[2]
     assert set(full[:-1]) == {step_rows}  # (the last step may be short)
     assert all(r == int(step_rows * steps.PROBE_FRACTION) // 4 * 4 for _, r in probes)
+
+
+def test_tile_threshold_is_lower_where_openblas_has_small_matrix_kernels(monkeypatch):
+    import threadpoolctl
+
+    def info(arch):
+        return lambda: [{"internal_api": "openblas", "architecture": arch, "num_threads": 2}]
+
+    has_small = mm.blas_has_small_kernels.__wrapped__
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", info("Haswell"))
+    assert not has_small()
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", info("Zen"))
+    assert not has_small()
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", info("SkylakeX"))
+    assert has_small()
+    monkeypatch.setattr(mm, "blas_has_small_kernels", lambda: True)
+    assert mm.tune_array()[4] == mm.TILE_WORK // 4
+    monkeypatch.setattr(mm, "blas_has_small_kernels", lambda: False)
+    assert mm.tune_array()[4] == mm.TILE_WORK
