@@ -406,15 +406,15 @@ def _tiled_matmul(X, trans_x, Y, trans_y, C, accumulate, wide):
     buf = stack_buffer(C, _PANEL)
     part = stack_buffer(C, _PART)
     W = _VEC_BYTES // C.itemsize  # lanes of a narrow vector; a wide one has 2 W
-    # the widest panels allowed (a packed panel of op(Y) must fit the buffer)
-    top = wide if not trans_y else (2 if wide >= 2 and 4 * W * K <= _PANEL else 1)
+    # panel kinds -- 2: two wide vectors (4 W lanes), 1: one wide vector, 0: one
+    # narrow vector -- up to the widest allowed (a packed panel must fit the buffer)
+    top = wide
+    if trans_y:
+        top = 2 if wide >= 2 and 4 * W * K <= _PANEL else (1 if 2 * W * K <= _PANEL else 0)
     j = 0
     while j < N:
-        # kind 2: two wide vectors, 1: one wide vector, 0: one narrow vector
-        kind = 2 if top >= 2 and j + 4 * W <= N else (1 if j + 2 * W <= N else 0)
-        if kind == 1 and trans_y and 2 * W * K > _PANEL:
-            kind = 0
-        width = W << kind if kind > 0 else W
+        kind = 2 if top >= 2 and j + 4 * W <= N else (1 if top >= 1 and j + 2 * W <= N else 0)
+        width = W << kind
         cols = width if j + width <= N else N - j  # < width: the padded panel
         if trans_y:  # rows j.. of Y, transposed (and zero-padded to the width)
             for q in range(width):
