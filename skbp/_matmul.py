@@ -85,6 +85,11 @@ SMALL_WORK = 4096
 #: float64, whose vectors have half the lanes -- run on skbp's own register
 #: tiles (:func:`_tiled_matmul`) instead of BLAS
 TILE_WORK = 1 << 21
+#: where Numba compiles for AVX-512 but SciPy's OpenBLAS runs AVX2 kernels
+#: (:func:`blas_has_small_kernels` false, :func:`wide_vectors` 2), products of
+#: any size up to this depth run on the tiles too, split into blocks like
+#: BLAS's (:func:`_tile_blocks`); 0 elsewhere (``tune[6]``)
+DEEP_TILE_K = 8192
 
 
 _CPU_COUNT = os.cpu_count() or 2
@@ -102,9 +107,12 @@ def tune_array(split=True):
     neither does a Numba without a thread-safe threading layer.
     """
     split = split and parallel_available()
-    tiles = TILE_WORK // 4 if blas_has_small_kernels() else TILE_WORK
+    small_kernels = blas_has_small_kernels()
+    tiles = TILE_WORK // 4 if small_kernels else TILE_WORK
+    wide = wide_vectors()
+    deep = DEEP_TILE_K if wide >= 2 and not small_kernels else 0
     key = (PAR_MIN_WORK if split else 2**62, PAR_BLOCK_COLS, _max_blocks(), SMALL_WORK, tiles,
-           wide_vectors())  # fmt: skip
+           wide, deep)  # fmt: skip
     t = _TUNE_CACHE.get(key)
     if t is None:
         t = np.array(key, np.int64)
@@ -363,8 +371,10 @@ def _make_tile(MR, NV, vec_bytes):
 
 
 # wide tiles (64-byte vectors) by rows x vectors, and narrow ones (32 bytes, one vector)
-_wide_4x2, _wide_2x2, _wide_1x2 = (_make_tile(r, 2, _WIDE_BYTES) for r in (4, 2, 1))
-_wide_4x1, _wide_2x1, _wide_1x1 = (_make_tile(r, 1, _WIDE_BYTES) for r in (4, 2, 1))
+_wide_12x2, _wide_8x2, _wide_4x2, _wide_2x2, _wide_1x2 = (
+    _make_tile(r, 2, _WIDE_BYTES) for r in (12, 8, 4, 2, 1)
+)
+_wide_8x1, _wide_4x1, _wide_2x1, _wide_1x1 = (_make_tile(r, 1, _WIDE_BYTES) for r in (8, 4, 2, 1))
 _tile_4x1, _tile_2x1, _tile_1x1 = (_make_tile(r, 1, _VEC_BYTES) for r in (4, 2, 1))
 
 
@@ -386,16 +396,27 @@ def _tiled_matmul(X, trans_x, Y, trans_y, C, accumulate, wide):
     zeros to a whole 32-byte vector into a buffer on the stack (``K x W``
     elements, at most :data:`_PANEL`: :func:`tiles_fit`); its tiles go through
     a second small buffer, of which only the real columns are kept.  Within a
-    panel, rows go in tiles of 4, then 2, then 1.  Every element is one sum
+    panel, rows go in tiles of 12 (two wide vectors) or 8 (one) where a tile
+    row is held in AVX-512 registers (24 or 8 accumulators of 32 registers),
+    then 8, 4, 2, 1.  Every element is one sum
     over ``k`` in order (a padded lane only ever adds ``a * 0`` to a lane that
     is thrown away), whatever the tile it falls in, so the result is a function
-    of the shapes only -- the same for ``wide`` 1 and 2.
+    of the shapes only -- the same for ``wide`` 1 and 2, and for any split of
+    ``C`` into blocks (:func:`_tile_blocks`).
 
     With ``trans_y`` (the gradient sent down, ``D W^T``) every panel of
     ``op(Y)`` is packed into the stack buffer first (``K x`` its width, so
     deep products take narrower panels: :func:`tiles_fit`).
     """
     M, N = C.shape
+    zero = np.int64(0)  # a run-time integer, not a literal (one compiled version)
+    _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, zero, M, zero, N)
+
+
+@jit()
+def _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, i0, i1, j0, j1):
+    """The block ``C[i0:i1, j0:j1]`` of :func:`_tiled_matmul`, in place."""
+    N = C.shape[1]
     K = X.shape[0] if trans_x else X.shape[1]
     ldx = X.shape[1]
     sar = 1 if trans_x else ldx  # step of A(i, k) along i ...
@@ -411,11 +432,14 @@ def _tiled_matmul(X, trans_x, Y, trans_y, C, accumulate, wide):
     top = wide
     if trans_y:
         top = 2 if wide >= 2 and 4 * W * K <= _PANEL else (1 if 2 * W * K <= _PANEL else 0)
-    j = 0
-    while j < N:
-        kind = 2 if top >= 2 and j + 4 * W <= N else (1 if top >= 1 and j + 2 * W <= N else 0)
+    # tiles of 8 and 12 rows only where a tile row is wide vectors held in
+    # AVX-512 registers (32 of them)
+    rows8 = 8 if wide >= 2 else 4
+    j = j0
+    while j < j1:
+        kind = 2 if top >= 2 and j + 4 * W <= j1 else (1 if top >= 1 and j + 2 * W <= j1 else 0)
         width = W << kind
-        cols = width if j + width <= N else N - j  # < width: the padded panel
+        cols = width if j + width <= j1 else j1 - j  # < width: the padded panel
         if trans_y:  # rows j.. of Y, transposed (and zero-padded to the width)
             for q in range(width):
                 if q < cols:
@@ -434,22 +458,36 @@ def _tiled_matmul(X, trans_x, Y, trans_y, C, accumulate, wide):
             yb, pb, ldy, out, ldc = buf, 0, width, c, N
         else:
             yb, pb, ldy, out, ldc = y, j, N, c, N
-        i = 0
-        while i < M:
-            mr = 4 if M - i >= 4 else (2 if M - i >= 2 else 1)
+        # the most rows a tile of this panel takes: 12 x 2 zmm (24 accumulators)
+        top_rows = (12 if kind == 2 else 8) if rows8 == 8 and kind >= 1 else 4
+        i = i0
+        while i < i1:
+            left = i1 - i
+            if left >= top_rows:
+                mr = top_rows
+            elif left >= 8 and top_rows > 8:
+                mr = 8
+            else:
+                mr = 4 if left >= 4 else (2 if left >= 2 else 1)
             pa = i * sar
             pc = i * N + j if cols == width else 0
             acc = accumulate and cols == width
-            # one of the nine tiles, by its rows (mr) and kind
+            # one of the twelve tiles, by its rows (mr) and kind
             if kind == 2:
-                if mr == 4:
+                if mr == 12:
+                    _wide_12x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+                elif mr == 8:
+                    _wide_8x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+                elif mr == 4:
                     _wide_4x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
                 elif mr == 2:
                     _wide_2x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
                 else:
                     _wide_1x2(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
             elif kind == 1:
-                if mr == 4:
+                if mr == 8:
+                    _wide_8x1(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
+                elif mr == 4:
                     _wide_4x1(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
                 elif mr == 2:
                     _wide_2x1(x, pa, sar, sak, yb, pb, ldy, out, pc, ldc, K, acc)
@@ -468,6 +506,31 @@ def _tiled_matmul(X, trans_x, Y, trans_y, C, accumulate, wide):
                         C[i + r, j + q] = C[i + r, j + q] + v if accumulate else v
             i += mr
         j += width
+
+
+@jit(parallel=True)
+def _tile_blocks(X, trans_x, Y, trans_y, C, accumulate, wide, nb, by_rows):
+    """:func:`_tiled_matmul` as ``nb`` blocks of ``C``, in parallel.
+
+    The blocks are those of :func:`_gemm_blocks` (rows or columns of ``C``),
+    except that column blocks start at a multiple of a narrow vector's lanes:
+    only the last block can then end in a zero-padded panel, the one the
+    whole product has (which :func:`tiles_fit` checked fits the stack buffer).
+    Each element is the same in-order sum in any block, so the split changes
+    no bits (it only shares the work).
+    """
+    M, N = C.shape
+    W = _VEC_BYTES // C.itemsize
+    zero = np.int64(0)  # run-time integers, not literals (one compiled version)
+    for b in prange(nb):
+        bb = np.int64(b)  # prange's index is unsigned
+        if by_rows:
+            _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, bb * M // nb,
+                   (bb + 1) * M // nb, zero, N)  # fmt: skip
+        else:
+            j0 = bb * N // nb // W * W
+            j1 = N if bb == nb - 1 else (bb + 1) * N // nb // W * W
+            _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, zero, M, j0, j1)
 
 
 @jit()
@@ -568,8 +631,10 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     multiply-adds): at most ``tune[3]`` runs in plain loops; at most
     ``tune[4]`` (times the item size; half that with ``Y`` transposed) in skbp's
     register tiles (``tune[5]``: wide vectors per tile row, see
-    :func:`wide_vectors`); at least ``tune[0]`` is split into blocks run in
-    parallel; the rest is one BLAS call.
+    :func:`wide_vectors`), and so is any product at most ``tune[6]`` deep
+    (:data:`DEEP_TILE_K`, where the tiles beat the BLAS at every size); at least
+    ``tune[0]`` is split into blocks run in parallel (tiles or BLAS calls); the
+    rest is one BLAS call.
     """
     M, N = C.shape
     K = X.shape[0] if trans_x else X.shape[1]
@@ -580,11 +645,14 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
         return
     # with Y transposed, packing its panels costs the tiles' lead at half the size
     work = M * K * N * C.itemsize * (2 if trans_y else 1)
-    if work <= tune[4] and tiles_fit(K, N, C.itemsize, trans_y):
-        _tiled_matmul(X, trans_x, Y, trans_y, C, accumulate, tune[5])
+    nb = n_blocks(M, K, N, tune)
+    if (work <= tune[4] or K <= tune[6]) and tiles_fit(K, N, C.itemsize, trans_y):
+        if nb > 1:
+            _tile_blocks(X, trans_x, Y, trans_y, C, accumulate, tune[5], nb, split_rows(M, N))
+        else:
+            _tiled_matmul(X, trans_x, Y, trans_y, C, accumulate, tune[5])
         return
     scal = blas_scalars(C, 1.0 if accumulate else 0.0)  # BLAS's alpha and beta
-    nb = n_blocks(M, K, N, tune)
     if nb > 1:
         _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, split_rows(M, N))
     else:

@@ -55,8 +55,8 @@ needs_threads = pytest.mark.skipif(
 )
 
 
-def _tune(min_work, block_cols=4, max_blocks=5, small=0, tiles=0, wide=2):
-    t = np.array([min_work, block_cols, max_blocks, small, tiles, wide], dtype=np.int64)
+def _tune(min_work, block_cols=4, max_blocks=5, small=0, tiles=0, wide=2, deep=0):
+    t = np.array([min_work, block_cols, max_blocks, small, tiles, wide, deep], dtype=np.int64)
     t.flags.writeable = False
     return t
 
@@ -127,7 +127,10 @@ def test_register_tiles_give_each_element_the_same_bits_wherever_it_falls(dtype)
     changes with the shape and the CPU's vectors, so this is what makes
     results depend on the shapes only)."""
     rng = np.random.default_rng(3)
-    M, K, N = 11, 37, 45  # float32: 32 + 8 + 5 columns with two wide vectors, 16 + 16 + 8 + 5
+    # float32: 32 + 8 + 5 columns with two wide vectors, 16 + 16 + 8 + 5 with
+    # one; rows 12 + 8 + 2 + 1 in the panels of two wide vectors, 8 + 8 + 4 + 2 + 1
+    # in those of one, 4 + ... in narrow ones
+    M, K, N = 23, 37, 45
     X = rng.standard_normal((M, K)).astype(dtype)
     Y = rng.standard_normal((K, N)).astype(dtype)
     C = np.empty((M, N), dtype)
@@ -138,7 +141,7 @@ def test_register_tiles_give_each_element_the_same_bits_wherever_it_falls(dtype)
     # the same with Y transposed (every panel packed first)
     mm._tiled_matmul(X, False, np.ascontiguousarray(Y.T), True, C1, False, 2)
     np.testing.assert_array_equal(C1, C)
-    for i in (0, 5, 10):
+    for i in (0, 5, 11, 12, 19, 20, 22):
         for j in (0, 7, 8, 15, 16, 19, 20, 31, 32, 39, 40, 44):
             one = np.empty((1, 1), dtype)
             y = np.ascontiguousarray(Y[:, j : j + 1])
@@ -160,6 +163,77 @@ def test_register_tiles_of_narrow_products_match_numpy(dtype, mode, shape):
     np.testing.assert_allclose(C, ref, rtol=rtol, atol=rtol * 10)
 
 
+DEEP = _tune(2**62, deep=2**62)  # every product on the tiles, as on AVX-512 with AVX2 BLAS
+DEEP_SPLIT = _tune(1, 8, 7, deep=2**62)  # ... split into blocks (_tile_blocks)
+
+
+@pytest.mark.parametrize("tune", [DEEP, DEEP_SPLIT], ids=["deep", "deep-split"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("shape", [(128, 300, 96), (50, 64, 200), (203, 129, 75)])
+def test_large_products_on_the_tiles_match_numpy(tune, dtype, mode, accumulate, shape):
+    rng = np.random.default_rng(5)
+    M, K, N = shape
+    X, Y, ref = _operands(mode, M, K, N, dtype, rng)
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    C = C0.copy()
+    mm.matmul(X, mode == "TN", Y, mode == "NT", C, accumulate, tune)
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(C, ref + C0 if accumulate else ref, rtol=rtol, atol=rtol * 10)
+
+
+@needs_threads
+@pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
+@pytest.mark.parametrize("M, N", [(64, 150), (150, 64)])
+def test_tiles_split_into_blocks_give_the_bits_of_one_call_on_any_threads(mode, M, N):
+    """Each element is one in-order sum in any block: a split product on the
+    tiles (column or row blocks) has the bits of the unsplit one."""
+    rng = np.random.default_rng(6)
+    K = 200  # a padded last panel (150 columns) K x 8 floats fits the stack buffer
+    X, Y, _ = _operands(mode, M, K, N, np.float32, rng)
+    assert mm.tiles_fit(K, N, 4, mode == "NT")
+    whole = np.empty((M, N), np.float32)
+    mm._tiled_matmul(X, mode == "TN", Y, mode == "NT", whole, False, 2)
+    assert mm.n_blocks(M, K, N, DEEP_SPLIT) == 7
+    for n in (1, 2, 3):
+        C = np.empty((M, N), np.float32)
+        with _on_threads(n):
+            mm.matmul(X, mode == "TN", Y, mode == "NT", C, False, DEEP_SPLIT)
+        np.testing.assert_array_equal(C, whole)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_blocks_on_the_tiles_never_pad_a_panel_the_whole_product_does_not(dtype):
+    """152 columns (whole vectors) 600 deep: no zero-padded panel of that depth
+    fits the stack buffer, so blocks cut at 152 / 7 would write past it; they
+    start on whole vectors instead."""
+    rng = np.random.default_rng(7)
+    M, K, N = 16, 600, 152
+    X, Y, ref = _operands("NN", M, K, N, dtype, rng)
+    assert mm.tiles_fit(K, N, X.itemsize, False) and not mm.tiles_fit(K, N - 3, X.itemsize, False)
+    whole = np.empty((M, N), dtype)
+    mm._tiled_matmul(X, False, Y, False, whole, False, 2)
+    C = np.empty((M, N), dtype)
+    mm._tile_blocks(X, False, Y, False, C, False, 2, 7, False)
+    np.testing.assert_array_equal(C, whole)
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(C, ref, rtol=rtol, atol=rtol * 10)
+
+
+def test_large_products_go_to_the_tiles_only_on_avx512_with_avx2_blas(monkeypatch):
+    """``tune[6]``, a property of the machine: Numba's AVX-512 code beside an
+    OpenBLAS without AVX-512 kernels (measured on the Zen 5 machine: 1.3-2.2x
+    its speed at every size up to 8192 deep)."""
+    for wide, small, deep in [(2, False, mm.DEEP_TILE_K), (2, True, 0), (1, False, 0),
+                              (1, True, 0)]:  # fmt: skip
+        monkeypatch.setattr(mm, "wide_vectors", lambda w=wide: w)
+        monkeypatch.setattr(mm, "blas_has_small_kernels", lambda s=small: s)
+        assert mm.tune_array()[6] == deep
+    # the choice of tiles or BLAS depends on the shape and the machine only
+    assert mm.DEEP_TILE_K >= 784
+
+
 def test_register_tiles_keep_non_finite_inputs_to_their_own_elements():
     X = np.ones((5, 6))
     X[2, 3] = np.inf
@@ -174,7 +248,8 @@ def test_register_tiles_keep_non_finite_inputs_to_their_own_elements():
 def test_default_tune_sends_small_products_to_the_tiles():
     tune = mm.tune_array()
     # a batch-32 update of a (64,) network, in float64 (the threshold is in
-    # multiply-adds times the item size); W2's first layer stays on BLAS
+    # multiply-adds times the item size); W2's first layer is beyond it (on the
+    # tiles only where tune[6] says so)
     assert tune[3] < 32 * 30 * 64 and 32 * 30 * 64 * 8 <= tune[4] < 128 * 784 * 256 * 4
     # the zero-padded last panel (K x one vector) must fit the stack buffer
     assert mm.tiles_fit(512, 13, 8, False) and not mm.tiles_fit(513, 13, 8, False)
