@@ -100,11 +100,15 @@ def test_matmul_matches_numpy(dtype, mode, tune, accumulate, shape):
 # (4); one deep enough that its padded panel does not fit the stack buffer
 # (BLAS then), one whose padded float32 panel fills it exactly; with Y
 # transposed (every panel packed), two deep enough for narrower panels only
+# and, beyond the tile threshold (on the tiles where tune[6] says so, split
+# into blocks), products whose rows fill 12-row tiles
 TILE_SHAPES = [(7, 13, 23), (32, 30, 64), (3, 40, 17), (1, 9, 3), (6, 64, 36), (5, 1100, 13),
-               (9, 256, 7), (7, 5, 61), (3, 11, 47), (6, 100, 40), (5, 200, 37)]  # fmt: skip
+               (9, 256, 7), (7, 5, 61), (3, 11, 47), (6, 100, 40), (5, 200, 37),
+               (128, 300, 96), (50, 64, 200), (203, 129, 75)]  # fmt: skip
+DEEP_SPLIT = _tune(1, 8, 7, deep=2**62)  # every product on the tiles, split into blocks
 
 
-@pytest.mark.parametrize("tune", [TILES, TILES1], ids=["wide2", "wide1"])
+@pytest.mark.parametrize("tune", [TILES, TILES1, DEEP_SPLIT], ids=["wide2", "wide1", "deep"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
 @pytest.mark.parametrize("accumulate", [False, True])
@@ -161,26 +165,6 @@ def test_register_tiles_of_narrow_products_match_numpy(dtype, mode, shape):
     mm._tiled_matmul(X, mode == "TN", Y, mode == "NT", C, False, 2)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(C, ref, rtol=rtol, atol=rtol * 10)
-
-
-DEEP = _tune(2**62, deep=2**62)  # every product on the tiles, as on AVX-512 with AVX2 BLAS
-DEEP_SPLIT = _tune(1, 8, 7, deep=2**62)  # ... split into blocks (_tile_blocks)
-
-
-@pytest.mark.parametrize("tune", [DEEP, DEEP_SPLIT], ids=["deep", "deep-split"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
-@pytest.mark.parametrize("accumulate", [False, True])
-@pytest.mark.parametrize("shape", [(128, 300, 96), (50, 64, 200), (203, 129, 75)])
-def test_large_products_on_the_tiles_match_numpy(tune, dtype, mode, accumulate, shape):
-    rng = np.random.default_rng(5)
-    M, K, N = shape
-    X, Y, ref = _operands(mode, M, K, N, dtype, rng)
-    C0 = rng.standard_normal((M, N)).astype(dtype)
-    C = C0.copy()
-    mm.matmul(X, mode == "TN", Y, mode == "NT", C, accumulate, tune)
-    rtol = 2e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(C, ref + C0 if accumulate else ref, rtol=rtol, atol=rtol * 10)
 
 
 @needs_threads
