@@ -2,7 +2,9 @@
 
 The products of a small network's mini-batch update go through skbp's own
 register tiles (``skbp._matmul._tiled_matmul``) instead of BLAS when they are
-small enough (``skbp._matmul.TILE_WORK``).  This times, for each shape, dtype
+small enough (``skbp._matmul.TILE_WORK``), and products of any size where
+Numba compiles AVX-512 code beside an OpenBLAS with AVX2 kernels
+(``skbp._matmul.DEEP_TILE_K``).  This times, for each shape, dtype
 and kind (``NN``: the forward ``H W``; ``TN``: the weight gradient ``H^T D``;
 ``NT``: the gradient sent down ``D W^T``, whose panels the tiles pack first),
 one product in a compiled loop (best of 5), through BLAS and through the tiles
@@ -27,12 +29,15 @@ import skbp._matmul as mm
 
 # (M, K, N, kind): batch-32 updates of (64,) / (64, 32) networks on 20-30
 # features (W1, the grid-search benchmark), W3's batch-64 products, two above
-# the tile threshold
+# the tile threshold, then W2's batch-128 products (784 inputs, (256, 128)),
+# which take the tiles only where ``tune[6]`` says so (AVX-512 code beside an
+# OpenBLAS with AVX2 kernels)
 SHAPES = [
     (32, 30, 64, "NN"), (32, 64, 64, "NN"), (64, 32, 64, "TN"), (30, 32, 64, "TN"),
     (32, 64, 64, "NT"), (32, 32, 64, "NT"), (64, 50, 128, "NN"), (50, 64, 128, "TN"),
     (64, 128, 64, "NN"), (128, 64, 64, "TN"), (64, 64, 128, "NT"), (128, 128, 128, "NN"),
-    (200, 64, 100, "NN"),
+    (200, 64, 100, "NN"), (128, 784, 256, "NN"), (784, 128, 256, "TN"), (128, 256, 128, "NN"),
+    (256, 128, 128, "TN"), (128, 128, 256, "NT"),
 ]  # fmt: skip
 
 
@@ -46,6 +51,7 @@ def _tune(tiles, wide):
     t = mm.tune_array(split=False).copy()
     t[4] = 1 << 40 if tiles else 0
     t[5] = wide
+    t[6] = 0  # (every product on the tiles already, or none)
     return t
 
 
@@ -61,7 +67,10 @@ def _time(X, tx, Y, ty, C, tune, reps):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reps", type=int, default=2000, help="products per timing (2000)")
+    p.add_argument(
+        "--reps", type=int, default=2000,
+        help="products per timing at the smallest shapes, fewer for larger ones (2000)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     print(
         f"{platform.processor() or platform.machine()}, numba {numba.__version__}, "
@@ -78,13 +87,14 @@ def main(argv=None):
                 X = rng.standard_normal((K, M) if tx else (M, K)).astype(dtype)
                 Y = rng.standard_normal((N, K) if ty else (K, N)).astype(dtype)
                 C = np.zeros((M, N), dtype)
-                blas = _time(X, tx, Y, ty, C, _tune(False, 1), args.reps)
-                t1 = _time(X, tx, Y, ty, C, _tune(True, 1), args.reps)
-                t2 = _time(X, tx, Y, ty, C, _tune(True, 2), args.reps)
+                reps = max(20, min(args.reps, args.reps * 2**17 // (M * K * N)))
+                blas = _time(X, tx, Y, ty, C, _tune(False, 1), reps)
+                t1 = _time(X, tx, Y, ty, C, _tune(True, 1), reps)
+                t2 = _time(X, tx, Y, ty, C, _tune(True, 2), reps)
                 item = np.dtype(dtype).itemsize
-                used = M * K * N * item * (2 if ty else 1) <= mm.tune_array()[4] and mm.tiles_fit(
-                    K, N, item, ty
-                )
+                tune = mm.tune_array()
+                work = M * K * N * item * (2 if ty else 1)
+                used = (work <= tune[4] or K <= tune[6]) and mm.tiles_fit(K, N, item, ty)
                 print(
                     f"| {np.dtype(dtype).name} | {M} x {K} x {N} | {kind} | {blas * 1e6:.2f} "
                     f"| {t1 * 1e6:.2f} | {t2 * 1e6:.2f} | {blas / t1:.2f}x | {blas / t2:.2f}x "
