@@ -23,7 +23,7 @@ import time
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import skbp._matmul as mm
 
@@ -80,7 +80,13 @@ def main(argv=None):
           "| BLAS / tiles (1) | BLAS / tiles (2) | tiles used here |")  # fmt: skip
     print("|---|---|---|---:|---:|---:|---:|---:|---|")
     rng = np.random.default_rng(0)
+    # SciPy's BLAS (behind Numba's gemm) must be loaded before the limit is set,
+    # or the limit never reaches it (BLAS's own threads would then be timed)
+    import scipy.linalg.cython_blas  # noqa: F401
+
     with threadpool_limits(1):
+        counts = {i["filepath"].rsplit("/", 1)[-1]: i["num_threads"] for i in threadpool_info()}
+        assert set(counts.values()) == {1}, counts
         for dtype in (np.float32, np.float64):
             for M, K, N, kind in SHAPES:
                 tx, ty = kind == "TN", kind == "NT"

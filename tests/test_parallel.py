@@ -205,17 +205,36 @@ def test_column_blocks_on_the_tiles_never_pad_a_panel_the_whole_product_does_not
     np.testing.assert_allclose(C, ref, rtol=rtol, atol=rtol * 10)
 
 
+_READ_OPENBLAS_CORES = mm._openblas_cores.__wrapped__  # not cached
+
+
+def _blas_answers(monkeypatch, *answers):
+    """threadpoolctl answering ``answers`` (``(internal_api, architecture)``), read afresh."""
+    import threadpoolctl
+
+    info = [{"internal_api": api, "architecture": arch, "num_threads": 2} for api, arch in answers]
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: info)
+    monkeypatch.setattr(mm, "_openblas_cores", _READ_OPENBLAS_CORES)
+
+
 def test_large_products_go_to_the_tiles_only_on_avx512_with_avx2_blas(monkeypatch):
     """``tune[6]``, a property of the machine: Numba's AVX-512 code beside an
-    OpenBLAS without AVX-512 kernels (measured on the Zen 5 machine: 1.3-2.2x
-    its speed at every size up to 8192 deep)."""
-    for wide, small, deep in [(2, False, mm.DEEP_TILE_K), (2, True, 0), (1, False, 0),
-                              (1, True, 0)]:  # fmt: skip
+    OpenBLAS known to run kernels without AVX-512 (measured on the Zen 5
+    machine: 1.3-2.2x its speed at every size up to 8192 deep)."""
+    cases = [
+        (2, [("openblas", "Haswell")], mm.DEEP_TILE_K),
+        (2, [("openblas", "Zen")], mm.DEEP_TILE_K),
+        (2, [("openblas", "SkylakeX")], 0),  # AVX-512 kernels of its own
+        (2, [("openblas", "Haswell"), ("openblas", "SkylakeX")], 0),
+        (2, [("mkl", None)], 0),  # another BLAS: not known to lack AVX-512
+        (2, [], 0),  # no answer
+        (1, [("openblas", "Haswell")], 0),  # AVX2 code: BLAS's kernels are as wide
+    ]
+    for wide, answers, deep in cases:
         monkeypatch.setattr(mm, "wide_vectors", lambda w=wide: w)
-        monkeypatch.setattr(mm, "blas_has_small_kernels", lambda s=small: s)
-        assert mm.tune_array()[6] == deep
-    # the choice of tiles or BLAS depends on the shape and the machine only
-    assert mm.DEEP_TILE_K >= 784
+        _blas_answers(monkeypatch, *answers)
+        assert mm.tune_array()[6] == deep, (wide, answers)
+    assert mm.DEEP_TILE_K >= 784  # W2's first layer
 
 
 def test_register_tiles_keep_non_finite_inputs_to_their_own_elements():
@@ -917,19 +936,8 @@ def test_probe_steps_are_short_and_do_not_set_the_step_length(monkeypatch):
 
 
 def test_tile_threshold_is_lower_where_openblas_has_small_matrix_kernels(monkeypatch):
-    import threadpoolctl
-
-    def info(arch):
-        return lambda: [{"internal_api": "openblas", "architecture": arch, "num_threads": 2}]
-
-    has_small = mm.blas_has_small_kernels.__wrapped__
-    monkeypatch.setattr(threadpoolctl, "threadpool_info", info("Haswell"))
-    assert not has_small()
-    monkeypatch.setattr(threadpoolctl, "threadpool_info", info("Zen"))
-    assert not has_small()
-    monkeypatch.setattr(threadpoolctl, "threadpool_info", info("SkylakeX"))
-    assert has_small()
-    monkeypatch.setattr(mm, "blas_has_small_kernels", lambda: True)
-    assert mm.tune_array()[4] == mm.TILE_WORK // 4
-    monkeypatch.setattr(mm, "blas_has_small_kernels", lambda: False)
-    assert mm.tune_array()[4] == mm.TILE_WORK
+    for arch, small in [("Haswell", False), ("Zen", False), ("SkylakeX", True),
+                        ("Cooperlake", True)]:  # fmt: skip
+        _blas_answers(monkeypatch, ("openblas", arch))
+        assert mm.blas_has_small_kernels() == small
+        assert mm.tune_array()[4] == (mm.TILE_WORK // 4 if small else mm.TILE_WORK)
