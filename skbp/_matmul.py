@@ -461,9 +461,6 @@ def _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, i0, i1, j0, j1):
     top = wide
     if trans_y:
         top = 2 if wide >= 2 and 4 * W * K <= _PANEL else (1 if 2 * W * K <= _PANEL else 0)
-    # tiles of 8 and 12 rows only where a tile row is wide vectors held in
-    # AVX-512 registers (32 of them)
-    rows8 = 8 if wide >= 2 else 4
     j = j0
     while j < j1:
         kind = 2 if top >= 2 and j + 4 * W <= j1 else (1 if top >= 1 and j + 2 * W <= j1 else 0)
@@ -487,17 +484,14 @@ def _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, i0, i1, j0, j1):
             yb, pb, ldy, out, ldc = buf, 0, width, c, N
         else:
             yb, pb, ldy, out, ldc = y, j, N, c, N
-        # the most rows a tile of this panel takes: 12 x 2 zmm (24 accumulators)
-        top_rows = (12 if kind == 2 else 8) if rows8 == 8 and kind >= 1 else 4
+        # the most rows a tile of this panel takes: 12 (two wide vectors, 24
+        # accumulators) or 8 (one) only where a tile row is AVX-512 registers
+        top_rows = 4 if wide < 2 or kind == 0 else (12 if kind == 2 else 8)
         i = i0
         while i < i1:
             left = i1 - i
-            if left >= top_rows:
-                mr = top_rows
-            elif left >= 8 and top_rows > 8:
-                mr = 8
-            else:
-                mr = 4 if left >= 4 else (2 if left >= 2 else 1)
+            mr = 12 if top_rows == 12 and left >= 12 else (8 if top_rows >= 8 and left >= 8 else (
+                4 if left >= 4 else (2 if left >= 2 else 1)))  # fmt: skip
             pa = i * sar
             pc = i * N + j if cols == width else 0
             acc = accumulate and cols == width
