@@ -896,6 +896,67 @@ def test_load_monitor_sees_another_process():
     assert all(0.0 <= f <= monitor.n_cpus for f in seen)
 
 
+@pytest.mark.skipif(not thr.LoadMonitor()._snapshot_ok, reason="needs /proc/loadavg, all CPUs")
+def test_load_monitor_sees_a_busy_process_before_its_first_window():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\nend = time.monotonic() + 20\nprint('go', flush=True)\n"
+        "while time.monotonic() < end: pass\n"
+    )
+    busy = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert busy.stdout.readline().strip() == b"go"
+        monitor = thr.LoadMonitor()
+        free = monitor.free_cores()  # the first call: no window yet, a snapshot
+    finally:
+        busy.kill()
+        busy.wait()
+    assert free is not None
+    assert 0.0 <= free <= monitor.n_cpus - 1
+
+
+def test_load_monitor_snapshot_leaves_out_this_processs_own_threads(monkeypatch):
+    @numba.njit(nogil=True)
+    def spin(n):  # a dependent chain: neither vectorised nor folded away
+        x = 1.0
+        for _ in range(n):
+            x = x * 1.0000001 + 1e-9
+        return x
+
+    spin(10)
+    started = threading.Event()
+
+    def run():
+        started.set()
+        spin(300_000_000)  # about 0.5 s
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    started.wait()
+    time.sleep(0.05)
+    own = max(thr.LoadMonitor._runnable()[1] for _ in range(20))
+    worker.join()
+    assert own >= 2  # this thread and the spinning one (which holds no GIL)
+
+    monitor = thr.LoadMonitor()
+    monkeypatch.setattr(monitor, "n_cpus", 2)
+    for (runnable, own), free in {(1, 1): 2, (2, 2): 2, (2, 1): 1, (3, 1): 0, (9, 2): 0,
+                                  (1, 0): 2}.items():  # fmt: skip
+        monkeypatch.setattr(monitor, "_runnable", lambda r=runnable, o=own: (r, o))
+        assert monitor._snapshot() == free
+
+
+def test_load_monitor_takes_no_snapshot_for_a_process_held_to_some_cpus(monkeypatch):
+    monkeypatch.setattr(thr.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(thr.os, "cpu_count", lambda: 4)
+    monitor = thr.LoadMonitor()
+    assert monitor.n_cpus == 1 and not monitor._snapshot_ok
+    if monitor.available:
+        assert monitor.free_cores() is None  # no window yet, and no snapshot
+
+
 def test_wide_tile_rows_follow_the_cpu_features_numba_compiles_for(monkeypatch):
     import numba
 
