@@ -84,8 +84,13 @@ from numba.np.arrayobj import make_array
 from ._jit import blas_scalars, flat_view, jit, stack_buffer
 from ._threads import parallel_available
 
-#: a product is split when it has at least this many multiply-adds ...
-PAR_MIN_WORK = 1 << 20
+#: a product is split when it has at least this many multiply-adds (W2's
+#: second-layer products, 128 x 256 x 128, are the smallest that split) ...
+#: Below it the blocks' operands and results crossing between cores cost
+#: more than the second core saves: on the 2-core development machine a
+#: digits fit (200 x 64 x 100 products, split at 2^20 until the eleventh
+#: session) took 0.73x the serial time on two threads
+PAR_MIN_WORK = 1 << 22
 #: ... into blocks of at least this many result columns (and at most the
 #: machine's core count, 2 to 16, of them)
 PAR_BLOCK_COLS = 32

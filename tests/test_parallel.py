@@ -1002,3 +1002,24 @@ def test_tile_threshold_is_lower_where_openblas_has_small_matrix_kernels(monkeyp
         _blas_answers(monkeypatch, ("openblas", arch))
         assert mm.blas_has_small_kernels() == small
         assert mm.tune_array()[4] == (mm.TILE_WORK // 4 if small else mm.TILE_WORK)
+
+
+@pytest.mark.skipif(not thr.parallel_available(), reason="needs a thread-safe threading layer")
+def test_small_networks_skip_the_governor_and_large_products_split(monkeypatch):
+    """A digits-sized fit (200 x 64 x 100 products, 7,510 parameters) has no
+    parallel region, so it runs an epoch per compiled call like ``n_jobs=1``; W2's
+    products (down to 128 x 256 x 128) split into blocks."""
+    from skbp._layout import Layout
+
+    digits, w2 = Layout([64, 100, 10]), Layout([784, 256, 128, 10])
+    assert not steps.has_parallel_work(digits, 200, False)
+    assert steps.has_parallel_work(w2, 128, False)
+    t = mm.tune_array()
+    assert mm.n_blocks(128, 256, 128, t) >= 2 and mm.n_blocks(200, 64, 100, t) == 1
+    X, y = make_classification(600, 64, n_informative=10, n_classes=10, random_state=0)
+    seen = []
+    monkeypatch.setattr(steps.GovernedSteps, "run", lambda self, *a: seen.append(a))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        BPClassifier(hidden_layer_sizes=(100,), batch_size=200, max_iter=2, n_jobs=2).fit(X, y)
+    assert seen == []
