@@ -166,6 +166,10 @@ def main(argv=None):
         f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}"
     )
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import cores
+
+    print(cores.header())
     print(
         f"cases: {', '.join(cases)}; at least {args.repeats} runs and {args.min_seconds} s of each "
         "setting; ratio = mean default / mean n_jobs=1"

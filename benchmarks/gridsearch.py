@@ -138,6 +138,10 @@ def main(argv=None):
         f"{numba.__version__}, numpy {np.__version__}; {n_jobs} cores "
         f"({platform.processor() or platform.machine()}), Python {platform.python_version()}"
     )
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import cores
+
+    print(cores.header())
     print(
         f"GridSearchCV: 3 hidden sizes x 2 learning rates x 5 folds = 30 fits, "
         f"8,000 x 30, adam, batch 32, {epochs} epochs; n_jobs={n_jobs}; "

@@ -38,6 +38,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cores  # noqa: E402
 import workloads  # noqa: E402
 
 import skbp._matmul as mm  # noqa: E402
@@ -112,6 +113,7 @@ def main():
         _parts(X, y, w, args.epochs, updates, top)
         return
     print(f"{os.cpu_count()} cores, Numba may use {top} threads, layer {numba.threading_layer()}")
+    print(cores.header())
     print(f"W2 float32, {args.epochs} epochs = {updates} updates per fit; governor off\n")
     print("| width | threads | blocks fwd/dW1 | fit ms/update | products ms/update | rest ms/update"
           " | fit speed-up | products speed-up | same bits as 1 thread |")  # fmt: skip

@@ -26,6 +26,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 import warnings
@@ -84,6 +85,10 @@ def main(argv=None):
         f"skbp {skbp.__version__}, scikit-learn {sklearn.__version__}; "
         f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}"
     )
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import cores
+
+    print(cores.header())
     BPClassifier(max_iter=2).fit(X, y)  # compile / load the cache outside the timings
     rows = {"search": [], "fits": []}
     for _ in range(args.repeats):

@@ -971,6 +971,10 @@ def run_prediction(run, results):
 def run_thread_scaling(run, peaks_by_t):
     """W2 and W3 at 1 and ``run.n_scale`` threads; printed with the GEMM peaks."""
     n = run.n_scale
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import cores
+
+    pairing = [cores.two_thread_speedup()]
     tres = {}
     for name in ("W2", "W3"):
         w = scaled(name, run.args.quick)
@@ -997,7 +1001,13 @@ def run_thread_scaling(run, peaks_by_t):
                 )
                 summarise(merged[impl], w, quiet_limit(t, run.retry[0]))
             tres[name][t] = merged
+    pairing.append(cores.two_thread_speedup())
     print(f"## Thread scaling (1 vs {n} threads, {run.args.dtype}, median s)")
+    print()
+    print(
+        "Two threads of independent vector work ran {:.2f}x and {:.2f}x one thread before and "
+        "after this table (about 2x: separate cores; benchmarks/cores.py).".format(*pairing)
+    )
     print()
     print(threads_table(tres, run.impls, n))
     print()
