@@ -9,13 +9,14 @@ quiet machine, then with 1 and with 2 busy processes of its own beside it, and
 prints ``default / n_jobs=1`` (> 1: the default is slower than the serial path).
 
 Each case runs the two settings in turn, at least ``--repeats`` times each and
-until each has run ``--min-seconds`` in all; the ratio is that of the mean
+until each has run ``--min-seconds`` (2 s) in all; the ratio is that of the mean
 times (the time a user waits for that many fits), with the ratio of the
 medians beside it.  Short fits need the many runs: with two busy processes a
 0.02 s fit shares two cores with them and takes either its own time or about
 twice it, depending on the time slices it lands in, so a median of three is a
 coin toss between the two (it gave 1.53 and 1.48 for ``adam_small`` at
-``--repeats`` 3 and 5, where 15 runs of each gave 0.7).
+``--repeats`` 3 and 5, where 15 runs of each gave 0.7; L-BFGS, whose default and
+``n_jobs=1`` fits run the very same serial code, gave 1.30 from 7 runs of each).
 
 The busy processes are plain ``while True: pass`` loops started by this script
 with ``subprocess.Popen`` (no wrapper such as ``timeout``, whose child would
@@ -24,7 +25,7 @@ pid at the end of every busy phase -- also when the script is interrupted.
 
     python benchmarks/contention.py                 # quiet, 1 busy, 2 busy
     python benchmarks/contention.py --busy 0,1      # a subset of the phases
-    python benchmarks/contention.py --cases lbfgs,predict --repeats 5 --min-seconds 2
+    python benchmarks/contention.py --cases lbfgs,predict --repeats 5 --min-seconds 4
 
 Cases (float32, standardised synthetic data, warm Numba cache):
 
@@ -148,8 +149,8 @@ def main(argv=None):
     p.add_argument("--cases", default=",".join(CASES), help="e.g. lbfgs,predict (all)")
     p.add_argument("--busy", default="0,1,2", help="numbers of busy processes, one phase each")
     p.add_argument("--repeats", type=int, default=3, help="least timings per setting and case (3)")
-    p.add_argument("--min-seconds", type=float, default=1.0,
-                   help="least total time per setting and case (1.0)")  # fmt: skip
+    p.add_argument("--min-seconds", type=float, default=2.0,
+                   help="least total time per setting and case (2.0)")  # fmt: skip
     p.add_argument("--max-busy-s", type=float, default=600.0,
                    help="each busy process ends by itself after this many seconds")  # fmt: skip
     args = p.parse_args(argv)
