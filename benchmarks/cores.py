@@ -5,10 +5,12 @@ the first-level cache) once on one thread and once on each of two threads at
 the same time, and prints the speed-up.  Separate physical cores give about
 2x.  Two hardware threads of one core share its vector units and give much
 less; on the 2-core development machine (a VM) this read 1.92-1.98x in some
-hours and 1.59-1.76x in others, and every two-thread figure moved with it
-(W2 on two threads: 0.64 s against 0.90 s), while one-thread figures did not.
-The other benchmarks print this figure in their headers, so that a two-thread
-result can be read against the machine it ran on.
+hours and 1.58-1.76x in others.  Two-thread fits slowed in those hours (W2 on
+two threads: 0.90-0.94 s against 0.63-0.66 s), while one-thread figures did
+not.  It is one cause of the VM's slow phases, not the only one: W2's
+two-thread fits also ran at 0.93 s while this read 1.97x.  The other
+benchmarks print this figure in their headers, so that a two-thread result can
+be read against the machine it ran on.
 
     python benchmarks/cores.py
 """
