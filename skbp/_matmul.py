@@ -86,11 +86,12 @@ from ._threads import parallel_available
 
 #: a product is split when it has at least this many multiply-adds (W2's
 #: second-layer products, 128 x 256 x 128, are the smallest that split) ...
-#: Below it the blocks' operands and results crossing between cores cost
-#: more than the second core saves.  On the 2-core development machine, with
-#: the products split from 2^20 (until the eleventh session), two threads took
-#: 1.36x the serial time of a digits fit (200 x 64 x 100 products) and 1.3x
-#: that of a 20,000 x 50 L-BFGS fit with (100,) (256 x 50 x 100 chunks)
+#: Below it two threads gain little when they gain: on the 2-core development
+#: machine, with products split from 2^20 (until the eleventh session), a
+#: digits fit (200 x 64 x 100 products) ran 1.13x faster on two threads in
+#: some hours and 1.36x slower in others, an L-BFGS fit on 256 x 50 x 100
+#: chunks 1.14x faster and 1.3x slower (``benchmarks/split.py``); and a fit
+#: without a split product has no parallel region, so it skips the governor
 PAR_MIN_WORK = 1 << 22
 #: ... into blocks of at least this many result columns (and at most the
 #: machine's core count, 2 to 16, of them)
