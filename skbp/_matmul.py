@@ -278,9 +278,7 @@ def blas_lacks_avx512():
     with AVX-512, the tiles beat it at every size (:data:`DEEP_TILE_K`).  Any
     other BLAS (MKL, say) or no answer: False."""
     cores = _openblas_cores()
-    return (
-        bool(cores) and not blas_has_small_kernels() and any(c in cores for c in _AVX2_KERNEL_CORES)
-    )
+    return not blas_has_small_kernels() and any(c in cores for c in _AVX2_KERNEL_CORES)
 
 
 @functools.cache

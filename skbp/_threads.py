@@ -263,9 +263,10 @@ class LoadMonitor:
     since the count is machine-wide.  A process that keeps a core busy is
     always runnable, so the snapshot sees it; one that comes and goes may be
     missed, and the governor's timing catches that instead.  Without the
-    snapshot a call would stay serial for its first 0.1 s: 6% of a 0.7 s W2 fit
-    on two cores.  Elsewhere (no ``/proc``) :meth:`free_cores` returns ``None``
-    and the governor relies on timing alone.
+    snapshot a call would stay serial for its first 0.1 s: W2 on two cores
+    took 1.5-5% longer (``benchmarks/governor.py``).  Elsewhere (no
+    ``/proc``) :meth:`free_cores` returns ``None`` and the governor relies on
+    timing alone.
     """
 
     def __init__(self):
