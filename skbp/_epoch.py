@@ -71,6 +71,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
     last = act_off.shape[0] - 1
     B_max = bufs.rows
     blocks, part = net.blocks, bufs.part
+    par = net.tune[7] != 0  # whether a parallel region may run (skbp._matmul.tune_array)
     acc = out[0]  # continued, not restarted: the same sum for any split into calls
     n_updates = 0
     start = row_start
@@ -112,7 +113,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
         if solver != SOLVER_SGD:
             t[0] += 1
         # diagnostics on the data gradient alone: the penalty would mask a vanishing one
-        value = update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt)
+        value = update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, par)
         batch_loss = data_loss / sw_sum + value
         if first:
             out[1] = batch_loss

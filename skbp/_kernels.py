@@ -571,7 +571,16 @@ def full_loss_grad(data, w, net, bufs, bn_run, penalty, bn_momentum, grad, gnorm
         backward(data, rows, w, net, bufs, bn_run, grad, start > 0)
     _fill(gnorm, 0.0)
     value, _ = finish_blocks(
-        net.blocks, w, grad, penalty.alpha, penalty.l1_ratio, sw_sum, bufs.part, gnorm, 0.0
+        net.blocks,
+        w,
+        grad,
+        penalty.alpha,
+        penalty.l1_ratio,
+        sw_sum,
+        bufs.part,
+        gnorm,
+        0.0,
+        net.tune[7] != 0,
     )
     return total / sw_sum + value
 

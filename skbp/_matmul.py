@@ -121,16 +121,18 @@ def _max_blocks():
 def tune_array(split=True):
     """The splitting parameters as the kernels take them (read at every call).
 
-    ``split=False`` never splits (prediction parallelises over row chunks);
-    neither does a Numba without a thread-safe threading layer.
+    ``split=False`` never splits (prediction parallelises over row chunks).
+    Where no parallel region may run (a Numba without a thread-safe threading
+    layer, a process forked from one running GNU OpenMP: ``tune[7]`` is 0) a
+    product is split all the same and its blocks run one after the other: the
+    same BLAS calls and tiles, so the same bits as on any number of threads.
     """
-    split = split and parallel_available()
     small_kernels = blas_has_small_kernels()
     tiles = TILE_WORK // 4 if small_kernels else TILE_WORK
     wide = wide_vectors()
     deep = DEEP_TILE_K if wide >= 2 and blas_lacks_avx512() else 0
     key = (PAR_MIN_WORK if split else 2**62, PAR_BLOCK_COLS, _max_blocks(), SMALL_WORK, tiles,
-           wide, deep)  # fmt: skip
+           wide, deep, int(parallel_available()))  # fmt: skip
     t = _TUNE_CACHE.get(key)
     if t is None:
         t = np.array(key, np.int64)
@@ -199,33 +201,38 @@ def _gemm(trans_x, trans_y, M, N, K, alpha, X, ldx, Y, ldy, beta, C, ldc):
     )  # fmt: skip
 
 
-@jit(parallel=True)
-def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, by_rows):
-    """``C = op(X) op(Y) + beta C`` as ``nb`` blocks of ``C``, in parallel.
+@jit()
+def _gemm_block(X, trans_x, Y, trans_y, C, scal, b, nb, by_rows):
+    """Block ``b`` of ``nb`` of :func:`_gemm_blocks`: one BLAS call.
 
     Column blocks ``[b N / nb, (b + 1) N / nb)`` read those columns of
     ``op(Y)`` in place (rows of ``Y`` when transposed) and all of ``op(X)``; row
     blocks (``by_rows``) read rows of ``op(X)`` (columns of ``X`` when
-    transposed) and all of ``op(Y)``.  One BLAS call per block.
+    transposed) and all of ``op(Y)``.
     """
     M, N = C.shape
     K = X.shape[0] if trans_x else X.shape[1]
     ldx, ldy = X.shape[1], Y.shape[1]
-    xf = flat_view(X)
-    yf = flat_view(Y)
+    if by_rows:
+        i0 = b * M // nb
+        i1 = (b + 1) * M // nb
+        xb = X[0, i0:] if trans_x else X[i0]
+        _gemm(trans_x, trans_y, i1 - i0, N, K, scal[0:1], xb, ldx, flat_view(Y), ldy,
+              scal[1:2], C[i0], N)  # fmt: skip
+    else:
+        j0 = b * N // nb
+        j1 = (b + 1) * N // nb
+        yb = Y[j0] if trans_y else Y[0, j0:]
+        _gemm(trans_x, trans_y, M, j1 - j0, K, scal[0:1], flat_view(X), ldx, yb, ldy,
+              scal[1:2], C[0, j0:], N)  # fmt: skip
+
+
+@jit(parallel=True)
+def _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, by_rows):
+    """``C = op(X) op(Y) + beta C`` as ``nb`` blocks of ``C`` (:func:`_gemm_block`), in
+    parallel."""
     for b in prange(nb):
-        if by_rows:
-            i0 = b * M // nb
-            i1 = (b + 1) * M // nb
-            xb = X[0, i0:] if trans_x else X[i0]
-            _gemm(trans_x, trans_y, i1 - i0, N, K, scal[0:1], xb, ldx, yf, ldy, scal[1:2],
-                  C[i0], N)  # fmt: skip
-        else:
-            j0 = b * N // nb
-            j1 = (b + 1) * N // nb
-            yb = Y[j0] if trans_y else Y[0, j0:]
-            _gemm(trans_x, trans_y, M, j1 - j0, K, scal[0:1], xf, ldx, yb, ldy, scal[1:2],
-                  C[0, j0:], N)  # fmt: skip
+        _gemm_block(X, trans_x, Y, trans_y, C, scal, np.int64(b), nb, by_rows)
 
 
 # ------------------------------------------------------------ register tiles
@@ -536,6 +543,21 @@ def _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, i0, i1, j0, j1):
         j += width
 
 
+@jit()
+def _tile_block(X, trans_x, Y, trans_y, C, accumulate, wide, b, nb, by_rows):
+    """Block ``b`` of ``nb`` of :func:`_tile_blocks`, in place."""
+    M, N = C.shape
+    W = _VEC_BYTES // C.itemsize
+    zero = np.int64(0)  # run-time integers, not literals (one compiled version)
+    if by_rows:
+        _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, b * M // nb, (b + 1) * M // nb,
+               zero, N)  # fmt: skip
+    else:
+        j0 = b * N // nb // W * W
+        j1 = N if b == nb - 1 else (b + 1) * N // nb // W * W
+        _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, zero, M, j0, j1)
+
+
 @jit(parallel=True)
 def _tile_blocks(X, trans_x, Y, trans_y, C, accumulate, wide, nb, by_rows):
     """:func:`_tiled_matmul` as ``nb`` blocks of ``C``, in parallel.
@@ -547,18 +569,9 @@ def _tile_blocks(X, trans_x, Y, trans_y, C, accumulate, wide, nb, by_rows):
     Each element is the same in-order sum in any block, so the split changes
     no bits (it only shares the work).
     """
-    M, N = C.shape
-    W = _VEC_BYTES // C.itemsize
-    zero = np.int64(0)  # run-time integers, not literals (one compiled version)
     for b in prange(nb):
-        bb = np.int64(b)  # prange's index is unsigned
-        if by_rows:
-            _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, bb * M // nb,
-                   (bb + 1) * M // nb, zero, N)  # fmt: skip
-        else:
-            j0 = bb * N // nb // W * W
-            j1 = N if bb == nb - 1 else (bb + 1) * N // nb // W * W
-            _tiles(X, trans_x, Y, trans_y, C, accumulate, wide, zero, M, j0, j1)
+        # prange's index is unsigned: cast, or the callees compile twice
+        _tile_block(X, trans_x, Y, trans_y, C, accumulate, wide, np.int64(b), nb, by_rows)
 
 
 @jit()
@@ -661,8 +674,9 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     register tiles (``tune[5]``: wide vectors per tile row, see
     :func:`wide_vectors`), and so is any product at most ``tune[6]`` deep
     (:data:`DEEP_TILE_K`, where the tiles beat the BLAS at every size); at least
-    ``tune[0]`` is split into blocks run in parallel (tiles or BLAS calls); the
-    rest is one BLAS call.
+    ``tune[0]`` is split into blocks (tiles or BLAS calls), run in parallel
+    where ``tune[7]`` allows a parallel region and one after the other
+    elsewhere; the rest is one BLAS call.
     """
     M, N = C.shape
     K = X.shape[0] if trans_x else X.shape[1]
@@ -674,15 +688,22 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     # with Y transposed, packing its panels costs the tiles' lead at half the size
     work = M * K * N * C.itemsize * (2 if trans_y else 1)
     nb = n_blocks(M, K, N, tune)
+    by_rows = split_rows(M, N)
     if (work <= tune[4] or K <= tune[6]) and tiles_fit(K, N, C.itemsize, trans_y):
-        if nb > 1:
-            _tile_blocks(X, trans_x, Y, trans_y, C, accumulate, tune[5], nb, split_rows(M, N))
+        if nb > 1 and tune[7]:
+            _tile_blocks(X, trans_x, Y, trans_y, C, accumulate, tune[5], nb, by_rows)
+        elif nb > 1:
+            for b in range(nb):
+                _tile_block(X, trans_x, Y, trans_y, C, accumulate, tune[5], b, nb, by_rows)
         else:
             _tiled_matmul(X, trans_x, Y, trans_y, C, accumulate, tune[5])
         return
     scal = blas_scalars(C, 1.0 if accumulate else 0.0)  # BLAS's alpha and beta
-    if nb > 1:
-        _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, split_rows(M, N))
+    if nb > 1 and tune[7]:
+        _gemm_blocks(X, trans_x, Y, trans_y, C, scal, nb, by_rows)
+    elif nb > 1:
+        for b in range(nb):
+            _gemm_block(X, trans_x, Y, trans_y, C, scal, b, nb, by_rows)
     else:
         _gemm(trans_x, trans_y, M, N, K, scal[0:1], flat_view(X), X.shape[1], flat_view(Y),
               Y.shape[1], scal[1:2], flat_view(C), N)  # fmt: skip

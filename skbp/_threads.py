@@ -43,9 +43,16 @@ layer (``tbb`` or ``omp``), because ``workqueue`` aborts the process when two
 threads launch parallel kernels at once.  On ``workqueue`` skbp runs serially.
 TBB (``pip install skbp[tbb]``) lets a parallel region finish without a
 descheduled worker (work stealing), so it loses least on a busy machine.
-GNU OpenMP is not safe across ``fork()``: use joblib's default ``loky``
-backend (fork + exec) or the ``spawn``/``forkserver`` start methods for
-process-based parallelism after a fit in the parent, or install ``tbb``.
+GNU OpenMP is not safe across ``fork()``: a child forked from a process whose
+OpenMP threads have started (any fit starts them) is killed by Numba on its
+first parallel region.  So such a child (``multiprocessing``'s default start
+method on Linux before Python 3.14, a ``Pool``, ``ProcessPoolExecutor``) runs
+skbp serially: :func:`parallel_available` is false there, and the kernels,
+told so by ``tune[7]`` (``skbp._matmul.tune_array``), run the blocks of a
+split product and of the update sweep one after the other -- the same bits as
+on any number of threads.  For all the cores in such children use joblib's
+default ``loky`` backend (fork + exec), the ``spawn``/``forkserver`` start
+methods, or TBB, which is fork-safe.
 """
 
 import os
@@ -96,7 +103,9 @@ def _probe(out):
 
 
 def parallel_available():
-    """Whether Numba's threading layer is thread-safe (``tbb`` or ``omp``).
+    """Whether skbp may run parallel regions: Numba's threading layer is
+    thread-safe (``tbb`` or ``omp``) and usable in this process (not GNU OpenMP
+    inherited across a ``fork()``).
 
     Starting Numba's thread pool initialises the layer the first time.
     """
@@ -113,6 +122,34 @@ def parallel_available():
         except Exception:  # no layer could be loaded at all
             _layer_ok = False
     return _layer_ok
+
+
+def _started_layer():
+    """The threading layer Numba has started in this process, ``None`` if none yet."""
+    try:
+        return numba.threading_layer()
+    except ValueError:  # not initialised
+        return None
+
+
+def _after_fork_in_child():
+    """Make a ``fork()`` child safe to fit and predict in.
+
+    GNU OpenMP's thread pool does not survive a fork: Numba terminates a child
+    that enters a parallel region after its parent started OpenMP threads.
+    Such a child runs skbp serially (the same bits).  The locks and counts of
+    this module start afresh: a thread of the parent may have held the lock
+    at the fork, and the calls it counted do not run in the child.
+    """
+    global _lock, _blas_wakeup, _active_calls, _blas_restorer, _blas_idle_since, _layer_ok
+    if _started_layer() == "omp":
+        _layer_ok = False
+    _lock = threading.Lock()
+    _blas_wakeup = threading.Condition(_lock)
+    _active_calls = 0
+    _blas_restorer = None
+    _blas_idle_since = None if _blas_limiter is None else time.monotonic()
+    MONITOR._lock = threading.Lock()
 
 
 def _blas_controller():
@@ -500,6 +537,9 @@ class ThreadGovernor:
 
 
 _tls = threading.local()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _set_numba_threads(n, force=False):

@@ -17,9 +17,9 @@ Without gradient clipping the two run block by block in a single sweep
 (:func:`update_blocks`).  Partial sums are kept per block and added in block
 order afterwards, so the result does not depend on how blocks are shared
 among threads.  The blocks run under ``prange`` when the vector has at least
-:data:`PAR_MIN_PARAMS` entries and serially otherwise -- a choice made by the
-size alone, so both give the same bits for a given network whatever the
-thread count.
+:data:`PAR_MIN_PARAMS` entries and a parallel region may run (``par``), and
+serially otherwise; either way each block is the same computation, so a
+network gets the same bits whatever the thread count or threading layer.
 """
 
 import math
@@ -112,7 +112,7 @@ def _finish_one(b, blocks, w, grad, a1, a2, inv, part):
 
 
 @jit()
-def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_grad_norm):
+def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_grad_norm, par):
     """Finish the gradient in place; return ``(penalty, clip_scale)``.
 
     Adds ``1 / sw_sum`` times each layer's data-gradient norm to ``gnorm``.
@@ -121,12 +121,13 @@ def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_gra
     penalty's formula (mini-batch updates and ``full_loss_grad`` alike).
     ``clip_scale`` is the factor that
     brings the finished gradient's norm down to ``max_grad_norm`` (1 when
-    clipping is off or not needed).
+    clipping is off or not needed).  ``par``: whether a parallel region may run
+    (``tune[7]`` of ``skbp._matmul.tune_array``).
     """
     inv = 1.0 / sw_sum
     a1 = alpha * l1_ratio
     a2 = alpha * (1.0 - l1_ratio)
-    if w.shape[0] >= PAR_MIN_PARAMS:
+    if par and w.shape[0] >= PAR_MIN_PARAMS:
         off = a1 < 0  # False, as a run-time value
         hp = (0.0, 0.0, off, np.int64(0), 0.0, 0.0, 0.0)  # unused by _FINISH
         # np.int64(...): run-time integers, not literals (one compiled version)
@@ -167,7 +168,7 @@ def _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm):
 
 
 @jit()
-def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt):
+def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, par):
     """:func:`finish_blocks` then :func:`step_blocks`; return the penalty.
 
     ``penalty`` and ``opt`` are ``skbp._records.Penalty`` and ``Optimizer``;
@@ -186,8 +187,8 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt):
     alpha, l1_ratio, max_grad_norm = penalty.alpha, penalty.l1_ratio, penalty.max_grad_norm
     if max_grad_norm > 0:
         value, clip = finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
-                                    max_grad_norm)  # fmt: skip
-        step_blocks(blocks, w, grad, clip, opt, part)
+                                    max_grad_norm, par)  # fmt: skip
+        step_blocks(blocks, w, grad, clip, opt, part, par)
         return value
     inv = 1.0 / sw_sum
     a1 = alpha * l1_ratio
@@ -195,7 +196,7 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt):
     # the optimizer's scalars as the sweeps take them (Adam's step number read now)
     hp = (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon)
     solver, m, v = opt.solver, opt.m, opt.v
-    if w.shape[0] >= PAR_MIN_PARAMS:
+    if par and w.shape[0] >= PAR_MIN_PARAMS:
         _sweep_parallel(np.int64(_BOTH), blocks, w, grad, a1, a2, inv, part, 1.0, solver, m, v,
                         hp)  # fmt: skip
     else:
@@ -229,7 +230,7 @@ def _sweep_parallel(op, blocks, w, grad, a1, a2, inv, part, scale, solver, m, v,
 
 
 @jit()
-def step_blocks(blocks, w, grad, scale, opt, part):
+def step_blocks(blocks, w, grad, scale, opt, part, par):
     """One optimizer step on ``scale * grad``: ``skbp._optim``'s rules, block by block.
 
     ``opt.t[0]`` is Adam's step number after this update (1-based); unused for SGD.
@@ -238,7 +239,7 @@ def step_blocks(blocks, w, grad, scale, opt, part):
     # the optimizer's scalars as the sweeps take them (Adam's step number read now)
     hp = (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon)
     solver, m, v = opt.solver, opt.m, opt.v
-    if w.shape[0] >= PAR_MIN_PARAMS:
+    if par and w.shape[0] >= PAR_MIN_PARAMS:
         _sweep_parallel(np.int64(_STEP), blocks, w, grad, 0.0, 0.0, 0.0, part, scale, solver, m,
                         v, hp)  # fmt: skip
     else:

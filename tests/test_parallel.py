@@ -55,13 +55,14 @@ needs_threads = pytest.mark.skipif(
 )
 
 
-def _tune(min_work, block_cols=4, max_blocks=5, small=0, tiles=0, wide=2, deep=0):
-    t = np.array([min_work, block_cols, max_blocks, small, tiles, wide, deep], dtype=np.int64)
+def _tune(min_work, block_cols=4, max_blocks=5, small=0, tiles=0, wide=2, deep=0, par=1):
+    t = np.array([min_work, block_cols, max_blocks, small, tiles, wide, deep, par], dtype=np.int64)
     t.flags.writeable = False
     return t
 
 
 SPLIT, BLAS, LOOPS = _tune(1), _tune(2**62), _tune(2**62, small=2**62)
+SERIAL_SPLIT = _tune(1, par=0)  # split, the blocks one after the other (no parallel region)
 TILES = _tune(2**62, tiles=2**62)  # tile rows of two wide vectors (AVX-512's choice)
 TILES1 = _tune(2**62, tiles=2**62, wide=1)  # ... of one (AVX2's)
 
@@ -78,7 +79,9 @@ def _operands(mode, M, K, N, dtype, rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["NN", "TN", "NT"])
 @pytest.mark.parametrize(
-    "tune", [SPLIT, BLAS, LOOPS, TILES, TILES1], ids=["split", "blas", "loops", "tiles", "tiles1"]
+    "tune",
+    [SPLIT, SERIAL_SPLIT, BLAS, LOOPS, TILES, TILES1],
+    ids=["split", "serial-split", "blas", "loops", "tiles", "tiles1"],
 )
 @pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("shape", [(7, 13, 23), (29, 13, 6)], ids=["wide", "tall"])
@@ -185,6 +188,9 @@ def test_tiles_split_into_blocks_give_the_bits_of_one_call_on_any_threads(mode, 
         with _on_threads(n):
             mm.matmul(X, mode == "TN", Y, mode == "NT", C, False, DEEP_SPLIT)
         np.testing.assert_array_equal(C, whole)
+    C = np.empty((M, N), np.float32)
+    mm.matmul(X, mode == "TN", Y, mode == "NT", C, False, _tune(1, 8, 7, deep=2**62, par=0))
+    np.testing.assert_array_equal(C, whole)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -287,6 +293,10 @@ def test_split_product_is_bit_identical_for_any_thread_count(mode, M, N):
         with _on_threads(n):
             mm.matmul(X, mode == "TN", Y, mode == "NT", C, False, _tune(1, 8, 7))
         results.append(C)
+    # where no parallel region may run the same blocks run one after the other
+    C = np.empty((M, N), dtype=np.float32)
+    mm.matmul(X, mode == "TN", Y, mode == "NT", C, False, _tune(1, 8, 7, par=0))
+    results.append(C)
     for C in results[1:]:
         np.testing.assert_array_equal(C, results[0])
 
@@ -321,7 +331,7 @@ def test_finish_blocks_matches_the_plain_reference(dtype, monkeypatch):
     ref_pen = (0.5 * a2 * np.sum(wd[:n_coef] ** 2) + a1 * np.sum(np.abs(wd[:n_coef]))) / 50.0
     got_g, norms = g.copy(), np.zeros(3)
     part = np.empty((blocks.shape[0], 4))
-    pen, clip = finish_blocks(blocks, w, got_g, 0.3, 0.25, 50.0, part, norms, 0.0)
+    pen, clip = finish_blocks(blocks, w, got_g, 0.3, 0.25, 50.0, part, norms, 0.0, True)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     # (absolute slack for entries where the penalty cancels the data gradient)
     np.testing.assert_allclose(got_g, ref_g, rtol=rtol, atol=rtol * np.abs(ref_g).max())
@@ -329,21 +339,23 @@ def test_finish_blocks_matches_the_plain_reference(dtype, monkeypatch):
     assert pen == pytest.approx(ref_pen, rel=rtol)
     assert clip == 1.0
     # clipping: the scale brings the finished gradient's norm to max_grad_norm
-    _, clip = finish_blocks(blocks, w, g.copy(), 0.3, 0.25, 50.0, part, norms, 0.01)
+    _, clip = finish_blocks(blocks, w, g.copy(), 0.3, 0.25, 50.0, part, norms, 0.01, True)
     assert clip == pytest.approx(0.01 / np.linalg.norm(ref_g.astype(np.float64)), rel=rtol)
-    # the serial and the parallel sweep give the same bits
-    a, b = g.copy(), g.copy()
-    pa, pb = np.empty_like(part), np.empty_like(part)
-    na, nb = np.zeros(3), np.zeros(3)
+    # the serial and the parallel sweep give the same bits: chosen by size, or
+    # serial where no parallel region may run (par=False)
+    a, b, c = g.copy(), g.copy(), g.copy()
+    pa, pb, pc = np.empty_like(part), np.empty_like(part), np.empty_like(part)
+    na, nb, nc = np.zeros(3), np.zeros(3), np.zeros(3)
     monkeypatch.setattr(upd, "PAR_MIN_PARAMS", 2**62)  # serial
-    ra = finish_blocks.py_func(blocks, w, a, 0.1, 0.2, 50.0, pa, na, 0.0)
+    ra = finish_blocks.py_func(blocks, w, a, 0.1, 0.2, 50.0, pa, na, 0.0, True)
     monkeypatch.setattr(upd, "PAR_MIN_PARAMS", 1)  # parallel
     with _on_threads(2):
-        rb = finish_blocks.py_func(blocks, w, b, 0.1, 0.2, 50.0, pb, nb, 0.0)
-    assert ra == rb
-    np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(pa, pb)
-    np.testing.assert_array_equal(na, nb)
+        rb = finish_blocks.py_func(blocks, w, b, 0.1, 0.2, 50.0, pb, nb, 0.0, True)
+    rc = finish_blocks(blocks, w, c, 0.1, 0.2, 50.0, pc, nc, 0.0, False)  # no parallel region
+    assert ra == rb == rc
+    for x, y, z in ((a, b, c), (pa, pb, pc), (na, nb, nc)):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(x, z)
 
 
 def _opt(solver, m, v, t):
@@ -363,7 +375,7 @@ def test_step_blocks_matches_the_optimizer_rules(solver, n):
     m0, v0 = rng.standard_normal(n), rng.random(n)
     blocks = param_blocks(sizes, coef_off, n)
     w, m, v = w0.copy(), m0.copy(), v0.copy()
-    step_blocks(blocks, w, g, 0.5, _opt(solver, m, v, 3), np.empty((len(blocks), 4)))
+    step_blocks(blocks, w, g, 0.5, _opt(solver, m, v, 3), np.empty((len(blocks), 4)), True)
     wr, mr, vr = w0.copy(), m0.copy(), v0.copy()
     if solver == SOLVER_SGD:
         sgd_step(wr, 0.5 * g, mr, 0.01, 0.9, True, 1.0)
@@ -400,11 +412,14 @@ def test_one_sweep_update_equals_finish_then_step(dtype, solver, parallel, monke
                 norms,
                 Penalty(0.3, 0.25, max_norm),
                 _opt(solver, m, v, 3),
+                True,
             )
         wr, mr, vr, gr = w0.copy(), m0.copy(), v0.copy(), g.copy()
         pr, nr = np.empty_like(part), np.zeros(3)
-        ref_pen, clip = finish_blocks.py_func(blocks, wr, gr, 0.3, 0.25, 50.0, pr, nr, max_norm)
-        step_blocks.py_func(blocks, wr, gr, clip, _opt(solver, mr, vr, 3), pr)
+        ref_pen, clip = finish_blocks.py_func(
+            blocks, wr, gr, 0.3, 0.25, 50.0, pr, nr, max_norm, True
+        )
+        step_blocks.py_func(blocks, wr, gr, clip, _opt(solver, mr, vr, 3), pr, True)
         assert (clip < 1.0) == (max_norm > 0)
         # the same arithmetic; two compiled loops may contract multiply-adds differently
         rtol = 1e-6 if dtype == np.float32 else 1e-12
