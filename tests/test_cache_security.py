@@ -37,6 +37,7 @@ CHILD = textwrap.dedent(
     """
 )
 ANOTHER_UID = 12345
+pytestmark = pytest.mark.skipif(os.name == "nt", reason="folder owners and modes are POSIX's")
 as_root = pytest.mark.skipif(
     not hasattr(os, "getuid") or os.getuid() != 0, reason="giving a folder away needs root"
 )
@@ -172,7 +173,19 @@ def test_the_fallback_folder_is_made_private(tmp_path):
     assert _run(moddir, env)["folder"] == folder
 
 
-@pytest.mark.parametrize("where", ["__pycache__", "NUMBA_CACHE_DIR", "user-cache"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "__pycache__",
+        "NUMBA_CACHE_DIR",
+        pytest.param(
+            "user-cache",
+            marks=pytest.mark.skipif(
+                not sys.platform.startswith("linux"), reason="XDG_CACHE_HOME is Linux's"
+            ),
+        ),
+    ],
+)
 def test_an_index_without_the_checksum_is_never_unpickled(tmp_path, where):
     """In a folder of this user's own (the package's ``__pycache__``,
     ``NUMBA_CACHE_DIR``, Numba's user-wide cache), an index file skbp did not
