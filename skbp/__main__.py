@@ -24,7 +24,7 @@ def _info() -> None:
 
     import skbp
 
-    from ._cache import cache_folder
+    from ._cache import describe as describe_cache
     from ._prebuilt import describe
     from ._threads import parallel_available
 
@@ -32,7 +32,7 @@ def _info() -> None:
     print(
         f"skbp {skbp.__version__} (scikit-learn {sklearn.__version__}, numba {numba.__version__})"
     )
-    print(f"kernel cache: {cache_folder() or 'none (kernels are compiled in memory)'}")
+    print(f"kernel cache: {describe_cache()}")
     print(f"shipped kernels: {describe()}")
     print(f"threading layer: {layer}; cores: {os.cpu_count()}")
     print("`python -m skbp compile` compiles every kernel ahead of time.")

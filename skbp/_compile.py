@@ -228,7 +228,7 @@ def compile_all(
     """
     dtypes = list(dtypes)
     folder = _cache.cache_folder()
-    out(f"skbp kernels: cache folder {folder or '(none: compiled in memory)'}")
+    out(f"skbp kernels: cache folder {_cache.describe()}")
     if jobs is None:
         from joblib import cpu_count  # CPU affinity and cgroup (container) quotas
 

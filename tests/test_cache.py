@@ -1,6 +1,7 @@
-"""The on-disk kernel cache can't hurt (skbp._cache): damage, read-only folders, races.
+"""The on-disk kernel cache can't hurt (skbp._cache): damage, read-only or full
+folders, no temporary directory, races, Ctrl-C while compiling.
 
-Each test compiles two tiny kernels declared with skbp's own decorator
+Most tests compile two tiny kernels declared with skbp's own decorator
 (``skbp._jit.jit``, the one every kernel uses) in a module of a temporary
 folder, in fresh processes, so that nothing here depends on -- or disturbs --
 the cache of skbp's real kernels, and no test pays a full compile.
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -43,14 +45,19 @@ def _module(tmp_path):
     return d
 
 
-def _run(moddir, env=None, check=True):
+def _env(env=None):
     full = dict(os.environ)
     full.pop("NUMBA_CACHE_DIR", None)
     full["PYTHONPATH"] = SKBP_ROOT + os.pathsep + full.get("PYTHONPATH", "")
     full.update(env or {})
+    return full
+
+
+def _run(moddir, env=None, check=True, prelude=""):
+    """Run ``prelude`` then :data:`CHILD` in a fresh process."""
     p = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(moddir)], env=full, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", prelude + CHILD, str(moddir)], env=_env(env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     if not check:
         return p
@@ -170,6 +177,233 @@ def test_no_writable_folder_at_all_compiles_in_memory(tmp_path, monkeypatch):
     assert tiny_kernels.squares._cache._cache_path is None
     assert tiny_kernels.squares(np.arange(5.0)).sum() == 30.0
     assert tiny_kernels.twice_plus_one(20) == 41
+
+
+NO_PLACE_AT_ALL = textwrap.dedent(
+    """
+    import json, sys, tempfile
+    blocked = sys.argv[1]
+    # no usable temporary directory (a process run as root can write any real
+    # one), and a package folder that will not take a cache
+    tempfile._candidate_tempdir_list = lambda: [blocked + "/tmp"]
+    tempfile.tempdir = None
+    from numba.core import caching
+
+    def read_only(self):
+        raise PermissionError(13, "Permission denied", self.get_cache_path())
+
+    caching.InTreeCacheLocator.ensure_cache_path = read_only
+    import numpy as np
+    from skbp import BPClassifier, _cache, _prebuilt
+    from skbp.__main__ import main
+
+    main(["info"])
+    X = np.random.RandomState(0).rand(80, 4)
+    y = (X[:, 0] > 0.5).astype(int)
+    score = BPClassifier(max_iter=50, random_state=0).fit(X, y).score(X, y)
+    shipped = _prebuilt.enabled() and _prebuilt.store() is not None
+    print(json.dumps({"score": score, "stats": _cache.STATS, "shipped": shipped,
+                      "folder": _cache.cache_folder()}))
+    """
+)
+
+
+def test_no_temporary_directory_at_all(tmp_path):
+    """No NUMBA_CACHE_DIR, a read-only package and home, and no usable temporary
+    directory: ``python -m skbp info`` says nothing is cached, a fit works
+    (from the shipped kernels where they serve this installation), and the
+    compile message says once that nothing is cached."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    env = _env({"HOME": str(blocker / "home"), "XDG_CACHE_HOME": str(blocker / "xdg")})
+    p = subprocess.run(
+        [sys.executable, "-c", NO_PLACE_AT_ALL, str(blocker)], env=env, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    info, result = p.stdout.strip().rsplit("\n", 1)
+    r = json.loads(result)
+    none = "kernel cache: none (no writable cache folder, and no usable temporary directory)"
+    assert none in info
+    assert r["folder"] is None
+    assert r["score"] > 0.7
+    assert p.stderr.count("NOT cached: no writable cache folder") == 1
+    if r["shipped"]:  # made into machine code in memory, nothing compiled by Numba
+        assert r["stats"]["prebuilt"] >= 1 and r["stats"]["compiled"] == 0, r["stats"]
+
+
+FULL_DISK = textwrap.dedent(
+    """
+    import resource, signal
+    # every write to a file fails, as on a full disk ("File too large" here)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="file size limits are POSIX")
+def test_a_full_cache_folder_says_the_kernels_are_not_cached(tmp_path):
+    """A folder that takes no more data (full, or gone read-only after it was
+    chosen): the kernels work, a warning says once that they are not cached
+    there (not the "cached in" of the compile message alone), and no
+    temporary file is left behind."""
+    moddir = _module(tmp_path)
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    r = _run(moddir, env, prelude=FULL_DISK)
+    folder = r["folder"]
+    assert r["stats"]["compiled"] == 2
+    assert r["stderr"].count(f"NOT cached: {folder} is not writable") == 1
+    assert not [name for name in os.listdir(folder) if ".tmp." in name]
+    # nothing was cached: the next process (with room) compiles and saves
+    assert _run(moddir, env)["stats"]["compiled"] == 2
+    assert _run(moddir, env)["stats"]["loaded"] == 2
+
+
+def test_describe_says_where_the_kernels_are(tmp_path, monkeypatch):
+    """The line of ``python -m skbp info``, in each case."""
+    monkeypatch.setattr(_cache, "UNWRITABLE", {})
+    monkeypatch.setattr(_cache, "cache_folder", lambda: str(tmp_path))
+    assert _cache.describe() == str(tmp_path)
+    _cache.UNWRITABLE[str(tmp_path)] = "No space left on device"
+    assert "(not writable: No space left on device; new kernels are not saved)" in _cache.describe()
+    monkeypatch.setattr(_cache, "cache_folder", lambda: None)
+    monkeypatch.setattr(_cache, "REFUSED", {"/tmp/x": "is writable by other users (mode 777)"})
+    assert _cache.describe().startswith(
+        "none (no usable cache folder: /tmp/x is writable by other users (mode 777))"
+    )
+
+
+def test_temporary_files_of_killed_writers_are_removed(tmp_path):
+    """A writer killed between writing a temporary file and renaming it leaves
+    the file; the next save of that kernel removes those old enough to be no
+    live writer's."""
+    f = _cache._CheckedCacheFile(cache_path=str(tmp_path), filename_base="k", source_stamp="s")
+    old = time.time() - 2 * _cache.STALE_AFTER
+    stale = [tmp_path / "k.nbi.tmp.0123456789abcdef", tmp_path / "k.1.nbc.tmp.fedcba9876543210"]
+    live = tmp_path / "k.2.nbc.tmp.0011223344556677"  # another process writing it now
+    other = tmp_path / "other.nbi.tmp.0123456789abcdef"  # another kernel's: left to its saves
+    for path in [*stale, live, other]:
+        path.write_bytes(b"half a file")
+    for path in [*stale, other]:
+        os.utime(path, (old, old))
+    f.save("signature", "code")
+    assert not any(path.exists() for path in stale)
+    assert live.exists() and other.exists()
+    assert f.load("signature") == "code"
+
+
+def test_an_interrupted_write_leaves_no_temporary_file(tmp_path):
+    """Ctrl-C while a cache file is written: its temporary file goes too."""
+    f = _cache._CheckedCacheFile(cache_path=str(tmp_path), filename_base="k", source_stamp="s")
+    with pytest.raises(KeyboardInterrupt), f._open_for_write(str(tmp_path / "k.nbi")) as out:
+        out.write(b"half an index")
+        raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+
+
+INTERRUPTED_CALLBACK = textwrap.dedent(
+    """
+    import signal, sys
+    from numba.core.codegen import CPUCodeLibrary
+
+    # a Ctrl-C whose handler Python runs inside llvmlite's callback that gives
+    # (a compile) or takes (a load) a kernel's object code: the first Python
+    # code after LLVM's long C call, so where a real Ctrl-C lands
+    stage = sys.argv[2]
+    name = "_object_compiled_hook" if stage == "compile" else "_object_getbuffer_hook"
+    real = getattr(CPUCodeLibrary, name).__func__
+    fired = []
+
+    def interrupted(cls, ll_module, *args):
+        # the kernel's own code (not that of the NumPy functions it calls)
+        library = getattr(ll_module, "_CPUCodeLibrary__library", None)
+        if not fired and getattr(library, "name", None) == "squares" and (
+            stage == "compile" or library._compiled_object is not None
+        ):
+            fired.append(True)
+            signal.raise_signal(signal.SIGINT)
+        return real(cls, ll_module, *args)
+
+    setattr(CPUCodeLibrary, name, classmethod(interrupted))
+    import json
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    import tiny_kernels as k
+
+    try:
+        k.squares(np.arange(5.0))
+        first = "returned"
+    except KeyboardInterrupt:
+        first = "KeyboardInterrupt"
+    again = float(k.squares(np.arange(5.0)).sum())
+    print(json.dumps({"fired": bool(fired), "first": first, "again": again}))
+    """
+)
+
+
+@pytest.mark.parametrize("stage", ["compile", "load"])
+def test_a_ctrl_c_in_llvms_callbacks_is_a_keyboard_interrupt(tmp_path, stage):
+    """ctypes drops an exception raised in a callback, so a Ctrl-C handled in
+    the one that hands a kernel's object code over was lost, and the kernel's
+    save then failed with ``RuntimeError: no compiled object yet``; in the one
+    that takes cached code, the kernel came out empty (a crash).  Either is a
+    ``KeyboardInterrupt`` now, and the next call works."""
+    moddir = _module(tmp_path)
+    if stage == "load":
+        _run(moddir)  # fill the cache
+    p = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_CALLBACK, str(moddir), stage], env=_env(),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r == {"fired": True, "first": "KeyboardInterrupt", "again": 30.0}
+    assert _run(moddir)["out"] == [30.0, 41]  # and the cache is sound
+
+
+CTRL_C = textwrap.dedent(
+    """
+    import json, os, signal, sys, threading, warnings
+    import numpy as np
+    from skbp import BPClassifier
+
+    X = np.random.RandomState(0).rand(80, 4)
+    y = (X[:, 0] > 0.5).astype(int)
+    timer = threading.Timer(float(sys.argv[1]), os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            timer.start()
+            try:
+                BPClassifier(max_iter=5).fit(X, y)
+            finally:
+                timer.cancel()
+        stopped = any("interrupted by user" in str(w.message) for w in caught)
+        first = "training stopped" if stopped else "finished"
+    except KeyboardInterrupt:
+        first = "KeyboardInterrupt"
+    score = BPClassifier(max_iter=50, random_state=0).fit(X, y).score(X, y)
+    print(json.dumps({"first": first, "score": score}))
+    """
+)
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5])
+def test_ctrl_c_during_the_first_fit(tmp_path, delay):
+    """A real SIGINT during a cold first fit (its kernels being made): a
+    ``KeyboardInterrupt``, or the fit's own handling of one (training stops
+    with a warning), never another error; a fit after it in the same process
+    works."""
+    env = _env({"NUMBA_CACHE_DIR": str(tmp_path / "cache")})
+    p = subprocess.run(
+        [sys.executable, "-c", CTRL_C, str(delay)], env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["first"] in ("KeyboardInterrupt", "training stopped", "finished"), r
+    assert r["score"] > 0.7
 
 
 def test_two_processes_filling_a_cold_cache_leave_it_valid(tmp_path):
@@ -401,8 +635,8 @@ def test_demo_command(capsys, monkeypatch):
 
 
 def test_install_never_fails_the_import(monkeypatch):
-    """Should Numba's caching internals change, a kernel falls back to Numba's own
-    cache or to none: decorating never raises."""
+    """Should Numba's caching internals change, a kernel is compiled in memory:
+    decorating never raises."""
     from numba.core.caching import FunctionCache
 
     from skbp._jit import jit
@@ -411,13 +645,17 @@ def test_install_never_fails_the_import(monkeypatch):
         raise AttributeError("a Numba without the internals skbp._cache uses")
 
     monkeypatch.setattr(_cache, "SafeFunctionCache", broken)
+    monkeypatch.setattr(_cache, "_BROKEN", {})
 
     @jit(entry=True)
     def plus_one(x):
         return x + 1
 
-    assert isinstance(plus_one._cache, FunctionCache)
+    # compiled in memory: not Numba's own cache, which unpickles any file it finds
+    assert not isinstance(plus_one._cache, FunctionCache)
+    assert plus_one._cache.cache_path is None
     assert plus_one(1) == 2
+    assert "does not work with this Numba" in _cache._no_cache_reason()
 
 
 def test_precompile_default_path_and_bad_dtype():
