@@ -535,6 +535,18 @@ def _lost_interrupt(library, loaded=False):
     return unused if loaded else not unused
 
 
+#: the kernel this thread is compiling (from the cache's miss to its save)
+_compiling = threading.local()
+
+
+def compile_interrupted():
+    """Whether a kernel compile of this thread was cut short (a Ctrl-C) since the
+    last call; clears the record."""
+    name = getattr(_compiling, "name", None)
+    _compiling.name = None
+    return name is not None
+
+
 class SafeFunctionCache(caching.FunctionCache):
     """Numba's ``FunctionCache`` with the protections of this module.
 
@@ -576,6 +588,8 @@ class SafeFunctionCache(caching.FunctionCache):
         if data is not None:
             STATS["loaded"] += 1
             return data
+        # until save_overload: a Ctrl-C in between cut this compile short
+        _compiling.name = self._func_name
         _announce_compile(self._func_name, self._cache_path)
         data = self._from_prebuilt(sig, target_context)
         if data is not None:
@@ -625,6 +639,7 @@ class SafeFunctionCache(caching.FunctionCache):
         if _lost_interrupt(getattr(data, "library", None)):
             # the kernel stays compiled (Numba added it before saving), uncached
             raise KeyboardInterrupt
+        _compiling.name = None
         if not self._enabled:
             return
         try:

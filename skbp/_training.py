@@ -18,6 +18,7 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
+from ._cache import compile_interrupted
 from ._data import Problem, max_abs, readonly
 from ._epoch import EPOCH_OK, run_epoch
 from ._kernels import full_loss_grad
@@ -378,6 +379,7 @@ class StochasticTrainer:
         cfg = self.cfg
         est, tasks = self.est, self.tasks
         est.n_iter_ = 0
+        compile_interrupted()  # (forget one cut short outside a fit)
         try:
             for i in range(cfg.max_iter):
                 tasks.begin("epoch")
@@ -395,6 +397,10 @@ class StochasticTrainer:
                     break
         except KeyboardInterrupt:
             tasks.abandon()
+            if compile_interrupted():
+                # a Ctrl-C while the kernels were compiling: nothing was
+                # trained, and the user wants the wait over, not a model
+                raise
             warnings.warn("Training interrupted by user.")
         if cfg.early_stopping:
             est._w[:] = est._best_w
@@ -633,6 +639,7 @@ class LbfgsTrainer:
         cfg = self.cfg
         est = self.est
         w = est._w
+        compile_interrupted()  # (forget one cut short outside a fit)
         try:
             res = scipy.optimize.minimize(
                 self.loss_grad,
@@ -643,6 +650,10 @@ class LbfgsTrainer:
                 options={"maxfun": cfg.max_fun, "maxiter": cfg.max_iter, "gtol": cfg.tol},
             )
         except KeyboardInterrupt:
+            if compile_interrupted():  # (as in StochasticTrainer.run)
+                self.tasks.abandon()
+                w[:] = self.best["w"]
+                raise
             warnings.warn("Training interrupted by user.")
             res = None
         self.tasks.abandon()  # evaluations after the last completed iteration

@@ -391,10 +391,10 @@ CTRL_C = textwrap.dedent(
 
 @pytest.mark.parametrize("delay", [0.5, 1.5])
 def test_ctrl_c_during_the_first_fit(tmp_path, delay):
-    """A real SIGINT during a cold first fit (its kernels being made): a
-    ``KeyboardInterrupt``, or the fit's own handling of one (training stops
-    with a warning), never another error; a fit after it in the same process
-    works."""
+    """A real SIGINT during a cold first fit: a ``KeyboardInterrupt`` while its
+    kernels are being made (surely so at 0.5 s), else the fit's own handling of
+    one (training stops with a warning) or a finished fit; never another error.
+    A fit after it in the same process works."""
     env = _env({"NUMBA_CACHE_DIR": str(tmp_path / "cache")})
     p = subprocess.run(
         [sys.executable, "-c", CTRL_C, str(delay)], env=env, capture_output=True, text=True,
@@ -402,6 +402,8 @@ def test_ctrl_c_during_the_first_fit(tmp_path, delay):
     )  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(p.stdout.strip().splitlines()[-1])
+    if delay < 1:  # surely still compiling: the Ctrl-C is the caller's
+        assert r["first"] == "KeyboardInterrupt", r
     assert r["first"] in ("KeyboardInterrupt", "training stopped", "finished"), r
     assert r["score"] > 0.7
 
