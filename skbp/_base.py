@@ -7,7 +7,9 @@ integer codes here, once per fit.
 
 from __future__ import annotations
 
+import functools
 import numbers
+import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 from typing import TYPE_CHECKING, Any
@@ -100,6 +102,102 @@ def check_hidden_layer_sizes(
         if s <= 0:
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden_layer_sizes!r}.")
     return [int(s) for s in sizes]
+
+
+# One fit of an estimator object at a time.  A fit replaces the network's arrays
+# and updates them in place, and the kernels index them by the layout's offsets
+# without bounds checks: a second fit of the same object at the same moment,
+# or a prediction from another thread while it runs, could pair one network's
+# offsets with another's arrays and crash the process.  Objects are tracked by
+# ``id()`` here, not by an attribute of theirs, so that nothing of it is
+# pickled, copied, cloned or seen by scikit-learn's checks.
+_lock = threading.Lock()
+#: a fit waiting for running predictions to finish waits on this (``with _lock``
+#: is the same lock, and cheaper than ``with _busy`` at every prediction)
+_busy = threading.Condition(_lock)
+#: ``id`` of each estimator being fitted -> the thread fitting it
+_fitting: dict[int, int] = {}
+#: ``id`` of each estimator with predictions running -> how many
+_predicting: dict[int, int] = {}
+
+
+def _busy_message(est: BaseBP, owner: int, predicting: bool = False) -> str:
+    name = type(est).__name__
+    if owner == threading.get_ident():
+        return (
+            f"fit or partial_fit was called on this {name} from inside its own fit (by a "
+            "callback?), which owns the network until it returns. Fit a clone "
+            "(sklearn.base.clone) there instead, or fit again after the fit has returned."
+        )
+    if predicting:
+        return (
+            f"This {name} is being fitted in another thread, so it cannot predict until that "
+            "fit returns: its network is being replaced and updated. Predict with a copy made "
+            "before the fit (copy.deepcopy), or fit a clone (sklearn.base.clone) in the other "
+            "thread and keep this one for predictions."
+        )
+    return (
+        f"This {name} is already being fitted in another thread; two fits of one estimator "
+        "object at once would corrupt it. Fit a clone (sklearn.base.clone) per thread, or "
+        "wait for the other fit to return."
+    )
+
+
+def fits_alone(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``fit`` and ``partial_fit``: one fit of an estimator object at a time.
+
+    A fit of an object that is being fitted -- in another thread, or from a
+    callback of its own fit -- raises ``RuntimeError`` at once (it never
+    waits: that would deadlock the callback).  A fit waits for the predictions
+    already running on the object to finish, and while it runs, predictions
+    from other threads raise (:func:`_start_prediction`).  Released however
+    the fit ends, ``KeyboardInterrupt`` included.
+    """
+
+    @functools.wraps(method)
+    def fit_alone(self: BaseBP, *args: Any, **kwargs: Any) -> Any:
+        key = id(self)
+        with _busy:
+            owner = _fitting.get(key)
+            if owner is not None:
+                raise RuntimeError(_busy_message(self, owner))
+            _fitting[key] = threading.get_ident()
+            try:
+                _busy.wait_for(lambda: key not in _predicting)
+            except BaseException:
+                del _fitting[key]
+                raise
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            with _busy:
+                del _fitting[key]
+
+    return fit_alone
+
+
+def _start_prediction(est: BaseBP) -> int:
+    """Count a prediction of ``est`` as running (``RuntimeError`` if another thread fits it).
+
+    Returns the key :func:`_end_prediction` takes.  The thread fitting ``est``
+    may predict with it (a callback, between epochs).
+    """
+    key = id(est)
+    with _lock:
+        owner = _fitting.get(key)
+        if owner is not None and owner != threading.get_ident():
+            raise RuntimeError(_busy_message(est, owner, predicting=True))
+        _predicting[key] = _predicting.get(key, 0) + 1
+    return key
+
+
+def _end_prediction(key: int) -> None:
+    with _lock:
+        n = _predicting.pop(key) - 1
+        if n:
+            _predicting[key] = n
+        else:  # a fit may be waiting for the last prediction
+            _busy.notify_all()
 
 
 class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
@@ -487,6 +585,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         """Sample weights combined with class weights (classifier hook)."""
         return sample_weight
 
+    @fits_alone
     @with_callbacks
     def fit(
         self,
@@ -542,15 +641,19 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         Rows beyond the range of the model's dtype (float64 rows for a float32
         model) raise ``ValueError``; non-finite outputs warn.
         """
-        if check_input and not self._plain_input(X):
-            # a plain finite float ndarray of the fitted width is accepted as it
-            # is, which skips validate_data's ~100 us
-            X = validate_data(
-                self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
-                dtype=(np.float64, np.float32), order="C",
-            )  # fmt: skip
-        _check_range(X, self._w.dtype)
-        out = self._network_output(X)
+        key = _start_prediction(self)
+        try:
+            if check_input and not self._plain_input(X):
+                # a plain finite float ndarray of the fitted width is accepted as it
+                # is, which skips validate_data's ~100 us
+                X = validate_data(
+                    self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
+                    dtype=(np.float64, np.float32), order="C",
+                )  # fmt: skip
+            _check_range(X, self._w.dtype)
+            out = self._network_output(X)
+        finally:
+            _end_prediction(key)
         _warn_if_nonfinite(out)
         return out
 
