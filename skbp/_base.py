@@ -25,6 +25,7 @@ from ._data import Problem, max_abs, readonly
 from ._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from ._layout import Layout
 from ._matmul import SMALL_WORK
+from ._memory import check_fit_memory
 from ._optim import OptimizerState
 from ._predict import network_output, small_output
 from ._threads import thread_context
@@ -490,7 +491,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         sample_weight = self._fit_sample_weight(X, y, sample_weight, dtype, incremental)
         Y = self._encode_targets(y, dtype)
         self.n_outputs_ = Y.shape[1]
-        layer_units = self._prepare_network(X.shape[1], dtype, first_pass)
+        layer_units = self._prepare_network(X, dtype, first_pass, incremental)
 
         _warn_if_too_large_for(dtype, X, Y)
         problem = Problem(X, dtype, Y, sample_weight)
@@ -525,11 +526,19 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             raise ValueError("sample_weight must have a positive sum; all weights are zero.")
         return sample_weight
 
-    def _prepare_network(self, n_features: int, dtype: DTypeLike, first_pass: bool) -> list[int]:
+    def _prepare_network(
+        self,
+        X: np.ndarray | sp.spmatrix | sp.sparray,
+        dtype: DTypeLike,
+        first_pass: bool,
+        incremental: bool,
+    ) -> list[int]:
         """A new network, or the fitted one checked for continuing; per-layer options set.
 
-        Returns the layer widths (input and output included).
+        Returns the layer widths (input and output included).  ``MemoryError``
+        before anything is allocated when the fit cannot fit in memory.
         """
+        n_features = X.shape[1]
         hidden = check_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_outputs_)
         layer_units = [n_features] + hidden + [self.n_outputs_]
         activations = _per_hidden_layer(
@@ -542,10 +551,17 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
                 "search needs a deterministic loss. Set dropout=0 or change solver."
             )
         self._random_state = check_random_state(self.random_state)
+        memory = {
+            "X": X, "hidden": hidden, "layer_units": layer_units, "dtype": dtype,
+            "dropout": any(p > 0 for p in dropout), "new_network": first_pass,
+            "new_optimizer": not (incremental and hasattr(self, "_optimizer")),
+        }  # fmt: skip
         if first_pass:
+            self._check_memory(**memory)
             self._initialize(layer_units, dtype)
         else:
-            self._continue(layer_units)
+            self._continue(layer_units)  # (its errors first: the sizes may be wrong)
+            self._check_memory(**memory)
         layout = self._layout
         layout.codes[: len(hidden)] = [ACTIVATION_CODES[a] for a in activations]
         drop_p = np.zeros(len(layer_units) - 1)
@@ -559,6 +575,21 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             )
         self._out_code = OUTPUT_CODES[self.out_activation_]
         return layer_units
+
+    def _check_memory(
+        self, X: np.ndarray | sp.spmatrix | sp.sparray, hidden: list[int],
+        layer_units: list[int], dtype: DTypeLike, dropout: bool, new_network: bool,
+        new_optimizer: bool,
+    ) -> None:  # fmt: skip
+        """``MemoryError`` when this fit's arrays exceed the available memory (``skbp._memory``)."""
+        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        check_fit_memory(
+            type(self).__name__, hidden, layer_units, dtype, X.shape[0], solver=self.solver,
+            batch_size=self.batch_size, batch_norm=bool(self.batch_norm), dropout=dropout,
+            residual=bool(self.residual), early_stopping=stochastic and bool(self.early_stopping),
+            validation_fraction=self.validation_fraction, sparse=not isinstance(X, np.ndarray),
+            new_network=new_network, new_optimizer=stochastic and new_optimizer,
+        )  # fmt: skip
 
     def _continue(self, layer_units: list[int]) -> None:
         """Check that warm_start/partial_fit can continue the fitted network."""

@@ -1,5 +1,5 @@
 """Guards against hostile but real use: one fit of an estimator object at a time
-(threads, callbacks).
+(threads, callbacks), and networks too large for the memory.
 
 What could crash or hang the interpreter runs in a subprocess with a timeout,
 so that a crash or a hang fails the test instead of the test run.
@@ -13,6 +13,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+import tracemalloc
+import warnings
 
 import joblib
 import numpy as np
@@ -21,7 +23,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 import skbp
-from skbp import BPClassifier, _base
+from skbp import BPClassifier, BPRegressor, _base, _memory
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -305,3 +307,119 @@ def test_different_estimators_still_fit_in_parallel_threads():
         grid = GridSearchCV(BPClassifier(learning_rate_init=0.01, max_iter=30, random_state=0),
                             {"hidden_layer_sizes": [(8,), (16,)]}, cv=2).fit(X, y)  # fmt: skip
     assert grid.best_score_ > 0.8
+
+
+# ----------------------------------------------------------------------------
+# A network too large for the memory
+# ----------------------------------------------------------------------------
+
+
+def _small_memory(monkeypatch, n_bytes):
+    monkeypatch.setattr(_memory, "available_memory", lambda: n_bytes)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_a_network_too_large_for_the_memory_is_refused_before_allocating(monkeypatch, solver):
+    X, y = _data(10)
+    _small_memory(monkeypatch, 64 << 20)
+    clf = BPClassifier((2000, 2000), solver=solver, max_iter=1, random_state=0)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError) as info:
+            clf.fit(X[:, :5], y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the weights alone would be 32 MB: none of the network was allocated
+    assert peak < 8 << 20
+    msg = str(info.value)
+    assert "4,016,001 parameters" in msg
+    assert "[5, 2000, 2000, 1]" in msg and "hidden_layer_sizes=(2000, 2000)" in msg
+    assert "GiB" in msg and "smaller hidden_layer_sizes" in msg
+    assert not hasattr(clf, "coefs_")
+
+
+def test_a_huge_network_is_refused_under_an_address_space_limit():
+    # ``ulimit -v`` a little above what the process has: the check reads the limit,
+    # and refuses (20000, 20000) before NumPy even tries its 3 GB of initial weights
+    p = _python(
+        """
+        import resource
+        import numpy as np
+        from skbp import BPClassifier
+
+        X = np.random.RandomState(0).standard_normal((10, 5))
+        y = np.arange(10) % 2
+        with open("/proc/self/status") as f:
+            vm = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (2 << 30), resource.RLIM_INFINITY))
+        try:
+            BPClassifier(hidden_layer_sizes=(20000, 20000)).fit(X, y)
+        except MemoryError as exc:
+            print(exc)
+        """,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "400,160,001 parameters" in p.stdout
+    assert "hidden_layer_sizes=(20000, 20000)" in p.stdout
+
+
+def test_partial_fit_and_warm_start_are_checked_too(monkeypatch):
+    X, y = _data()
+    _small_memory(monkeypatch, 64 << 20)
+    with pytest.raises(MemoryError, match="parameters"):
+        BPClassifier((2000, 2000)).partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(MemoryError, match="parameters"):
+        BPRegressor(hidden_layer_sizes=(2000, 2000)).partial_fit(X, y.astype(float))
+    # continuing a fitted network allocates its gradient, copies and work buffers anew
+    clf = BPClassifier((200,), max_iter=3, random_state=0, warm_start=True).fit(X, y)
+    before = clf.predict_proba(X)
+    _small_memory(monkeypatch, 100 << 10)
+    with pytest.raises(MemoryError, match="parameters"):
+        clf.fit(X, y)
+    with pytest.raises(MemoryError, match="parameters"):
+        clf.partial_fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), before)  # left as it was
+    _small_memory(monkeypatch, None)  # unknown: no check
+    clf.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"solver": "adam"},
+        {"solver": "sgd"},
+        {"solver": "lbfgs"},
+        {"solver": "adam", "early_stopping": True},
+        {"solver": "sgd", "batch_norm": True, "dropout": 0.2, "residual": True},
+        {"solver": "lbfgs", "batch_norm": True},
+        {"solver": "adam", "batch_size": 500},
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_estimate_never_exceeds_what_a_fit_allocates(options, dtype):
+    # so a fit that fits in memory is never refused
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((500, 30)).astype(dtype)
+    y = (X[:, 0] > 0).astype(int)
+    clf = BPClassifier((300, 300), max_iter=2, random_state=0, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X[:50], y[:50])  # kernels compiled (or loaded) outside the measurement
+        clf = clone(clf)
+        tracemalloc.start()
+        try:
+            clf.fit(X, y)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    opts = {k: v for k, v in options.items() if k != "dropout"}
+    need = _memory.fit_bytes([30, 300, 300, 1], dtype, 500, dropout="dropout" in options, **opts)
+    assert 0.5 * peak < need <= peak
+
+
+def test_available_memory_is_read():
+    avail = _memory.available_memory()
+    if sys.platform.startswith("linux"):
+        assert isinstance(avail, int) and avail > 0
