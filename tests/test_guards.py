@@ -1,5 +1,5 @@
 """Guards against hostile but real use: one fit of an estimator object at a time
-(threads, callbacks), and networks too large for the memory.
+(threads, callbacks), networks too large for the memory, and ``NUMBA_DISABLE_JIT=1``.
 
 What could crash or hang the interpreter runs in a subprocess with a timeout,
 so that a crash or a hang fails the test instead of the test run.
@@ -423,3 +423,71 @@ def test_available_memory_is_read():
     avail = _memory.available_memory()
     if sys.platform.startswith("linux"):
         assert isinstance(avail, int) and avail > 0
+
+
+# ----------------------------------------------------------------------------
+# NUMBA_DISABLE_JIT=1
+# ----------------------------------------------------------------------------
+
+# small fits that reach every kernel family: products large enough for skbp's
+# tiles and BLAS, batch norm, dropout, residual skips, L-BFGS, sparse float32 input
+NO_JIT_FITS = r"""
+import json, warnings
+import numpy as np
+import scipy.sparse as sp
+from skbp import BPClassifier, BPRegressor
+
+rng = np.random.RandomState(0)
+X = rng.standard_normal((120, 12))
+y = (X[:, 0] + X[:, 1] > 0).astype(int)
+y3 = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+CASES = {
+    "adam": (BPClassifier, dict(hidden_layer_sizes=(40, 24), max_iter=5), X, y),
+    "sgd, batch norm, dropout, residual": (BPClassifier, dict(
+        hidden_layer_sizes=(32, 32), solver="sgd", batch_norm=True, dropout=0.2,
+        residual=True, max_iter=4), X, y3),
+    "lbfgs": (BPRegressor, dict(hidden_layer_sizes=(20,), solver="lbfgs", max_iter=20),
+              X, 2 * X[:, 0]),
+    "sparse float32, early stopping": (BPClassifier, dict(
+        hidden_layer_sizes=(16,), max_iter=3, early_stopping=True),
+        sp.csr_matrix(X.astype(np.float32)), y),
+}
+
+
+def outputs():
+    out = {}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for name, (cls, kw, XX, yy) in CASES.items():
+            est = cls(random_state=0, **kw).fit(XX, yy)
+            out[name] = (est.predict_proba(XX) if hasattr(est, "predict_proba")
+                         else est.predict(XX)).tolist()
+    warned = sorted({f"{w.category.__name__}: {w.message}" for w in seen
+                     if w.category.__name__ != "ConvergenceWarning"})
+    return out, warned
+
+
+if __name__ == "__main__":
+    print(json.dumps(outputs()))
+"""
+
+
+def test_numba_disable_jit_fits_and_predicts_as_compiled():
+    p = _python(NO_JIT_FITS, NUMBA_DISABLE_JIT="1")
+    assert p.returncode == 0, p.stderr[-3000:]
+    python_out, warned = json.loads(p.stdout.strip().splitlines()[-1])
+    assert warned == []  # e.g. no overflow warnings from the generator's wrapping arithmetic
+    namespace = {"__name__": "no_jit_fits"}
+    exec(NO_JIT_FITS, namespace)
+    compiled_out, _ = namespace["outputs"]()
+    assert python_out.keys() == compiled_out.keys()
+    for name, out in compiled_out.items():
+        rtol = 1e-5 if "float32" in name else 1e-9
+        np.testing.assert_allclose(python_out[name], out, rtol=rtol, atol=rtol, err_msg=name)
+
+
+def test_numba_disable_jit_info_and_compile_commands():
+    for command, says in (("info", "NUMBA_DISABLE_JIT=1"), ("compile", "nothing to compile")):
+        p = _python(f"from skbp.__main__ import main; main([{command!r}])", NUMBA_DISABLE_JIT="1")
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert says in p.stdout
