@@ -694,6 +694,7 @@ if config.DISABLE_JIT:
     # every product instead (the same values, summed in another order)
 
     def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):  # noqa: F811
+        """``C = op(X) @ op(Y)`` (``C += ...`` when ``accumulate``), by NumPy."""
         P = (X.T if trans_x else X) @ (Y.T if trans_y else Y)
         if accumulate:
             C += P

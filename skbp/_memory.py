@@ -30,6 +30,9 @@ _CHUNK_ROWS = 256
 _LBFGS_PAIRS = 10
 #: a cgroup memory limit at least this large means no limit
 _NO_LIMIT = 1 << 60
+#: fits needing less are not checked: reading the available memory costs more
+#: than a small fit's validation, and no machine that runs skbp lacks this much
+CHECK_FROM = 64 << 20
 
 _GIB = float(1 << 30)
 
@@ -199,10 +202,14 @@ def check_fit_memory(
 ) -> None:  # fmt: skip
     """``MemoryError`` when the fit's arrays (:func:`fit_bytes`) exceed the available memory.
 
+    Fits needing less than :data:`CHECK_FROM` are not checked.
+
     ``name`` is the estimator's class name, ``hidden`` its hidden layer sizes
     (for the message); ``options`` go to :func:`fit_bytes`.
     """
     need = fit_bytes(layer_units, dtype, n_rows, **options)
+    if need < CHECK_FROM:
+        return
     avail = available_memory()
     if avail is None or need <= avail:
         return

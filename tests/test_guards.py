@@ -373,15 +373,16 @@ def test_partial_fit_and_warm_start_are_checked_too(monkeypatch):
     with pytest.raises(MemoryError, match="parameters"):
         BPRegressor(hidden_layer_sizes=(2000, 2000)).partial_fit(X, y.astype(float))
     # continuing a fitted network allocates its gradient, copies and work buffers anew
-    clf = BPClassifier((200,), max_iter=3, random_state=0, warm_start=True).fit(X, y)
+    _small_memory(monkeypatch, None)  # unknown: no check
+    clf = BPClassifier((2000, 2000), max_iter=1, random_state=0, warm_start=True).fit(X, y)
     before = clf.predict_proba(X)
-    _small_memory(monkeypatch, 100 << 10)
+    _small_memory(monkeypatch, 64 << 20)
     with pytest.raises(MemoryError, match="parameters"):
         clf.fit(X, y)
     with pytest.raises(MemoryError, match="parameters"):
         clf.partial_fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X), before)  # left as it was
-    _small_memory(monkeypatch, None)  # unknown: no check
+    _small_memory(monkeypatch, 1 << 30)
     clf.fit(X, y)
 
 
@@ -417,6 +418,16 @@ def test_the_estimate_never_exceeds_what_a_fit_allocates(options, dtype):
     opts = {k: v for k, v in options.items() if k != "dropout"}
     need = _memory.fit_bytes([30, 300, 300, 1], dtype, 500, dropout="dropout" in options, **opts)
     assert 0.5 * peak < need <= peak
+
+
+def test_small_fits_are_not_checked(monkeypatch):
+    X, y = _data()
+
+    def unreadable():
+        raise AssertionError("read the available memory for a small fit")
+
+    monkeypatch.setattr(_memory, "available_memory", unreadable)
+    BPClassifier(max_iter=3, random_state=0).fit(X, y).predict(X)
 
 
 def test_available_memory_is_read():
