@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import os
 import threading
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -199,6 +200,23 @@ def _end_prediction(key: int) -> None:
             _predicting[key] = n
         else:  # a fit may be waiting for the last prediction
             _busy.notify_all()
+
+
+def _reset_after_fork() -> None:
+    # a forked child has only the thread that forked: the other threads' fits and
+    # predictions do not run there (their objects must not stay busy for ever),
+    # and a lock one of them held would stay held
+    global _lock, _busy
+    _lock = threading.Lock()
+    _busy = threading.Condition(_lock)
+    me = threading.get_ident()
+    for key in [k for k, owner in _fitting.items() if owner != me]:
+        del _fitting[key]
+    _predicting.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):

@@ -55,7 +55,7 @@ def _data(n=120, seed=0):
 # the other threads try theirs, whatever the scheduling.  Without the guard every
 # thread gets in, and the fits then run on one object at once.
 THREADS = r"""
-import json, sys, threading, warnings
+import json, os, sys, threading, traceback, warnings
 import numpy as np
 from skbp import BPClassifier, BPRegressor
 
@@ -164,6 +164,24 @@ elif mode == "predict":
     predicting.join()
     fitting.join()
     report["order"] = order
+elif mode == "fork":
+    est = BPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0, n_jobs=1).fit(X, y)
+    held = Held(X)
+    fitting = threading.Thread(target=est.fit, args=(held, y))
+    fitting.start()
+    held.entered.wait(timeout=15)
+    pid = os.fork()
+    if pid == 0:  # the fitting thread is not in the child: its object is free there
+        try:
+            ok = np.isfinite(est.predict_proba(X)).all() and est.fit(X, y) is est
+            os._exit(0 if ok else 1)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(2)
+    status = os.waitpid(pid, 0)[1]
+    held.release.set()
+    fitting.join()
+    report["child"] = os.waitstatus_to_exitcode(status)
 print(json.dumps(report))
 """
 
@@ -198,6 +216,11 @@ def test_predict_while_another_thread_fits():
     assert r["after_fit"]
     # a fit that starts during a prediction waits for it before touching the network
     assert r["order"] == ["prediction released", "fit reads X"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_can_fit_what_another_thread_was_fitting():
+    assert _threads("fork")["child"] == 0
 
 
 class FitsAgain:
