@@ -28,10 +28,17 @@ def _info() -> None:
     from ._prebuilt import describe
     from ._threads import parallel_available
 
-    layer = numba.threading_layer() if parallel_available() else "none (serial)"
     print(
         f"skbp {skbp.__version__} (scikit-learn {sklearn.__version__}, numba {numba.__version__})"
     )
+    if numba.config.DISABLE_JIT:
+        print(
+            "NUMBA_DISABLE_JIT=1: the kernels run as plain Python (correct, and very slow); "
+            "nothing is compiled or cached"
+        )
+        print(f"cores: {os.cpu_count()}")
+        return
+    layer = numba.threading_layer() if parallel_available() else "none (serial)"
     print(f"kernel cache: {describe_cache()}")
     print(f"shipped kernels: {describe()}")
     print(f"threading layer: {layer}; cores: {os.cpu_count()}")
@@ -52,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.command == "compile":
         import logging
+
+        import numba
+
+        if numba.config.DISABLE_JIT:
+            print("nothing to compile: NUMBA_DISABLE_JIT=1 runs the kernels as plain Python")
+            return 0
 
         from ._compile import compile_all
 

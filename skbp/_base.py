@@ -7,7 +7,10 @@ integer codes here, once per fit.
 
 from __future__ import annotations
 
+import functools
 import numbers
+import os
+import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 from typing import TYPE_CHECKING, Any
@@ -23,6 +26,7 @@ from ._data import Problem, max_abs, readonly
 from ._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from ._layout import Layout
 from ._matmul import SMALL_WORK
+from ._memory import check_fit_memory
 from ._optim import OptimizerState
 from ._predict import network_output, small_output
 from ._threads import thread_context
@@ -100,6 +104,119 @@ def check_hidden_layer_sizes(
         if s <= 0:
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden_layer_sizes!r}.")
     return [int(s) for s in sizes]
+
+
+# One fit of an estimator object at a time.  A fit replaces the network's arrays
+# and updates them in place, and the kernels index them by the layout's offsets
+# without bounds checks: a second fit of the same object at the same moment,
+# or a prediction from another thread while it runs, could pair one network's
+# offsets with another's arrays and crash the process.  Objects are tracked by
+# ``id()`` here, not by an attribute of theirs, so that nothing of it is
+# pickled, copied, cloned or seen by scikit-learn's checks.
+_lock = threading.Lock()
+#: a fit waiting for running predictions to finish waits on this (``with _lock``
+#: is the same lock, and cheaper than ``with _busy`` at every prediction)
+_busy = threading.Condition(_lock)
+#: ``id`` of each estimator being fitted -> the thread fitting it
+_fitting: dict[int, int] = {}
+#: ``id`` of each estimator with predictions running -> how many
+_predicting: dict[int, int] = {}
+
+
+def _busy_message(est: BaseBP, owner: int, predicting: bool = False) -> str:
+    name = type(est).__name__
+    if owner == threading.get_ident():
+        return (
+            f"fit or partial_fit was called on this {name} from inside its own fit (by a "
+            "callback?), which owns the network until it returns. Fit a clone "
+            "(sklearn.base.clone) there instead, or fit again after the fit has returned."
+        )
+    if predicting:
+        return (
+            f"This {name} is being fitted in another thread, so it cannot predict until that "
+            "fit returns: its network is being replaced and updated. Predict with a copy made "
+            "before the fit (copy.deepcopy), or fit a clone (sklearn.base.clone) in the other "
+            "thread and keep this one for predictions."
+        )
+    return (
+        f"This {name} is already being fitted in another thread; two fits of one estimator "
+        "object at once would corrupt it. Fit a clone (sklearn.base.clone) per thread, or "
+        "wait for the other fit to return."
+    )
+
+
+def fits_alone(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``fit`` and ``partial_fit``: one fit of an estimator object at a time.
+
+    A fit of an object that is being fitted -- in another thread, or from a
+    callback of its own fit -- raises ``RuntimeError`` at once (it never
+    waits: that would deadlock the callback).  A fit waits for the predictions
+    already running on the object to finish, and while it runs, predictions
+    from other threads raise (:func:`_start_prediction`).  Released however
+    the fit ends, ``KeyboardInterrupt`` included.
+    """
+
+    @functools.wraps(method)
+    def fit_alone(self: BaseBP, *args: Any, **kwargs: Any) -> Any:
+        key = id(self)
+        with _busy:
+            owner = _fitting.get(key)
+            if owner is not None:
+                raise RuntimeError(_busy_message(self, owner))
+            _fitting[key] = threading.get_ident()
+            try:
+                _busy.wait_for(lambda: key not in _predicting)
+            except BaseException:
+                del _fitting[key]
+                raise
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            with _busy:
+                del _fitting[key]
+
+    return fit_alone
+
+
+def _start_prediction(est: BaseBP) -> int:
+    """Count a prediction of ``est`` as running (``RuntimeError`` if another thread fits it).
+
+    Returns the key :func:`_end_prediction` takes.  The thread fitting ``est``
+    may predict with it (a callback, between epochs).
+    """
+    key = id(est)
+    with _lock:
+        owner = _fitting.get(key)
+        if owner is not None and owner != threading.get_ident():
+            raise RuntimeError(_busy_message(est, owner, predicting=True))
+        _predicting[key] = _predicting.get(key, 0) + 1
+    return key
+
+
+def _end_prediction(key: int) -> None:
+    with _lock:
+        n = _predicting.pop(key) - 1
+        if n:
+            _predicting[key] = n
+        else:  # a fit may be waiting for the last prediction
+            _busy.notify_all()
+
+
+def _reset_after_fork() -> None:
+    # a forked child has only the thread that forked: the other threads' fits and
+    # predictions do not run there (their objects must not stay busy for ever),
+    # and a lock one of them held would stay held
+    global _lock, _busy
+    _lock = threading.Lock()
+    _busy = threading.Condition(_lock)
+    me = threading.get_ident()
+    for key in [k for k, owner in _fitting.items() if owner != me]:
+        del _fitting[key]
+    _predicting.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
@@ -392,7 +509,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         sample_weight = self._fit_sample_weight(X, y, sample_weight, dtype, incremental)
         Y = self._encode_targets(y, dtype)
         self.n_outputs_ = Y.shape[1]
-        layer_units = self._prepare_network(X.shape[1], dtype, first_pass)
+        layer_units = self._prepare_network(X, dtype, first_pass, incremental)
 
         _warn_if_too_large_for(dtype, X, Y)
         problem = Problem(X, dtype, Y, sample_weight)
@@ -427,11 +544,19 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             raise ValueError("sample_weight must have a positive sum; all weights are zero.")
         return sample_weight
 
-    def _prepare_network(self, n_features: int, dtype: DTypeLike, first_pass: bool) -> list[int]:
+    def _prepare_network(
+        self,
+        X: np.ndarray | sp.spmatrix | sp.sparray,
+        dtype: DTypeLike,
+        first_pass: bool,
+        incremental: bool,
+    ) -> list[int]:
         """A new network, or the fitted one checked for continuing; per-layer options set.
 
-        Returns the layer widths (input and output included).
+        Returns the layer widths (input and output included).  ``MemoryError``
+        before anything is allocated when the fit cannot fit in memory.
         """
+        n_features = X.shape[1]
         hidden = check_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_outputs_)
         layer_units = [n_features] + hidden + [self.n_outputs_]
         activations = _per_hidden_layer(
@@ -444,10 +569,17 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
                 "search needs a deterministic loss. Set dropout=0 or change solver."
             )
         self._random_state = check_random_state(self.random_state)
+        memory = {
+            "X": X, "hidden": hidden, "layer_units": layer_units, "dtype": dtype,
+            "dropout": any(p > 0 for p in dropout), "new_network": first_pass,
+            "new_optimizer": not (incremental and hasattr(self, "_optimizer")),
+        }  # fmt: skip
         if first_pass:
+            self._check_memory(**memory)
             self._initialize(layer_units, dtype)
         else:
-            self._continue(layer_units)
+            self._continue(layer_units)  # (its errors first: the sizes may be wrong)
+            self._check_memory(**memory)
         layout = self._layout
         layout.codes[: len(hidden)] = [ACTIVATION_CODES[a] for a in activations]
         drop_p = np.zeros(len(layer_units) - 1)
@@ -461,6 +593,21 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             )
         self._out_code = OUTPUT_CODES[self.out_activation_]
         return layer_units
+
+    def _check_memory(
+        self, X: np.ndarray | sp.spmatrix | sp.sparray, hidden: list[int],
+        layer_units: list[int], dtype: DTypeLike, dropout: bool, new_network: bool,
+        new_optimizer: bool,
+    ) -> None:  # fmt: skip
+        """``MemoryError`` when this fit's arrays exceed the available memory (``skbp._memory``)."""
+        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        check_fit_memory(
+            type(self).__name__, hidden, layer_units, dtype, X.shape[0], solver=self.solver,
+            batch_size=self.batch_size, batch_norm=bool(self.batch_norm), dropout=dropout,
+            residual=bool(self.residual), early_stopping=stochastic and bool(self.early_stopping),
+            validation_fraction=self.validation_fraction, sparse=not isinstance(X, np.ndarray),
+            new_network=new_network, new_optimizer=stochastic and new_optimizer,
+        )  # fmt: skip
 
     def _continue(self, layer_units: list[int]) -> None:
         """Check that warm_start/partial_fit can continue the fitted network."""
@@ -487,6 +634,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         """Sample weights combined with class weights (classifier hook)."""
         return sample_weight
 
+    @fits_alone
     @with_callbacks
     def fit(
         self,
@@ -542,15 +690,19 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         Rows beyond the range of the model's dtype (float64 rows for a float32
         model) raise ``ValueError``; non-finite outputs warn.
         """
-        if check_input and not self._plain_input(X):
-            # a plain finite float ndarray of the fitted width is accepted as it
-            # is, which skips validate_data's ~100 us
-            X = validate_data(
-                self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
-                dtype=(np.float64, np.float32), order="C",
-            )  # fmt: skip
-        _check_range(X, self._w.dtype)
-        out = self._network_output(X)
+        key = _start_prediction(self)
+        try:
+            if check_input and not self._plain_input(X):
+                # a plain finite float ndarray of the fitted width is accepted as it
+                # is, which skips validate_data's ~100 us
+                X = validate_data(
+                    self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
+                    dtype=(np.float64, np.float32), order="C",
+                )  # fmt: skip
+            _check_range(X, self._w.dtype)
+            out = self._network_output(X)
+        finally:
+            _end_prediction(key)
         _warn_if_nonfinite(out)
         return out
 

@@ -14,7 +14,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from ._base import BaseBP
+from ._base import BaseBP, fits_alone
 from ._callbacks import with_callbacks
 
 if TYPE_CHECKING:
@@ -479,6 +479,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
         return self._labels_from_output(self._forward_pass_fast(X))
 
     @available_if(lambda est: est._check_solver())
+    @fits_alone
     @with_callbacks
     def partial_fit(
         self,
@@ -682,6 +683,7 @@ class BPRegressor(RegressorMixin, BaseBP):
         return self._decode_targets(self._forward_pass_fast(X))
 
     @available_if(lambda est: est._check_solver())
+    @fits_alone
     @with_callbacks
     def partial_fit(
         self,

@@ -57,8 +57,11 @@ internal kernel from Python still works (tests do): :class:`_InternalDispatcher`
 compiles a twin with a wrapper on first use, in memory.
 """
 
+import functools
+
+import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import config, njit, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.core.registry import CPUDispatcher
@@ -87,6 +90,8 @@ def jit(entry=False, **options):
     from ._cache import install
 
     def decorate(func):
+        if config.DISABLE_JIT:
+            return _python_kernel(func, entry)
         if entry:
             pipeline = {} if EntryCompiler is None else {"pipeline_class": EntryCompiler}
             return install(njit(**{**JIT_OPTIONS, **pipeline, **options})(func))
@@ -101,6 +106,25 @@ def jit(entry=False, **options):
         return disp
 
     return decorate
+
+
+def _python_kernel(func, entry):
+    """``func`` as plain Python (``NUMBA_DISABLE_JIT=1``): nothing to compile or cache.
+
+    An entry kernel runs under ``np.errstate(all="ignore")``: compiled, its
+    arithmetic overflows and divides by zero silently (``error_model="numpy"``,
+    the generator's wrapping ``uint64`` products); NumPy's scalars would warn.
+    """
+    kernel = func
+    if entry:
+
+        @functools.wraps(func)
+        def kernel(*args):
+            with np.errstate(all="ignore"):
+                return func(*args)
+
+    kernel.py_func = func  # what callers read of a dispatcher
+    return kernel
 
 
 class _InternalDispatcher(CPUDispatcher):
@@ -273,3 +297,26 @@ def prefetch(typingctx, arr, index):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+if config.DISABLE_JIT:
+    # NUMBA_DISABLE_JIT=1 (debugging, coverage) runs every kernel as plain
+    # Python, and an intrinsic has no Python body: these do what each one's
+    # generated code does, with NumPy.
+
+    def view_2d(buf, start, n_rows, n_cols):  # noqa: F811
+        if start < 0 or n_rows < 0 or n_cols < 0 or start + n_rows * n_cols > buf.shape[0]:
+            raise IndexError("skbp: work-buffer view out of range")
+        return buf[start : start + n_rows * n_cols].reshape(n_rows, n_cols)
+
+    def flat_view(arr):  # noqa: F811
+        return arr.reshape(-1)
+
+    def blas_scalars(like, beta):  # noqa: F811
+        return np.array([1.0, beta], dtype=like.dtype)
+
+    def stack_buffer(like, size):  # noqa: F811
+        return np.empty(size, dtype=like.dtype)
+
+    def prefetch(arr, index):  # noqa: F811
+        pass

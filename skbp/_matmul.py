@@ -76,7 +76,7 @@ import os
 
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import config, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
@@ -707,3 +707,17 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
     else:
         _gemm(trans_x, trans_y, M, N, K, scal[0:1], flat_view(X), X.shape[1], flat_view(Y),
               Y.shape[1], scal[1:2], flat_view(C), N)  # fmt: skip
+
+
+if config.DISABLE_JIT:
+    # NUMBA_DISABLE_JIT=1 runs the kernels as Python, which can run neither the
+    # tiles (LLVM IR) nor the BLAS helper compiled code calls: NumPy computes
+    # every product instead (the same values, summed in another order)
+
+    def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):  # noqa: F811
+        """``C = op(X) @ op(Y)`` (``C += ...`` when ``accumulate``), by NumPy."""
+        P = (X.T if trans_x else X) @ (Y.T if trans_y else Y)
+        if accumulate:
+            C += P
+        else:
+            C[...] = P
