@@ -49,6 +49,15 @@ def _fit(est, X=X_IRIS, y=Y_IRIS):
     return est.fit(X, y), X, y
 
 
+def _solver_switched(first, then, how):
+    """A model trained on with another solver: books and optimizer state of both."""
+    est = BPClassifier((6,), max_iter=5, random_state=0, **first).fit(X_IRIS, Y_IRIS)
+    est.set_params(**then)
+    if how == "partial_fit":
+        return est.partial_fit(X_IRIS, Y_IRIS), X_IRIS, Y_IRIS
+    return est.set_params(warm_start=True).fit(X_IRIS, Y_IRIS), X_IRIS, Y_IRIS
+
+
 #: every option family a legitimate model can be saved with: (estimator, X, y)
 FAMILIES = {
     "adam": lambda: _fit(BPClassifier((6,), max_iter=5, random_state=0)),
@@ -83,6 +92,10 @@ FAMILIES = {
         BPClassifier((6,), max_iter=5, random_state=0), X=X_IRIS.astype(np.float32)
     ),
     "partial_fit": _partial_fitted,
+    "lbfgs_after_early_stopping": lambda: _solver_switched(
+        {"early_stopping": True}, {"solver": "lbfgs"}, "fit"
+    ),
+    "sgd_partial_fit_after_adam": lambda: _solver_switched({}, {"solver": "sgd"}, "partial_fit"),
     "no_hidden_layer": lambda: _fit(BPClassifier((), max_iter=5, random_state=0)),
     "auto_width_class_weight": lambda: _fit(
         BPClassifier("auto", class_weight={0: 2.0}, max_iter=5, random_state=0)
@@ -192,7 +205,7 @@ def test_unfitted_states_load(how, tmp_path):
     loaded.set_params(alpha=1e-4).fit(X_IRIS, Y_IRIS)
 
 
-def test_a_copy_made_during_fit_is_checked_and_loads():
+def test_a_copy_goes_through_the_check_and_loads():
     # copy.copy goes through __getstate__/__setstate__ too (the callbacks' snapshots)
     est, X, _ = fitted("batch_norm_residual_dropout")
     assert_same_outputs(copy.copy(est), est, X)
@@ -430,6 +443,9 @@ def test_the_state_a_parameter_was_changed_in_after_fitting_is_refused():
         pickle.loads(pickle.dumps(est))
     est.fit(X_IRIS, Y_IRIS)
     pickle.loads(pickle.dumps(est))
+    # parameters that do not shape the network may change freely
+    est.set_params(max_iter=7, learning_rate_init=0.01, warm_start=True, solver="sgd")
+    assert pickle.loads(pickle.dumps(est)).get_params() == est.get_params()
 
 
 _LOAD_AND_TRAIN = """
@@ -637,7 +653,8 @@ def test_fuzz_damaged_states_are_refused_or_harmless(tmp_path):
     Each damaged state is refused at load, or loads into a model that predicts
     exactly what the intact one does and trains on without an error.  The
     subprocess names each case in a file before running it, so a crash names
-    the state that caused it.
+    the state that was running (memory damaged by a case can also fail one
+    shortly after it).
     """
     rng = np.random.RandomState(0)
     models = {}
