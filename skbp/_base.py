@@ -8,8 +8,10 @@ integer codes here, once per fit.
 from __future__ import annotations
 
 import functools
+import itertools
 import numbers
 import os
+import reprlib
 import threading
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -18,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._callbacks import CallbackSupportMixin, FitTasks, with_callbacks
@@ -403,60 +411,75 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             state["_layout"] = state["_layout"].to_state()
         if isinstance(state.get("_optimizer"), OptimizerState):
             state["_optimizer"] = state["_optimizer"].to_state()
+        if not _NETWORK_STATE.isdisjoint(state):
+            # what loading would refuse is refused now, when it can still be refit,
+            # not in a file that no longer loads
+            self._check_state(dict(state), saving=True)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # pickle, joblib, copy and skops.io (which builds the attributes, then
+        # calls this) all load an estimator through here: a fitted state is
+        # checked whole before any of it is set
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"A {type(self).__name__} loads from a dict of its attributes, not from "
+                f"{type(state).__name__}: the file is damaged or does not hold a skbp model."
+            )
         state = dict(state)
-        if isinstance(state.get("_layout"), dict):
-            state["_layout"] = Layout.from_state(state["_layout"])
-        if isinstance(state.get("_optimizer"), dict):
-            state["_optimizer"] = OptimizerState.from_state(state["_optimizer"])
+        fitted = not _NETWORK_STATE.isdisjoint(state)
+        if fitted:
+            self._check_state(state)
         super().__setstate__(state)
-        if "_w" in state:
-            self._check_state()
+        if fitted:
             self._set_views()
 
-    def _check_state(self) -> None:
-        """``ValueError`` unless the unpickled arrays fit the network they describe.
+    def _check_state(self, state: dict[str, Any], saving: bool = False) -> None:
+        """``ValueError`` unless a loaded fitted ``state`` is whole and describes one network.
 
         The kernels index the flat vectors by the layout's offsets without bounds
-        checks, so a damaged or hand-edited pickle must be refused, not predicted with.
+        checks, and a value that disagrees with the rest would be predicted or
+        trained with silently, so a damaged or hand-edited file is refused here,
+        at load, naming the field: every array against the layout and the
+        weights' dtype (the weights, batch norm's running statistics, the
+        optimizer's state, the early-stopping copies), the counts, codes and
+        books; the parameters, valid and those the network was fitted with; the
+        output activation against the targets (:meth:`_target_state_problems`).
+        Turns ``state``'s layout and optimizer state into skbp's objects.
+        ``saving``: the state is being saved (``__getstate__``), so that a model
+        edited after fitting is refused before it is written, not when loaded.
         """
-        layout = self._layout
-        w, run = self._w, self._bn_run
-        problems = []
-        if not (isinstance(w, np.ndarray) and w.ndim == 1 and w.dtype.char in "fd"):
-            problems.append("the weight vector is not a 1-D float32/float64 array")
-        elif w.shape[0] != layout.n_params:
-            problems.append(
-                f"the weight vector has {w.shape[0]} entries where the layer sizes "
-                f"{[int(v) for v in layout.sizes]} need {layout.n_params}"
+        cls = type(self)
+        try:
+            problems = _state_problems(state, cls._get_param_names())
+            if not problems:
+                problems = _parameter_problems(cls, state)
+            if not problems:
+                problems = self._target_state_problems(state)
+        except Exception as exc:  # a value too damaged to inspect is refused too
+            problems = [_clip(f"a field could not be read ({type(exc).__name__}: {exc})")]
+        if problems and saving:
+            raise ValueError(
+                f"This {cls.__name__} cannot be saved or copied, it is inconsistent: "
+                + "; ".join(problems)
+                + ". It was edited after fitting (set_params too); refit it first, or "
+                "save or copy it before changing what shapes its network."
             )
-        else:
-            want = layout.new_running_stats(w.dtype).shape[0]
-            if not isinstance(run, np.ndarray) or run.shape != (want,) or run.dtype != w.dtype:
-                problems.append(f"batch norm's running statistics are not {want} {w.dtype} values")
-        sizes = [int(v) for v in layout.sizes]
-        if getattr(self, "n_features_in_", sizes[0]) != sizes[0]:
-            problems.append(
-                f"n_features_in_={self.n_features_in_} but the input layer has {sizes[0]}"
-            )
-        if getattr(self, "n_outputs_", sizes[-1]) != sizes[-1]:
-            problems.append(f"n_outputs_={self.n_outputs_} but the output layer has {sizes[-1]}")
-        if getattr(self, "n_layers_", len(sizes)) != len(sizes):
-            problems.append(f"n_layers_={self.n_layers_} but there are {len(sizes)} layers")
-        opt = getattr(self, "_optimizer", None)
-        if opt is not None and problems == [] and opt.m.shape[0] != layout.n_params:
-            problems.append("the optimizer's state does not match the weights")
-        best = getattr(self, "_best_w", None)
-        if best is not None and problems == [] and np.shape(best) != w.shape:
-            problems.append("the early-stopping copy of the weights does not match them")
         if problems:
             raise ValueError(
-                f"This pickled {type(self).__name__} is inconsistent: "
+                f"This loaded {cls.__name__} is inconsistent: "
                 + "; ".join(problems)
-                + ". It was damaged or edited after fitting; refit it or load an intact copy."
+                + ". The file was damaged, or the model edited after fitting (set_params "
+                "too); refit it or load an intact copy."
             )
+
+    def _target_state_problems(self, state: dict[str, Any]) -> list[str]:
+        """What in a loaded ``state`` disagrees with the targets it was fitted on (hook).
+
+        Called by :meth:`_check_state` once the network's own fields are sound;
+        each problem names its field.
+        """
+        return []
 
     # -------------------------------------------------------------------- fit
     def _initialize(self, layer_units: list[int], dtype: DTypeLike) -> None:
@@ -782,3 +805,325 @@ def _warn_if_nonfinite(y_pred: np.ndarray) -> None:
             "as in training.",
             RuntimeWarning,
         )
+
+
+# ------------------------------------------------------------ loaded state
+#: what a fit sets up with the network (``_initialize``, ``_prepare_network``):
+#: a loaded state with any of these is a fitted one, and must have them all
+_NETWORK_STATE = frozenset(
+    ("_w", "_bn_run", "_best_w", "_best_bn_run", "_layout", "_drop_p", "_out_code",
+     "out_activation_", "n_layers_", "n_iter_", "t_", "_gradient_norms", "_optimizer")
+)  # fmt: skip
+#: what a fitted state has besides (the data's widths), ``_optimizer`` aside
+_FITTED_STATE = (*sorted(_NETWORK_STATE - {"_optimizer"}), "n_features_in_", "n_outputs_")
+
+_REPR = reprlib.Repr()
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 8
+_REPR.maxstring, _REPR.maxother = 60, 80
+
+
+def _brief(v: object) -> str:
+    """``repr(v)``, shortened: a damaged value can be huge."""
+    return _REPR.repr(v)
+
+
+def _clip(text: str, size: int = 300) -> str:
+    """``text`` cut to ``size`` characters (a message that quotes a damaged value)."""
+    return text if len(text) <= size else text[: size - 3] + "..."
+
+
+def _plain_array(a: object, ndim: int = 1) -> bool:
+    """Whether ``a`` is a C-contiguous ndarray (or a joblib memmap) of ``ndim`` dimensions."""
+    return (
+        type(a) in (np.ndarray, np.memmap)
+        and a.ndim == ndim
+        and a.flags.c_contiguous
+        and a.dtype.isnative
+    )
+
+
+def _count(v: object) -> bool:
+    """Whether ``v`` is a non-negative integer (not a bool)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v: object) -> bool:
+    """Whether ``v`` is a real number that is not NaN (infinities are)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v
+
+
+def _numbers(v: object) -> bool:
+    """Whether ``v`` is a list of real numbers (NaN allowed: a score can be)."""
+    return isinstance(v, list) and all(
+        isinstance(x, numbers.Real) and not isinstance(x, bool) for x in v
+    )
+
+
+def _vector_problem(what: str, a: object, dtype: np.dtype, n: int) -> str | None:
+    """Why ``a`` is not ``n`` ``dtype`` values in a 1-D array, or ``None``."""
+    if not _plain_array(a):
+        return f"{what} is not a 1-D NumPy array ({type(a).__name__})"
+    if a.dtype != dtype:
+        return f"{what} is {a.dtype} where the weights are {dtype}"
+    if a.shape[0] != n:
+        return f"{what} has {a.shape[0]} entries where the network needs {n}"
+    return None
+
+
+def _loaded_layout(value: object) -> Layout:
+    if isinstance(value, dict):
+        return Layout.from_state(value)
+    if isinstance(value, Layout):  # an old pickle's: checked by Layout.__setstate__
+        return value
+    raise ValueError(f"not a skbp network layout: a {type(value).__name__}")
+
+
+def _loaded_optimizer(value: object) -> OptimizerState:
+    if isinstance(value, OptimizerState):  # an old pickle's, restored unchecked
+        value = dict(vars(value))
+    if not isinstance(value, dict):
+        raise ValueError(f"not a skbp optimizer state: a {type(value).__name__}")
+    return OptimizerState.from_state(value)
+
+
+def _state_problems(state: dict[str, Any], param_names: Iterable[str]) -> list[str]:
+    """What is wrong with the network's own fields of a loaded fitted ``state``.
+
+    See ``BaseBP._check_state``.  Turns the layout and the optimizer state into
+    skbp's objects, in ``state``.
+    """
+    missing = [name for name in (*param_names, *_FITTED_STATE) if name not in state]
+    if missing:
+        return [f"it lacks {', '.join(missing)} (a fitted model has them all)"]
+    for name, load in (("_layout", _loaded_layout), ("_optimizer", _loaded_optimizer)):
+        if name in state:
+            try:
+                state[name] = load(state[name])
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                return [_clip(f"{name} is {exc}")]
+    layout = state["_layout"]
+    sizes = [int(v) for v in layout.sizes]
+    n_trans, n = len(sizes) - 1, layout.n_params
+    # the size in Python's integers: widths whose products overflow int64
+    # would give the layout offsets that wrap around
+    exact = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    exact += 2 * sum(sizes[1:-1]) if layout.batch_norm else 0
+    w = state["_w"]
+    if not (_plain_array(w) and w.dtype in (np.float32, np.float64)):
+        return ["the weight vector _w is not a 1-D float32/float64 array"]
+    if w.shape[0] != exact or exact != n:
+        return [
+            f"the weight vector _w has {w.shape[0]} entries where the layer sizes {_brief(sizes)} "
+            f"need {exact}"
+        ]
+    n_run = 2 * layout.act_width if layout.batch_norm else 0
+    copies = (
+        ("_best_w", "the early-stopping copy of the weights", n),
+        ("_bn_run", "batch norm's running statistics", n_run),
+        ("_best_bn_run", "the early-stopping copy of batch norm's running statistics", n_run),
+    )
+    problems = [
+        p
+        for name, what, size in copies
+        if (p := _vector_problem(f"{what} {name}", state[name], w.dtype, size)) is not None
+    ]
+    if problems:
+        return problems
+    for name in ("_w", "_best_w", "_bn_run", "_best_bn_run"):
+        if not np.isfinite(state[name]).all():
+            problems.append(f"{name} holds NaN or infinite values")
+        elif name.endswith("_run") and (state[name][layout.act_width :] < 0).any():
+            problems.append(f"{name} holds negative variances")
+    for name, want, what in (
+        ("n_features_in_", sizes[0], "the input layer has {}"),
+        ("n_outputs_", sizes[-1], "the output layer has {}"),
+        ("n_layers_", len(sizes), "there are {} layers"),
+    ):
+        if not _count(state[name]) or state[name] != want:
+            problems.append(f"{name}={_brief(state[name])} but " + what.format(want))
+    for name in ("n_iter_", "t_"):
+        if not _count(state[name]):
+            problems.append(f"{name}={_brief(state[name])} is not a count")
+    out, code = state["out_activation_"], state["_out_code"]
+    if not (isinstance(out, str) and out in OUTPUT_CODES):
+        problems.append(f"out_activation_={_brief(out)} is not one of {sorted(OUTPUT_CODES)}")
+    elif not (_count(code) and code == OUTPUT_CODES[out]):
+        problems.append(
+            f"_out_code={_brief(code)} is not the code of out_activation_={out!r} "
+            f"({OUTPUT_CODES[out]})"
+        )
+    drop = state["_drop_p"]
+    if not (
+        _plain_array(drop) and drop.dtype == np.float64 and drop.shape == (n_trans,)
+        and ((drop >= 0) & (drop < 1)).all() and drop[-1] == 0
+    ):  # fmt: skip
+        problems.append(
+            f"the dropout rates _drop_p are not {n_trans} float64 rates in [0, 1), one per "
+            "layer (0 for the output layer)"
+        )
+    if "_optimizer" in state:
+        problems += _optimizer_problems(state["_optimizer"], w.dtype, n)
+    problems += _book_problems(state, n_trans)
+    names = state.get("feature_names_in_")
+    if "feature_names_in_" in state and not (
+        _plain_array(names) and names.shape == (sizes[0],)
+        and all(isinstance(v, str) for v in names)
+    ):  # fmt: skip
+        problems.append(f"feature_names_in_ is not {sizes[0]} column names")
+    return problems
+
+
+def _optimizer_problems(opt: OptimizerState, dtype: np.dtype, n: int) -> list[str]:
+    """SGD's or Adam's arrays and counters against the weights.
+
+    NaN in the moments is not refused: a fit that diverged leaves them so (its
+    parameters are restored), and training on from them warns as it did.
+    """
+    from ._optim import SOLVER_ADAM
+
+    problems = [
+        f"the optimizer's state does not match the weights (_optimizer): {p}"
+        for p in (
+            _vector_problem("its first moment or velocity m", opt.m, dtype, n),
+            _vector_problem(
+                "Adam's second moment v", opt.v, dtype, n if opt.code == SOLVER_ADAM else 0
+            ),  # fmt: skip
+        )
+        if p is not None
+    ]
+    if not problems and (opt.v < 0).any():
+        problems.append("Adam's second moment v in _optimizer holds negative values")
+    t = opt.t
+    if not (_plain_array(t) and t.dtype == np.int64 and t.shape == (1,) and t[0] >= 0):
+        problems.append(
+            f"the optimizer's step count t={_brief(t)} in _optimizer is not one non-negative int64"
+        )
+    if not (np.isfinite(opt.learning_rate) and opt.learning_rate >= 0):
+        problems.append(
+            f"the optimizer's learning rate {opt.learning_rate!r} in _optimizer is not >= 0"
+        )
+    return problems
+
+
+def _book_problems(state: dict[str, Any], n_trans: int) -> list[str]:
+    """The curves and gradient norms that training extends."""
+    problems = []
+    if "loss_curve_" in state and not _numbers(state["loss_curve_"]):
+        problems.append("loss_curve_ is not a list of numbers")
+    if "loss_" in state and not (
+        isinstance(state["loss_"], numbers.Real) and not isinstance(state["loss_"], bool)
+    ):
+        problems.append(f"loss_={_brief(state['loss_'])} is not a number")
+    norms = state["_gradient_norms"]
+    if not (
+        isinstance(norms, list)
+        and all(
+            isinstance(v, np.ndarray) and v.shape == (n_trans,) and v.dtype.kind == "f"
+            for v in norms
+        )
+    ):
+        problems.append(f"_gradient_norms is not a list of arrays of {n_trans} norms")
+    norms = state.get("gradient_norms_")
+    if "gradient_norms_" in state and not (
+        _plain_array(norms, 2) and norms.shape[1] == n_trans and norms.dtype.kind == "f"
+    ):
+        problems.append(f"gradient_norms_ is not an array of {n_trans} columns of norms")
+    return problems
+
+
+def _parameter_problems(cls: type[BaseBP], state: dict[str, Any]) -> list[str]:
+    """The parameters of a loaded fitted ``state``: valid, and those of its network.
+
+    Each must be valid, as ``fit`` requires; those that shape the network
+    (``hidden_layer_sizes``, ``activation``, ``batch_norm``, ``residual``,
+    ``dropout``) must be the ones it was fitted with, since ``partial_fit`` and
+    a warm start rebuild the per-layer options from them; and
+    ``early_stopping`` must have the stopping books it reads.
+    """
+    params = {name: state[name] for name in cls._get_param_names()}
+    try:
+        validate_parameter_constraints(cls._parameter_constraints, params, caller_name=cls.__name__)
+    except InvalidParameterError as exc:
+        return [_clip(str(exc)).rstrip(".")]
+    layout = state["_layout"]
+    sizes = [int(v) for v in layout.sizes]
+    hidden, n_hidden = sizes[1:-1], len(sizes) - 2
+    problems = []
+    try:
+        want = check_hidden_layer_sizes(params["hidden_layer_sizes"], sizes[0], sizes[-1])
+    except (TypeError, ValueError):
+        want = None
+    if want != hidden:
+        problems.append(
+            f"hidden_layer_sizes={_brief(params['hidden_layer_sizes'])} but the fitted "
+            f"network's hidden layers are {hidden}"
+        )
+    if bool(params["batch_norm"]) != layout.batch_norm:
+        problems.append(
+            f"batch_norm={params['batch_norm']!r} but the fitted network has "
+            f"batch_norm={layout.batch_norm}"
+        )
+    per_layer = {}
+    for name, check in (("activation", _check_activation), ("dropout", _check_dropout)):
+        try:
+            per_layer[name] = _per_hidden_layer(params[name], n_hidden, name, check)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{name}={_brief(params[name])} does not fit the network: {exc}")
+    if "activation" in per_layer:
+        want = [ACTIVATION_CODES[a] for a in per_layer["activation"]] + [0]
+        have = [int(c) for c in layout.codes]
+        if have != want:
+            problems.append(
+                f"the layers' activation codes {have} in _layout are not those of "
+                f"activation={_brief(params['activation'])} ({want})"
+            )
+    if "dropout" in per_layer:
+        want = [float(p) for p in per_layer["dropout"]]
+        if [float(p) for p in state["_drop_p"][:n_hidden]] != want:
+            problems.append(
+                f"the dropout rates _drop_p {state['_drop_p'].tolist()} are not those of "
+                f"dropout={_brief(params['dropout'])}"
+            )
+    want = [0] * (len(sizes) - 1)
+    if params["residual"]:  # what ``Layout.set_residual`` sets
+        for l in range(1, len(sizes) - 2):
+            want[l] = int(sizes[l] == sizes[l + 1])
+    have = [int(r) for r in layout.res]
+    if have != want:
+        problems.append(
+            f"the residual skips {have} in _layout are not those of "
+            f"residual={params['residual']!r} with the layer sizes {sizes} ({want})"
+        )
+    return problems + _stopping_problems(state, bool(params["early_stopping"]))
+
+
+def _stopping_problems(state: dict[str, Any], early_stopping: bool) -> list[str]:
+    """The stochastic solvers' stopping books against ``early_stopping``.
+
+    A model fitted with L-BFGS has none (a stochastic solver starts them); the
+    books that the parameter does not use may hold anything a fit leaves there
+    (an L-BFGS warm start after early stopping sets ``best_loss_``, for one).
+    """
+    if "_no_improvement_count" not in state:
+        return []
+    problems = []
+    if not _count(state["_no_improvement_count"]):
+        problems.append(
+            f"_no_improvement_count={_brief(state['_no_improvement_count'])} is not a count"
+        )
+    if "loss_curve_" not in state:
+        problems.append("it has the stopping books but no loss_curve_")
+    if early_stopping:
+        scores, best = state.get("validation_scores_"), state.get("best_validation_score_")
+        if not (_numbers(scores) and _number(best)):
+            problems.append(
+                f"early_stopping=True follows validation_scores_ (a list of scores) and "
+                f"best_validation_score_ (a number); they are {_brief(scores)} and "
+                f"{_brief(best)}"
+            )
+    elif not _number(state.get("best_loss_")):
+        problems.append(
+            "early_stopping=False follows best_loss_, a number; it is "
+            f"{_brief(state.get('best_loss_'))}"
+        )
+    return problems

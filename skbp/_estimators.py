@@ -14,7 +14,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from ._base import BaseBP, fits_alone
+from ._base import BaseBP, _brief, _plain_array, fits_alone
 from ._callbacks import with_callbacks
 
 if TYPE_CHECKING:
@@ -442,6 +442,64 @@ class BPClassifier(ClassifierMixin, BaseBP):
             return "softmax"
         return "logistic"
 
+    def _target_state_problems(self, state: dict[str, Any]) -> list[str]:
+        """The label binarizer, ``classes_``, the outputs and their activation of a loaded state.
+
+        ``predict`` reads the labels from the binarizer, so a ``classes_`` that
+        disagrees with it, unsorted classes (the encoding searches them), a
+        threshold other than 0.5 or an output activation of another target
+        type would give wrong labels or probabilities without a word.
+        """
+        lb = state.get("_label_binarizer")
+        if type(lb) is not LabelBinarizer:
+            return [f"_label_binarizer is not a LabelBinarizer ({type(lb).__name__})"]
+        settings = {k: getattr(lb, k, None) for k in ("neg_label", "pos_label", "sparse_output")}
+        sparse_input = getattr(lb, "sparse_input_", None)
+        if settings != {"neg_label": 0, "pos_label": 1, "sparse_output": False} or not (
+            isinstance(sparse_input, (bool, np.bool_))
+        ):
+            return [
+                f"the label binarizer's {settings} and sparse_input_={sparse_input!r} in "
+                "_label_binarizer are not those of a fitted LabelBinarizer()"
+            ]
+        y_type, classes = getattr(lb, "y_type_", None), getattr(lb, "classes_", None)
+        if y_type not in ("binary", "multiclass", "multilabel-indicator"):
+            return [
+                f"the label binarizer's target type y_type_={y_type!r} is not one a classifier fits"
+            ]
+        if not (_plain_array(classes) and _increasing(classes)):
+            return [
+                f"the label binarizer's classes_ {_brief(classes)} are not sorted unique labels"
+            ]
+        problems = []
+        mine = state.get("classes_")
+        if not (
+            _plain_array(mine)
+            and mine.shape == classes.shape
+            and _label_kind(mine) == _label_kind(classes)
+            and np.array_equal(mine, classes)
+        ):
+            problems.append(
+                f"classes_={_brief(mine)} disagrees with the label binarizer's classes "
+                f"{_brief(classes)}"
+            )
+        n = len(classes)
+        n_out = {"binary": 1}.get(y_type, n)
+        if (y_type == "binary" and n > 2) or (y_type == "multiclass" and n < 2):
+            problems.append(f"{n} classes are not a {y_type} target (_label_binarizer)")
+        if y_type == "multilabel-indicator" and not np.array_equal(classes, np.arange(n)):
+            problems.append(f"the multilabel classes {_brief(classes)} are not 0, ..., {n - 1}")
+        if state["n_outputs_"] != n_out:
+            problems.append(
+                f"n_outputs_={state['n_outputs_']} but a {y_type} target of {n} classes has {n_out}"
+            )
+        want = "softmax" if y_type == "multiclass" else "logistic"
+        if state["out_activation_"] != want:
+            problems.append(
+                f"out_activation_={state['out_activation_']!r} but a {y_type} target needs {want!r}"
+            )
+        return problems
+
     def _labels_from_output(self, P: np.ndarray) -> np.ndarray:
         lb = self._label_binarizer
         if len(lb.classes_) == 1:
@@ -661,6 +719,18 @@ class BPRegressor(RegressorMixin, BaseBP):
     def _output_activation(self) -> str:
         return "exp" if self.loss == "poisson" else "identity"
 
+    def _target_state_problems(self, state: dict[str, Any]) -> list[str]:
+        """The loss and the output activation of a loaded state: one implies the other."""
+        loss = state.get("loss")
+        if not (isinstance(loss, str) and loss in ("squared_error", "poisson")):
+            return [f"loss={_brief(loss)} is not 'squared_error' or 'poisson'"]
+        want = "exp" if loss == "poisson" else "identity"
+        if state["out_activation_"] != want:
+            return [
+                f"out_activation_={state['out_activation_']!r} but loss={loss!r} needs {want!r}"
+            ]
+        return []
+
     _score_metric = staticmethod(r2_score)
 
     def _outputs_to_predictions(self, P: np.ndarray) -> np.ndarray:
@@ -708,3 +778,18 @@ class BPRegressor(RegressorMixin, BaseBP):
             The updated estimator.
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+def _increasing(a: np.ndarray) -> bool:
+    """Whether ``a`` is non-empty and strictly increasing (sorted unique labels)."""
+    if a.shape[0] == 0:
+        return False
+    try:
+        return bool(np.all(a[1:] > a[:-1]))
+    except TypeError:  # labels that do not compare
+        return False
+
+
+def _label_kind(a: np.ndarray) -> str:
+    """What kind of labels ``a`` holds: integers of any width alike."""
+    return "i" if a.dtype.kind in "iu" else a.dtype.kind

@@ -85,10 +85,24 @@ class Layout:
         return int(self.res.sum())
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # arrays loaded from a read-only memmap (joblib) become writable copies
-        self.__dict__.update(
-            {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
-        )
+        # A pickled Layout (estimator pickles written before the state was made
+        # plain hold one).  The kernels index by its offsets without bounds
+        # checks, so everything is rebuilt from the defining fields, which
+        # :meth:`from_state` checks, and the stored offsets must be the ones they
+        # imply.  The rebuilt arrays are writable (unlike a read-only memmap's).
+        try:
+            plain = {"layer_units": state["sizes"], "batch_norm": state["batch_norm"],
+                     "activation_codes": state["codes"], "residual": state["res"]}  # fmt: skip
+        except (KeyError, TypeError) as exc:
+            raise ValueError("not a skbp network layout: it lacks its layer sizes") from exc
+        fresh = Layout.from_state(plain)
+        for name, value in fresh.__dict__.items():
+            if name in state and not _same(state[name], value):
+                raise ValueError(
+                    f"not a skbp network layout: its {name} {state[name]!r} are not the "
+                    f"ones its layer sizes {plain['layer_units']!r} imply ({value!r})"
+                )
+        self.__dict__.update(fresh.__dict__)
 
     def to_state(self) -> dict[str, Any]:
         """The layout as builtins (what an estimator pickles, and skops can load untrusted).
@@ -121,6 +135,15 @@ class Layout:
             or not all(r in (0, 1) for r in res)
         ):  # fmt: skip
             raise ValueError(f"not a skbp network layout: {state!r}")
+        # a skip adds a hidden layer's outputs to the next one's, element by
+        # element: only between hidden layers of equal width (``set_residual``),
+        # or the kernels would read past the end of a layer
+        for l, r in enumerate(res):
+            if r and not (0 < l < n_trans - 1 and units[l] == units[l + 1]):
+                raise ValueError(
+                    f"not a skbp network layout: a residual skip at transition {l} joins "
+                    f"layers of widths {units[l]} and {units[l + 1]} ({state!r})"
+                )
         layout = cls(units, batch_norm)
         layout.codes[:] = codes
         layout.res[:] = res
@@ -257,3 +280,11 @@ class Layout:
             coefs.append(random_state.uniform(-bound, bound, (fi, fo)))
             intercepts.append(random_state.uniform(-bound, bound, fo))
         return self.pack(coefs, intercepts, dtype)
+
+
+def _same(a: object, b: object) -> bool:
+    """Whether a stored layout field equals the rebuilt one (arrays or numbers)."""
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return False
