@@ -30,6 +30,13 @@ _CHUNK_ROWS = 256
 _LBFGS_PAIRS = 10
 #: a cgroup memory limit at least this large means no limit
 _NO_LIMIT = 1 << 60
+#: a fit is refused when its arrays need more than this share of the available
+#: memory: they are a lower bound of its peak (temporaries, the interpreter and
+#: the rest of the machine need the remainder), and a fit that takes nearly all
+#: of the memory ends in swapping, a late MemoryError or the out-of-memory killer
+HEADROOM = 0.85
+#: ``SKBP_MEMORY_CHECK=0`` in the environment: no check (a user who knows better)
+ENABLED = os.environ.get("SKBP_MEMORY_CHECK", "1") != "0"
 #: fits needing less are not checked: reading the available memory costs more
 #: than a small fit's validation, and no machine that runs skbp lacks this much
 CHECK_FROM = 64 << 20
@@ -200,27 +207,31 @@ def check_fit_memory(
     name: str, hidden: Sequence[int], layer_units: Sequence[int], dtype: DTypeLike,
     n_rows: int, **options: object,
 ) -> None:  # fmt: skip
-    """``MemoryError`` when the fit's arrays (:func:`fit_bytes`) exceed the available memory.
+    """``MemoryError`` when the fit's arrays (:func:`fit_bytes`) exceed :data:`HEADROOM`
+    of the available memory.
 
-    Fits needing less than :data:`CHECK_FROM` are not checked.
+    Fits needing less than :data:`CHECK_FROM` are not checked, nor any with
+    ``SKBP_MEMORY_CHECK=0`` in the environment.
 
     ``name`` is the estimator's class name, ``hidden`` its hidden layer sizes
     (for the message); ``options`` go to :func:`fit_bytes`.
     """
     need = fit_bytes(layer_units, dtype, n_rows, **options)
-    if need < CHECK_FROM:
+    if need < CHECK_FROM or not ENABLED:
         return
     avail = available_memory()
-    if avail is None or need <= avail:
+    if avail is None or need <= HEADROOM * avail:
         return
     n_params = n_parameters(layer_units, bool(options.get("batch_norm", False)))
     raise MemoryError(
-        f"This {name} needs at least {need / _GIB:.1f} GiB of memory to fit, and only "
-        f"{avail / _GIB:.1f} GiB is available: its network has {n_params:,} parameters "
+        f"This {name} needs at least {need / _GIB:.1f} GiB of memory to fit, more than "
+        f"{HEADROOM:.0%} of the {avail / _GIB:.1f} GiB available (the rest is for "
+        f"temporaries and the rest of the machine): its network has {n_params:,} parameters "
         f"(layer sizes {[int(u) for u in layer_units]}, hidden_layer_sizes="
         f"{tuple(int(h) for h in hidden)}), each kept several times in "
         f"{np.dtype(dtype).name} by solver={options.get('solver')!r} (weights, gradient, "
         "optimizer state, copies). Use smaller hidden_layer_sizes, float32 input (half "
         "the memory), solver='sgd' (less state than 'adam', far less than 'lbfgs'), or a "
-        "machine with more memory. Nothing was allocated."
+        "machine with more memory (SKBP_MEMORY_CHECK=0 in the environment turns this "
+        "check off). Nothing was allocated."
     )

@@ -525,3 +525,25 @@ def test_numba_disable_jit_info_and_compile_commands():
         p = _python(f"from skbp.__main__ import main; main([{command!r}])", NUMBA_DISABLE_JIT="1")
         assert p.returncode == 0, p.stderr[-3000:]
         assert says in p.stdout
+
+
+def test_a_fit_that_would_take_nearly_all_the_memory_is_refused(monkeypatch):
+    # its arrays are a lower bound of its peak: one needing 90% of what is
+    # available is refused (the rest is for temporaries and the machine), unless
+    # the check is turned off
+    X, y = _data(10)
+    layer_units = [X.shape[1], 2000, 2000, 1]
+    need = _memory.fit_bytes(layer_units, np.float64, len(X), solver="adam")
+    _small_memory(monkeypatch, int(need / 0.9))
+    clf = BPClassifier((2000, 2000), max_iter=1, random_state=0)
+    with pytest.raises(MemoryError, match=r"more than 85% of the .* GiB available"):
+        clf.fit(X, y)
+    _small_memory(monkeypatch, int(need / 0.8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    _small_memory(monkeypatch, int(need / 0.9))
+    monkeypatch.setattr(_memory, "ENABLED", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
