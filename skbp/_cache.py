@@ -58,16 +58,18 @@ the internal ones (those are compiled for linking only and not cached; see
 * a Ctrl-C that Python handles inside llvmlite's callbacks, where ctypes drops
   it, is raised again as the ``KeyboardInterrupt`` it was
   (:func:`_lost_interrupt`), not left to fail later on missing object code;
-* the source stamp is a hash of the sources of every module that can reach
+* the source stamp is a hash of the code of every module that can reach
   compiled code (:func:`kernel_modules`: the kernel modules and what they
-  import), so any change there invalidates every kernel, and a change to the
-  Python layer alone recompiles nothing.
+  import; their syntax trees without docstrings, so comments, docstrings and
+  formatting do not count), so any change to that code invalidates every
+  kernel, and a change to the Python layer alone recompiles nothing.
 
 The first compilation in a process is announced once on the ``skbp`` logger
 (a warning-level record, shown by default; silence it with
 ``logging.getLogger("skbp").setLevel(logging.ERROR)``).
 """
 
+import ast
 import contextlib
 import hashlib
 import importlib
@@ -127,12 +129,29 @@ def kernel_modules(folder=_PACKAGE_DIR):
     return dict(sorted(found.items()))
 
 
+def _code_of(source):
+    """The code of a module's ``source``, without comments, formatting or docstrings.
+
+    Its syntax tree, docstrings removed: what compiles.  An edit to a comment
+    or a docstring then invalidates no kernel (every user's cache and the
+    shipped store stay valid); any edit to code does.
+    """
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False).encode()
+
+
 def package_stamp(folder=_PACKAGE_DIR):
-    """Hash of the sources of :func:`kernel_modules` (the stamp of every kernel)."""
+    """Hash of the code of :func:`kernel_modules` (the stamp of every kernel)."""
     h = hashlib.sha256()
     for name, source in kernel_modules(folder).items():
         h.update(name.encode())
-        h.update(source)
+        h.update(_code_of(source))
     return h.hexdigest()
 
 

@@ -10,6 +10,7 @@ the cache of skbp's real kernels, and no test pays a full compile.
 import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -497,7 +498,25 @@ def test_a_change_to_a_kernel_module_invalidates_every_kernel(tmp_path, module):
     """Kernels inline callees from other files: one stamp covers every kernel module."""
     copy = _package_copy(tmp_path)
     with open(copy / f"{module}.py", "a") as f:
-        f.write("\n# an upgrade that touches one file\n")
+        f.write("\n_UPGRADE = 1  # an upgrade that touches one file\n")
+    assert _cache.package_stamp(str(copy)) != _cache.PACKAGE_STAMP
+
+
+@pytest.mark.parametrize("module", ["_kernels", "_matmul"])
+def test_comments_docstrings_and_formatting_keep_the_stamp(tmp_path, module):
+    """The stamp covers what compiles: an edit to a comment, a docstring or the layout
+    of the code keeps every cached and shipped kernel; an edit to code does not."""
+    copy = _package_copy(tmp_path)
+    path = copy / f"{module}.py"
+    source = path.read_text()
+    edited = source.replace('"""', '"""An edited module docstring. ', 1)
+    # a function's docstring, the spacing of a definition, a comment
+    edited = re.sub(r'(\ndef [^\n]*:\n    """)', r"\1Edited: ", edited, count=1)
+    edited = edited.replace("\ndef ", "\ndef  ", 1) + "\n# a new comment\n"
+    assert edited.count("Edited: ") == 1 and "An edited module" in edited
+    path.write_text(edited)
+    assert _cache.package_stamp(str(copy)) == _cache.PACKAGE_STAMP
+    path.write_text(source + "\n_UPGRADE = 1\n")
     assert _cache.package_stamp(str(copy)) != _cache.PACKAGE_STAMP
 
 
