@@ -46,10 +46,17 @@ def _info() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m skbp", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m skbp",
+        description="skbp's command line: a demo (the default), what this installation has "
+        "(info), and compiling every kernel ahead of time (compile).",
+    )
     sub = p.add_subparsers(dest="command")
     c = sub.add_parser("compile", help="compile (or load) every kernel into the on-disk cache")
-    c.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
+    c.add_argument(
+        "--dtype", choices=("float32", "float64", "both"), default="both",
+        help="the kernels of which input dtype (default: both)",
+    )  # fmt: skip
     c.add_argument(
         "--jobs", type=int, default=None,
         help="processes compiling at once (default: the cores available; 1: in this process)",

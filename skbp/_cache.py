@@ -556,6 +556,22 @@ def _lost_interrupt(library, loaded=False):
 
 #: the kernel this thread is compiling (from the cache's miss to its save)
 _compiling = threading.local()
+_load_only = threading.local()
+
+
+class NotCached(Exception):
+    """A kernel not in the cache, met inside :func:`loading_only`."""
+
+
+@contextlib.contextmanager
+def loading_only():
+    """Kernels this thread needs inside are loaded from the cache, never compiled: a
+    miss raises :class:`NotCached` (``python -m skbp compile`` on a warm cache)."""
+    _load_only.on = True
+    try:
+        yield
+    finally:
+        _load_only.on = False
 
 
 def compile_interrupted():
@@ -607,6 +623,8 @@ class SafeFunctionCache(caching.FunctionCache):
         if data is not None:
             STATS["loaded"] += 1
             return data
+        if getattr(_load_only, "on", False):
+            raise NotCached(self._func_name)
         # until save_overload: a Ctrl-C in between cut this compile short
         _compiling.name = self._func_name
         _announce_compile(self._func_name, self._cache_path)

@@ -41,8 +41,9 @@ Threading layer: Numba picks TBB if installed, else GNU OpenMP, else its
 (``NUMBA_THREADING_LAYER``) but runs its parallel kernels only on a thread-safe
 layer (``tbb`` or ``omp``), because ``workqueue`` aborts the process when two
 threads launch parallel kernels at once.  On ``workqueue`` skbp runs serially.
-TBB (the ``tbb`` extra: ``pip install -e ".[tbb]"`` from a checkout) lets a parallel region finish without a
-descheduled worker (work stealing), so it loses least on a busy machine.
+TBB (the ``tbb`` extra: ``pip install -e ".[tbb]"`` from a checkout) lets a
+parallel region finish without a descheduled worker (work stealing), so it
+loses least on a busy machine.
 GNU OpenMP is not safe across ``fork()``: a child forked from a process whose
 OpenMP threads have started (any fit starts them) is killed by Numba on its
 first parallel region.  So such a child (``multiprocessing``'s default start

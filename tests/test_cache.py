@@ -586,12 +586,14 @@ def test_compile_command_reports_every_dtype(capsys):
         assert any("float32" in s for s in sigs), (name, sigs)
 
 
-def test_compile_command_in_processes_of_its_own(capsys):
+def test_compile_command_in_processes_of_its_own(capsys, monkeypatch):
     """`--jobs 2`: the parts of one dtype in two processes filling the suite's
     cache (loading it, when earlier tests filled it), then every kernel reached
     in this process: nothing left to compile."""
+    from skbp import _compile
     from skbp.__main__ import main
 
+    monkeypatch.setattr(_compile, "_all_cached", lambda dtypes, out: False)  # (a cold cache)
     assert main(["compile", "--dtype", "float32", "--jobs", "2"]) == 0
     out = capsys.readouterr().out
     assert "2 processes at once" in out
@@ -601,6 +603,36 @@ def test_compile_command_in_processes_of_its_own(capsys):
     with pytest.raises(SystemExit):
         main(["compile", "--jobs", "0"])
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_compile_command_on_a_warm_cache_loads_and_says_so(capsys, monkeypatch):
+    """Every kernel in the cache: this process loads them (compiling none), reports
+    each dtype once, and starts no worker process."""
+    from skbp import _cache, _compile
+    from skbp.__main__ import main
+
+    _compile._exercise(np.float32)  # the cache holds every float32 kernel now
+
+    def no_workers(groups, out):
+        raise AssertionError("a worker process on a warm cache")
+
+    monkeypatch.setattr(_compile, "_in_workers", no_workers)
+    compiled = _cache.STATS["compiled"] + _cache.STATS["prebuilt"]
+    assert main(["compile", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("float32: 0 kernels compiled,") == 1
+    assert "nothing to compile" in out
+    assert _cache.STATS["compiled"] + _cache.STATS["prebuilt"] == compiled
+    # a kernel missing from the cache is reported, not compiled, while loading only
+    with _cache.loading_only(), pytest.raises(_cache.NotCached):
+        _cache.SafeFunctionCache.load_overload(_Missing(), None, None)
+
+
+class _Missing:
+    """A cache whose lookup always misses (for ``load_overload`` alone)."""
+
+    _enabled = False
+    _func_name = "skbp.missing"
 
 
 def test_a_failing_compile_worker_is_reported(monkeypatch):
