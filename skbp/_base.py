@@ -38,7 +38,7 @@ from ._memory import check_fit_memory
 from ._optim import OptimizerState
 from ._predict import network_output, small_output
 from ._threads import thread_context
-from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig
+from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig, ValidationSet
 from .exceptions import PrecisionWarning
 
 #: where the documentation built from ``docs/`` is published (``.readthedocs.yaml``)
@@ -265,6 +265,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         "nesterovs_momentum": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "scoring": [str, callable, None],
         "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
         "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
         "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -289,7 +290,8 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         learning_rate_init: float, power_t: float, max_iter: int, loss: str, shuffle: bool,
         random_state: int | np.random.RandomState | None, tol: float, verbose: bool,
         warm_start: bool, momentum: float, nesterovs_momentum: bool, early_stopping: bool,
-        validation_fraction: float, beta_1: float, beta_2: float, epsilon: float,
+        validation_fraction: float, scoring: str | Callable[..., float] | None,
+        beta_1: float, beta_2: float, epsilon: float,
         n_iter_no_change: float, max_fun: int, decay_rate: float,
         dropout: float | Iterable[float], batch_norm: bool, residual: bool, l1_ratio: float,
         max_grad_norm: float | None, n_jobs: int | None,
@@ -313,6 +315,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self.nesterovs_momentum = nesterovs_momentum
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.scoring = scoring
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -332,6 +335,10 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self, X: ArrayLike | sp.spmatrix | sp.sparray, y: ArrayLike, incremental: bool, reset: bool
     ) -> tuple[np.ndarray | sp.spmatrix | sp.sparray, np.ndarray]:
         """Validate X and y; (re)define the target encoding on a first fit."""
+
+    @abstractmethod
+    def _validate_val_targets(self, y_val: ArrayLike) -> np.ndarray:
+        """Validate ``y_val`` against the fitted targets (classes, outputs); ``ValueError``."""
 
     @abstractmethod
     def _encode_targets(self, y: np.ndarray, dtype: DTypeLike) -> np.ndarray:
@@ -507,9 +514,11 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self._no_improvement_count = 0
         if self.early_stopping:
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            self.validation_loss_curve_ = []
             self.best_loss_ = None
         else:
             self.validation_scores_, self.best_validation_score_ = None, None
+            self.validation_loss_curve_ = None
             self.best_loss_ = np.inf
 
     def _fit(
@@ -518,6 +527,9 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         y: ArrayLike,
         sample_weight: ArrayLike | None = None,
         incremental: bool = False,
+        X_val: ArrayLike | sp.spmatrix | sp.sparray | None = None,
+        y_val: ArrayLike | None = None,
+        sample_weight_val: ArrayLike | None = None,
     ) -> Self:
         """Validate everything, set up the network, then hand it to a trainer."""
         self._validate_params()
@@ -526,11 +538,18 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         stochastic = self.solver in _STOCHASTIC_SOLVERS
         if stochastic and self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        _check_validation_arguments(self, X_val, y_val, sample_weight_val)
+        _check_scoring_name(self.scoring)  # now, not after the first epoch
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X_given = X
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         dtype = X.dtype if first_pass else self._w.dtype
+        weighted = sample_weight is not None or getattr(self, "class_weight", None) is not None
         sample_weight = self._fit_sample_weight(X, y, sample_weight, dtype, incremental)
         Y = self._encode_targets(y, dtype)
+        validation = None
+        if X_val is not None:
+            validation = self._validation_set(X_val, y_val, sample_weight_val, dtype, Y.shape[1])
         self.n_outputs_ = Y.shape[1]
         layer_units = self._prepare_network(X, dtype, first_pass, incremental)
 
@@ -542,12 +561,58 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         cfg = TrainConfig.from_estimator(self)
         with thread_context(self.n_jobs) as gov:
             if stochastic:
-                StochasticTrainer(self, cfg, problem, incremental, y, gov, tasks).run()
+                StochasticTrainer(
+                    self, cfg, problem, incremental, y, gov, tasks, validation, X_given, weighted
+                ).run()
             else:
-                LbfgsTrainer(self, cfg, problem, gov, tasks).run()
+                LbfgsTrainer(self, cfg, problem, gov, tasks, validation).run()
         self.gradient_norms_ = np.array(self._gradient_norms).reshape(-1, len(layer_units) - 1)
         tasks.close()
         return self
+
+    def _validation_set(
+        self,
+        X_val: ArrayLike | sp.spmatrix | sp.sparray,
+        y_val: ArrayLike,
+        sample_weight_val: ArrayLike | None,
+        dtype: DTypeLike,
+        n_outputs: int,
+    ) -> ValidationSet:
+        """The given validation rows, validated as ``X`` and ``y`` are, in the model's dtype.
+
+        ``X_val`` must have the fitted width and column names, ``y_val`` only
+        classes (or outputs) the model is fitted on.  The class weights do not
+        apply to them (as in ``HistGradientBoostingClassifier``): only
+        ``sample_weight_val`` weighs the rows.
+        """
+        X_checked = validate_data(
+            self, X_val, accept_sparse=["csr", "csc", "coo"], reset=False,
+            dtype=(np.float64, np.float32), order="C",
+        )  # fmt: skip
+        y_checked = self._validate_val_targets(y_val)
+        if X_checked.shape[0] != y_checked.shape[0]:
+            raise ValueError(
+                f"X_val has {X_checked.shape[0]} rows but y_val has {y_checked.shape[0]}; "
+                "give one target per validation row."
+            )
+        _check_range(X_checked, dtype)
+        Y_val = self._encode_targets(y_checked, dtype)
+        if Y_val.shape[1] != n_outputs:
+            raise ValueError(
+                f"y_val has {Y_val.shape[1]} output(s) where y has {n_outputs}; give the "
+                "validation targets in the form of y."
+            )
+        sw = None
+        if sample_weight_val is not None:
+            sw = _check_sample_weight(
+                sample_weight_val, X_checked, dtype=dtype, ensure_non_negative=True,
+                allow_all_zero_weights=True,
+            )  # fmt: skip
+            if not sw.sum() > 0:
+                raise ValueError(
+                    "sample_weight_val must have a positive sum; all weights are zero."
+                )
+        return ValidationSet(Problem(X_checked, dtype, Y_val, sw), X_val, y_checked, sw)
 
     def _fit_sample_weight(
         self,
@@ -664,6 +729,10 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         X: ArrayLike | sp.spmatrix | sp.sparray,
         y: ArrayLike,
         sample_weight: ArrayLike | None = None,
+        *,
+        X_val: ArrayLike | sp.spmatrix | sp.sparray | None = None,
+        y_val: ArrayLike | None = None,
+        sample_weight_val: ArrayLike | None = None,
     ) -> Self:
         """Fit the model to data matrix X and target(s) y.
 
@@ -677,13 +746,39 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             regression).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        X_val : {array-like, sparse matrix} of shape (n_val, n_features), default=None
+            Validation rows, scored after every epoch instead of holding out
+            ``validation_fraction`` of ``X``, with the names of
+            :meth:`sklearn.ensemble.HistGradientBoostingClassifier.fit`.
+            ``early_stopping=True`` is required with 'sgd' and 'adam' (as
+            HistGradientBoosting requires early stopping): training stops when
+            ``scoring`` on them has not improved by ``tol`` for
+            ``n_iter_no_change`` epochs (``n_iter_no_change=np.inf`` trains
+            every epoch), and the weights of the best epoch are kept.  With
+            'lbfgs' (which never stops early) their loss after every iteration
+            is recorded in ``validation_loss_curve_``.  Validated as ``X`` is
+            (width, column names; converted to the model's dtype; sparse
+            accepted).  In a :class:`~sklearn.pipeline.Pipeline`,
+            ``transform_input=["X_val"]`` transforms them as ``X``; with
+            metadata routing request them with
+            ``set_fit_request(X_val=True, y_val=True)``.
+        y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
+            Targets of ``X_val``, in the form of ``y``; a classifier's must be
+            among the classes of ``y``.  Required with ``X_val``.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation rows (the validation loss is their
+            weighted mean; a scorer gets them as ``sample_weight``).  Class
+            weights do not apply to them.
 
         Returns
         -------
         self : object
             The fitted estimator.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(
+            X, y, sample_weight=sample_weight, incremental=False,
+            X_val=X_val, y_val=y_val, sample_weight_val=sample_weight_val,
+        )  # fmt: skip
 
     def _check_solver(self) -> bool:
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -753,6 +848,58 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _scoring_problem(scoring: object) -> str | None:
+    """Why ``scoring`` (valid by its constraints) names no scorer, or ``None``."""
+    if not isinstance(scoring, str) or scoring == "loss":
+        return None
+    from sklearn.metrics import get_scorer_names
+
+    if scoring in get_scorer_names():
+        return None
+    return f"scoring={_brief(scoring)} is not a scorer name"
+
+
+def _check_scoring_name(scoring: object) -> None:
+    """``ValueError`` when ``scoring`` is a string that names no scorer."""
+    problem = _scoring_problem(scoring)
+    if problem:
+        raise ValueError(
+            f"{problem}. Use None (the estimator's score), 'loss' (the validation loss), a "
+            "name from sklearn.metrics.get_scorer_names() (e.g. 'roc_auc', 'neg_log_loss') or "
+            "a callable scorer(estimator, X, y)."
+        )
+
+
+def _check_validation_arguments(
+    est: BaseBP,
+    X_val: object,
+    y_val: object,
+    sample_weight_val: object,
+) -> None:
+    """``ValueError`` for validation data given by halves, or where nothing would score them.
+
+    The messages of ``HistGradientBoostingClassifier.fit``, with what to do.
+    """
+    if X_val is None and y_val is None:
+        if sample_weight_val is not None:
+            raise ValueError(
+                "sample_weight_val is provided, but X_val and y_val were not provided; "
+                "give the validation rows they weigh, or leave sample_weight_val out."
+            )
+        return
+    if y_val is None:
+        raise ValueError("X_val is provided, but y_val was not provided.")
+    if X_val is None:
+        raise ValueError("y_val is provided, but X_val was not provided.")
+    if est.solver in _STOCHASTIC_SOLVERS and not est.early_stopping:
+        raise ValueError(
+            "X_val and y_val are passed to fit while at the same time early_stopping is "
+            f"False. With solver={est.solver!r} the validation data are scored for early "
+            "stopping: set early_stopping=True (with n_iter_no_change=np.inf every epoch "
+            "is trained and the best one kept), or do not pass X_val and y_val."
+        )
 
 
 def _warn_if_too_large_for(
@@ -1010,6 +1157,11 @@ def _book_problems(state: dict[str, Any], n_trans: int) -> list[str]:
     problems = []
     if "loss_curve_" in state and not _numbers(state["loss_curve_"]):
         problems.append("loss_curve_ is not a list of numbers")
+    curve = state.get("validation_loss_curve_")
+    if curve is not None and not _numbers(curve):
+        problems.append(
+            f"validation_loss_curve_={_brief(curve)} is not a list of numbers (or None)"
+        )
     if "loss_" in state and not (
         isinstance(state["loss_"], numbers.Real) and not isinstance(state["loss_"], bool)
     ):
@@ -1045,10 +1197,10 @@ def _parameter_problems(cls: type[BaseBP], state: dict[str, Any]) -> list[str]:
         validate_parameter_constraints(cls._parameter_constraints, params, caller_name=cls.__name__)
     except InvalidParameterError as exc:
         return [_clip(str(exc)).rstrip(".")]
+    problems = [p for p in (_scoring_problem(params["scoring"]),) if p]
     layout = state["_layout"]
     sizes = [int(v) for v in layout.sizes]
     hidden, n_hidden = sizes[1:-1], len(sizes) - 2
-    problems = []
     try:
         want = check_hidden_layer_sizes(params["hidden_layer_sizes"], sizes[0], sizes[-1])
     except (TypeError, ValueError):

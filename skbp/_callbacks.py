@@ -54,7 +54,7 @@ def snapshot(est: BaseBP, w: np.ndarray | None = None) -> dict[str, Any]:
     for name in ("loss_", "best_loss_"):
         if hasattr(est, name):
             attrs[name] = getattr(est, name)
-    for name in ("loss_curve_", "validation_scores_"):
+    for name in ("loss_curve_", "validation_scores_", "validation_loss_curve_"):
         if getattr(est, name, None) is not None:
             attrs[name] = list(getattr(est, name))
     return attrs

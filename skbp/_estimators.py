@@ -12,13 +12,13 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
-from sklearn.utils.validation import column_or_1d, validate_data
+from sklearn.utils.validation import _check_y, column_or_1d, validate_data
 
 from ._base import BaseBP, _brief, _plain_array, fits_alone
 from ._callbacks import with_callbacks
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     import scipy.sparse as sp
     from numpy.typing import ArrayLike, DTypeLike
@@ -97,15 +97,31 @@ default='constant'
         Use Nesterov's momentum with 'sgd' and ``momentum > 0``.
 
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training rows and stop when the
-        validation score has not improved by ``tol`` for ``n_iter_no_change``
-        epochs; the best weights are restored.  With ``shuffle=True`` the
+        Hold out ``validation_fraction`` of the training rows (or score the
+        ``X_val``, ``y_val`` given to ``fit``) and stop when the validation
+        score (``scoring``) has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs; the weights of the best epoch are
+        restored.  With ``shuffle=True`` the
         held-out rows are a random split (stratified for single-output
         classification); with ``shuffle=False`` they are the *last* rows, so
         time-ordered data never validates on its past.  Stochastic solvers only.
 
     validation_fraction : float, default=0.1
-        Fraction of rows held out for early stopping, in [0, 1).
+        Fraction of rows held out for early stopping, in [0, 1).  Unused when
+        ``fit`` is given ``X_val`` and ``y_val``.
+
+    scoring : str, callable or None, default=None
+        What early stopping scores the validation rows by (higher is better):
+        ``None``, the estimator's ``score`` (accuracy for the classifier, R²
+        for the regressor, as scikit-learn's MLP); ``'loss'``, minus the
+        validation loss (the data term of the training loss, without the
+        penalty: log-loss, half squared error or half Poisson deviance, summed
+        over the outputs, mean over the rows weighted by their sample
+        weights), as in :class:`~sklearn.ensemble.HistGradientBoostingClassifier`;
+        a scorer name (``'roc_auc'``, ``'neg_log_loss'``, see
+        :func:`sklearn.metrics.get_scorer_names`) or a callable
+        ``scorer(estimator, X, y)``.  Unused without early stopping and by
+        'lbfgs'.
 
     beta_1 : float, default=0.9
         Adam's decay rate of the first-moment estimate, in [0, 1).
@@ -182,10 +198,17 @@ _COMMON_ATTRIBUTES = """
         The loss after every epoch (every iteration for lbfgs).
 
     validation_scores_ : list of float or None
-        The validation score after every epoch with ``early_stopping=True``.
+        The validation score (``scoring``) after every epoch with
+        ``early_stopping=True``.
 
     best_validation_score_ : float or None
-        The best of ``validation_scores_``.
+        The best of ``validation_scores_``: the epoch whose weights are kept.
+
+    validation_loss_curve_ : list of float or None
+        The validation loss (see ``scoring='loss'``) after every epoch with
+        ``early_stopping=True``, whatever ``scoring`` is; after every L-BFGS
+        iteration when ``fit`` is given ``X_val`` and ``y_val``.  None without
+        validation rows.
 
     t_ : int
         Number of training samples seen by the stochastic solver.
@@ -250,6 +273,10 @@ _DIFFERENCES = """
       adapt to the machine's load; the weights do not depend on it.  Inside
       fits and predictions BLAS runs on one thread (skbp splits large products
       itself).
+    * ``fit`` takes validation data (``X_val``, ``y_val``,
+      ``sample_weight_val``, as :class:`~sklearn.ensemble.HistGradientBoostingClassifier`),
+      and ``scoring`` (added) chooses what early stopping tracks;
+      ``validation_loss_curve_`` records the validation loss.
     * With scikit-learn 1.9+, ``set_callbacks`` (added) takes scikit-learn's
       callbacks (``sklearn.callback``): the fit is a task and each epoch or
       L-BFGS iteration a subtask whose end can hand the callbacks the network
@@ -329,7 +356,9 @@ class BPClassifier(ClassifierMixin, BaseBP):
         shuffle: bool = True, random_state: int | np.random.RandomState | None = None,
         tol: float = 1e-4, verbose: bool = False, warm_start: bool = False,
         momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
-        validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+        validation_fraction: float = 0.1,
+        scoring: str | Callable[..., float] | None = None, beta_1: float = 0.9,
+        beta_2: float = 0.999,
         epsilon: float = 1e-8, n_iter_no_change: float = 10, max_fun: int = 15000,
         decay_rate: float = 0.95, dropout: float | Iterable[float] = 0.0,
         batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
@@ -344,7 +373,8 @@ class BPClassifier(ClassifierMixin, BaseBP):
             loss="log_loss", shuffle=shuffle, random_state=random_state, tol=tol,
             verbose=verbose, warm_start=warm_start, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            validation_fraction=validation_fraction, scoring=scoring, beta_1=beta_1,
+            beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             decay_rate=decay_rate, dropout=dropout, batch_norm=batch_norm,
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
@@ -378,6 +408,32 @@ class BPClassifier(ClassifierMixin, BaseBP):
                     f"{self.classes_}. 'y' has {classes}."
                 )
         return X, y
+
+    def _validate_val_targets(self, y_val: ArrayLike) -> np.ndarray:
+        y_val = _check_y(y_val, multi_output=True, estimator=self)
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = column_or_1d(y_val, warn=True)
+        if self._label_binarizer.y_type_ == "multilabel-indicator":
+            n = len(self.classes_)
+            if y_val.ndim != 2 or y_val.shape[1] != n or not np.isin(y_val, (0, 1)).all():
+                raise ValueError(
+                    f"y_val must be a multilabel indicator matrix of {n} columns of 0 and 1, "
+                    f"as y was; got shape {y_val.shape}."
+                )
+            return y_val
+        if y_val.ndim != 1:
+            raise ValueError(
+                f"y_val has shape {y_val.shape} where y was one column of class labels; "
+                "give one label per validation row."
+            )
+        unseen = [c for c in unique_labels(y_val) if c not in set(self.classes_.tolist())]
+        if unseen:
+            raise ValueError(
+                f"y_val has classes not in `self.classes_`, which the network has no output "
+                f"for: {_brief(unseen)}. `self.classes_` has {self.classes_}. Drop those "
+                "validation rows, or fit on data that has those classes."
+            )
+        return y_val
 
     _parameter_constraints: dict = {
         **BaseBP._parameter_constraints,
@@ -548,6 +604,10 @@ class BPClassifier(ClassifierMixin, BaseBP):
     ) -> Self:
         """Update the model with one epoch over the given data.
 
+        No validation data are taken here: ``partial_fit`` does not stop early
+        (as scikit-learn's MLP, it refuses ``early_stopping=True``).  Score a
+        stream's validation rows between calls, e.g. with ``score``.
+
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
@@ -675,7 +735,9 @@ class BPRegressor(RegressorMixin, BaseBP):
         shuffle: bool = True, random_state: int | np.random.RandomState | None = None,
         tol: float = 1e-4, verbose: bool = False, warm_start: bool = False,
         momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
-        validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+        validation_fraction: float = 0.1,
+        scoring: str | Callable[..., float] | None = None, beta_1: float = 0.9,
+        beta_2: float = 0.999,
         epsilon: float = 1e-8, n_iter_no_change: float = 10, max_fun: int = 15000,
         decay_rate: float = 0.95, dropout: float | Iterable[float] = 0.0,
         batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
@@ -688,7 +750,8 @@ class BPRegressor(RegressorMixin, BaseBP):
             loss=loss, shuffle=shuffle, random_state=random_state, tol=tol,
             verbose=verbose, warm_start=warm_start, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            validation_fraction=validation_fraction, scoring=scoring, beta_1=beta_1,
+            beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             decay_rate=decay_rate, dropout=dropout, batch_norm=batch_norm,
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
@@ -709,6 +772,16 @@ class BPRegressor(RegressorMixin, BaseBP):
                 "Some value(s) of y are negative which is not allowed for loss='poisson'."
             )
         return X, y
+
+    def _validate_val_targets(self, y_val: ArrayLike) -> np.ndarray:
+        y_val = _check_y(y_val, multi_output=True, y_numeric=True, estimator=self)
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = column_or_1d(y_val, warn=True)
+        if self.loss == "poisson" and np.any(y_val < 0):
+            raise ValueError(
+                "Some value(s) of y_val are negative which is not allowed for loss='poisson'."
+            )
+        return y_val
 
     def _encode_targets(self, y: np.ndarray, dtype: DTypeLike) -> np.ndarray:
         return np.asarray(y, dtype=dtype).reshape(y.shape[0], -1)
@@ -762,6 +835,10 @@ class BPRegressor(RegressorMixin, BaseBP):
         sample_weight: ArrayLike | None = None,
     ) -> Self:
         """Update the model with one epoch over the given data.
+
+        No validation data are taken here: ``partial_fit`` does not stop early
+        (as scikit-learn's MLP, it refuses ``early_stopping=True``).  Score a
+        stream's validation rows between calls, e.g. with ``score``.
 
         Parameters
         ----------

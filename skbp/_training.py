@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.optimize
+from scipy.special import xlogy
 from sklearn.exceptions import ConvergenceWarning
 
 from ._cache import compile_interrupted
@@ -38,6 +39,8 @@ from ._threads import ThreadGovernor
 from .exceptions import DivergenceWarning, GradientWarning
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from numpy.typing import ArrayLike
 
     from ._base import BaseBP
@@ -73,6 +76,7 @@ class TrainConfig:
     shuffle: bool
     early_stopping: bool
     validation_fraction: float
+    scoring: str | Callable[..., float] | None
     batch_size: str | int
     batch_norm: bool
     learning_rate: str
@@ -208,10 +212,86 @@ def _resolve_batch_size(batch_size: str | int, n_samples: int) -> int:
     return int(np.clip(batch_size, 1, n_samples))
 
 
+@dataclass
+class ValidationSet:
+    """Rows scored after every epoch (every L-BFGS iteration): given, or held out.
+
+    ``problem`` holds the rows, their encoded targets and weights (ones where
+    none were given), which the validation loss and the estimator's own score
+    use; a scorer (``scoring``) is handed ``X`` and ``y`` as the user gave
+    them, and ``sample_weight`` only where there are weights.
+    """
+
+    problem: Problem
+    X: Any
+    y: np.ndarray
+    sample_weight: np.ndarray | None
+
+
+def validation_loss(P: np.ndarray, Y: np.ndarray, sw: np.ndarray, out_activation: str) -> float:
+    """The weighted mean data loss of network outputs ``P`` against encoded targets ``Y``.
+
+    Per row the loss the network is trained on, summed over the outputs, as
+    ``skbp._kernels.loss_and_delta`` computes it (probabilities clipped to
+    ``[eps, 1 - eps]`` of the model's dtype), without the penalty; then the
+    mean over the rows weighted by ``sw``.  In float64.
+    """
+    eps = float(np.finfo(P.dtype).eps)
+    P, Y = P.astype(np.float64), np.asarray(Y, dtype=np.float64)
+    if out_activation == "identity":
+        per_row = 0.5 * ((P - Y) ** 2).sum(axis=1)
+    elif out_activation == "logistic":
+        Pc = np.clip(P, eps, 1 - eps)
+        per_row = -(xlogy(Y, Pc) + xlogy(1 - Y, 1 - Pc)).sum(axis=1)
+    elif out_activation == "softmax":
+        per_row = -xlogy(Y, np.clip(P, eps, 1 - eps)).sum(axis=1)
+    else:  # "exp": half Poisson deviance
+        with np.errstate(divide="ignore"):
+            per_row = (P - Y + xlogy(Y, Y / P)).sum(axis=1)
+    sw = np.asarray(sw, dtype=np.float64)
+    return float(np.dot(sw, per_row) / sw.sum())
+
+
+def _scorer(est: BaseBP, scoring: str | Callable[..., float] | None) -> Callable[..., float] | None:
+    """The scorer of ``scoring`` (``None`` for the estimator's score and for ``'loss'``)."""
+    if scoring is None or (isinstance(scoring, str) and scoring == "loss"):
+        return None
+    from sklearn.metrics import check_scoring
+
+    return check_scoring(est, scoring)
+
+
+def score_validation(
+    est: BaseBP,
+    cfg: TrainConfig,
+    val: ValidationSet,
+    scorer: Callable[..., float] | None,
+    gov: ThreadGovernor,
+) -> float:
+    """Score the network as it stands on ``val``; its validation loss joins the books.
+
+    ``scoring=None`` is the estimator's ``score`` (accuracy, R²), ``'loss'``
+    minus the validation loss (higher is better, as every score), anything
+    else the scorer.  Non-finite outputs score NaN, as in scikit-learn.
+    """
+    P = network_output(est, val.problem, gov)
+    loss = validation_loss(P, val.problem.Y, val.problem.sw, est.out_activation_)
+    est.validation_loss_curve_.append(loss)
+    if cfg.scoring is None:
+        return est._score_output(P, val.y, val.problem.sw)
+    if scorer is None:  # 'loss'
+        return -loss
+    if not np.isfinite(P).all():
+        return np.nan
+    if val.sample_weight is None:
+        return float(scorer(est, val.X, val.y))
+    return float(scorer(est, val.X, val.y, sample_weight=val.sample_weight))
+
+
 def _split_validation(
     est: BaseBP, cfg: TrainConfig, problem: Problem, y_raw: np.ndarray
-) -> tuple[Problem, Problem]:
-    """Rows for training and for the early-stopping validation score.
+) -> tuple[Problem, Problem, np.ndarray]:
+    """Rows for training and for the early-stopping validation score, and the latter's indices.
 
     With ``shuffle=True``: a random split (stratified for single-output
     classification), as scikit-learn.  With ``shuffle=False`` the rows are taken
@@ -241,7 +321,43 @@ def _split_validation(
     X = problem.X
     train = Problem(X[idx_train], problem.dtype, problem.Y[idx_train], problem.sw[idx_train])
     val = Problem(X[idx_val], problem.dtype, problem.Y[idx_val], problem.sw[idx_val])
-    return train, val
+    return train, val, idx_val
+
+
+def _held_out(
+    est: BaseBP, cfg: TrainConfig, problem: Problem, y_raw: np.ndarray, X_given: Any,
+    weighted: bool,
+) -> tuple[Problem, ValidationSet]:  # fmt: skip
+    """Training rows and the ``validation_fraction`` held out of them for early stopping.
+
+    A scorer is handed the held-out rows of ``X_given`` (the rows as the user
+    gave them: a DataFrame keeps its column names) and, where the fit is
+    weighted (``weighted``), their weights.
+    """
+    train, val, idx_val = _split_validation(est, cfg, problem, y_raw)
+    X_rows = None
+    if _scorer(est, cfg.scoring) is not None:
+        from sklearn.utils import _safe_indexing
+
+        X_rows = _safe_indexing(X_given, idx_val)
+    sw = np.asarray(val.sw) if weighted else None
+    return train, ValidationSet(val, X_rows, est._decode_targets(val.Y), sw)
+
+
+def _ensure_stopping_books(est: BaseBP, cfg: TrainConfig) -> None:
+    """Start the books of the stopping rule ``early_stopping`` now asks for, where missing.
+
+    A warm start may switch ``early_stopping`` (or continue a model saved
+    before the validation-loss curve existed): the books of the other rule are
+    left as they are, those of this one begin.
+    """
+    if cfg.early_stopping:
+        if est.validation_scores_ is None:
+            est.validation_scores_, est.best_validation_score_ = [], -np.inf
+        if getattr(est, "validation_loss_curve_", None) is None:
+            est.validation_loss_curve_ = []
+    elif est.best_loss_ is None:
+        est.best_loss_ = np.inf
 
 
 def _layer_name(est: BaseBP, layer: int) -> str:
@@ -316,6 +432,9 @@ class StochasticTrainer:
         y_raw: np.ndarray,
         gov: ThreadGovernor,
         tasks: FitTasks,
+        validation: ValidationSet | None = None,
+        X_given: Any = None,
+        weighted: bool = False,
     ) -> None:
         self.est, self.cfg, self.gov, self.tasks = est, cfg, gov, tasks
         self.incremental = incremental
@@ -328,11 +447,14 @@ class StochasticTrainer:
         # divergence is judged against the start of this call: the data (and the
         # scale of the loss) may differ from those of earlier fit/partial_fit calls
         est._loss_ref = None
-        if cfg.early_stopping:
-            self.train, self.val = _split_validation(est, cfg, problem, y_raw)
-            self.y_val = est._decode_targets(self.val.Y)
-        else:
-            self.train, self.val, self.y_val = problem, None, None
+        _ensure_stopping_books(est, cfg)
+        # early stopping scores the given validation rows, or holds some out
+        self.train, self.val = problem, None
+        if cfg.early_stopping and validation is not None:
+            self.val = validation
+        elif cfg.early_stopping:
+            self.train, self.val = _held_out(est, cfg, problem, y_raw, X_given, weighted)
+        self.scorer = _scorer(est, cfg.scoring) if self.val is not None else None
         self.n_samples = self.train.n_rows
         self.batch_size = _resolve_batch_size(cfg.batch_size, self.n_samples)
         if cfg.batch_norm and self.batch_size < 2:
@@ -466,7 +588,7 @@ class StochasticTrainer:
 
     def track_improvement(self) -> None:
         """The validation score or training loss against the best so far."""
-        _update_no_improvement_count(self.est, self.cfg, self.val, self.y_val, self.val_gov)
+        _update_no_improvement_count(self.est, self.cfg, self.val, self.scorer, self.val_gov)
 
     def should_stop(self, callback_stop: bool) -> bool:
         """Whether training ends after this epoch (and why, with a warning where due)."""
@@ -534,12 +656,12 @@ def _trigger_stopping(cfg: TrainConfig, opt: OptimizerState, msg: str) -> bool:
 def _update_no_improvement_count(
     est: BaseBP,
     cfg: TrainConfig,
-    val: Problem | None,
-    y_val: np.ndarray | None,
+    val: ValidationSet | None,
+    scorer: Callable[..., float] | None,
     gov: ThreadGovernor,
 ) -> None:
     if cfg.early_stopping:
-        score = est._score_output(network_output(est, val, gov), y_val, val.sw)
+        score = score_validation(est, cfg, val, scorer, gov)
         est.validation_scores_.append(score)
         if cfg.verbose:
             print("Validation score: %f" % score)
@@ -569,6 +691,8 @@ class LbfgsTrainer:
     the callbacks' end of the iteration; ``StopIteration`` when one asks to
     stop).  With batch norm the statistics are those of the whole training set,
     and the running statistics used by ``predict`` are set to them at the end.
+    Given validation rows (``validation``) are scored after every iteration,
+    into ``validation_loss_curve_``; nothing stops or is restored on them.
     """
 
     def __init__(
@@ -578,8 +702,11 @@ class LbfgsTrainer:
         problem: Problem,
         gov: ThreadGovernor,
         tasks: FitTasks,
+        validation: ValidationSet | None = None,
     ) -> None:
         self.est, self.cfg, self.problem, self.gov, self.tasks = est, cfg, problem, gov, tasks
+        self.val, self.val_curve = validation, []
+        self.val_gov = ThreadGovernor(gov.n_max)
         self.ws = _full_workspace(est, problem)
         # "w": the starting parameters until a finite loss
         self.best = {"loss": np.inf, "w": est._w.copy()}
@@ -629,11 +756,30 @@ class LbfgsTrainer:
         check_gradients(est, self.cfg, self.norms, len(self.curve))
         est.n_iter_, est.loss_ = len(self.curve), self.curve[-1]
         est.loss_curve_ = self.curve
+        if self.val is not None:
+            self.score_validation(intermediate_result.x)
         if self.tasks.end(intermediate_result.x):
             self.stopped = True
             if cfg.verbose:
                 print("A callback asked to stop after iteration %d. Stopping." % est.n_iter_)
             raise StopIteration
+
+    def score_validation(self, x: np.ndarray) -> None:
+        """The validation loss of the iterate ``x``, appended to ``validation_loss_curve_``.
+
+        The network is set to ``x`` (the next evaluation sets its own point)
+        and, with batch norm, its running statistics to the training set's, as
+        at the end of the fit, so the loss is that of the model ``x`` would be.
+        """
+        est = self.est
+        est._w[:] = x
+        if est._layout.batch_norm:
+            full_loss(est, self.cfg, self.problem, self.ws, bn_momentum=1.0)
+        P = network_output(est, self.val.problem, self.val_gov)
+        self.val_curve.append(
+            validation_loss(P, self.val.problem.Y, self.val.problem.sw, est.out_activation_)
+        )
+        est.validation_loss_curve_ = self.val_curve
 
     def run(self) -> None:
         cfg = self.cfg
@@ -664,6 +810,7 @@ class LbfgsTrainer:
         if est._layout.batch_norm:
             full_loss(est, self.cfg, self.problem, self.ws, bn_momentum=1.0)
         est.loss_curve_ = self.curve
+        est.validation_loss_curve_ = self.val_curve if self.val is not None else None
         est._gradient_norms = self.grad_norms
         est.best_loss_ = min(self.curve) if self.curve else est.loss_
 

@@ -117,6 +117,7 @@ OUT_OF_RANGE = {
     "tol": [-1.0],
     "momentum": [-0.1, 1.5],
     "validation_fraction": [-0.1, 1.0],
+    "scoring": ["bogus"],
     "beta_1": [-0.1, 1.0],
     "beta_2": [-0.1, 1.0],
     "epsilon": [0.0],

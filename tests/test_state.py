@@ -82,6 +82,20 @@ FAMILIES = {
     "early_stopping": lambda: _fit(
         BPClassifier((6,), early_stopping=True, max_iter=5, random_state=0)
     ),
+    "validation_data_scoring_loss": lambda: (
+        BPClassifier((6,), early_stopping=True, scoring="loss", max_iter=5, random_state=0).fit(
+            X_IRIS[::2], Y_IRIS[::2], X_val=X_IRIS[1::2], y_val=Y_IRIS[1::2]
+        ),
+        X_IRIS,
+        Y_IRIS,
+    ),
+    "lbfgs_validation_data": lambda: (
+        BPRegressor(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=5, random_state=0).fit(
+            X_IRIS[::2], Y_TWO[::2], X_val=X_IRIS[1::2], y_val=Y_TWO[1::2]
+        ),
+        X_IRIS,
+        Y_TWO,
+    ),
     "binary": lambda: _fit(BPClassifier((6,), max_iter=5, random_state=0), y=Y_BINARY),
     "multilabel": lambda: _fit(BPClassifier((6,), max_iter=5, random_state=0), y=Y_MULTILABEL),
     "string_labels": lambda: _fit(BPClassifier((6,), max_iter=5, random_state=0), y=Y_STRINGS),
@@ -406,6 +420,7 @@ REFUSED = {
     "parameter_invalid": ("adam", _set(alpha=-1.0), "'alpha' parameter"),
     "parameter_wrong_type": ("adam", _set(n_jobs="all"), "'n_jobs' parameter"),
     "parameter_missing": ("adam", lambda st: st.pop("batch_size"), "lacks batch_size"),
+    "scoring_unknown": ("adam", _set(scoring="acuracy"), "scoring='acuracy' is not a scorer"),
     "activation_changed": ("adam", _set(activation="tanh"), "activation='tanh'"),
     "hidden_layer_sizes_changed": ("adam", _set(hidden_layer_sizes=(7,)), "hidden_layer_sizes"),
     "batch_norm_changed": ("adam", _set(batch_norm=True), "batch_norm=True but"),
@@ -419,6 +434,11 @@ REFUSED = {
     "stopping_books": ("adam", _set(best_loss_=None), "early_stopping=False follows"),
     # the books training extends
     "loss_curve": ("adam", _set(loss_curve_=None), "loss_curve_ is not"),
+    "validation_loss_curve": (
+        "validation_data_scoring_loss",
+        _set(validation_loss_curve_=[0.5, "x"]),
+        "validation_loss_curve_=[0.5, 'x'] is not",
+    ),
     "gradient_norms": ("adam", _set(_gradient_norms=[np.zeros(5)]), "_gradient_norms is not"),
     "no_improvement_count": ("adam", _set(_no_improvement_count=-3), "_no_improvement_count"),
     "missing_weights": ("adam", lambda st: st.pop("_w"), "it lacks _w"),
