@@ -8,6 +8,7 @@ integer codes here, once per fit.
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import numbers
 import os
@@ -457,6 +458,14 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         edited after fitting is refused before it is written, not when loaded.
         """
         cls = type(self)
+        if not saving:
+            # a model saved before a parameter existed: its default, which keeps
+            # the behaviour the model was fitted with (a new option's default
+            # always does); one that shapes the network is still checked below
+            defaults = inspect.signature(cls.__init__).parameters
+            for name in cls._get_param_names():
+                if name not in state:
+                    state[name] = defaults[name].default
         try:
             problems = _state_problems(state, cls._get_param_names())
             if not problems:

@@ -419,7 +419,11 @@ REFUSED = {
     # the parameters: valid, and those of the fitted network
     "parameter_invalid": ("adam", _set(alpha=-1.0), "'alpha' parameter"),
     "parameter_wrong_type": ("adam", _set(n_jobs="all"), "'n_jobs' parameter"),
-    "parameter_missing": ("adam", lambda st: st.pop("batch_size"), "lacks batch_size"),
+    "shaping_parameter_missing": (
+        "adam",
+        lambda st: st.pop("hidden_layer_sizes"),
+        "hidden_layer_sizes=(100,) but",
+    ),  # fmt: skip
     "scoring_unknown": ("adam", _set(scoring="acuracy"), "scoring='acuracy' is not a scorer"),
     "activation_changed": ("adam", _set(activation="tanh"), "activation='tanh'"),
     "hidden_layer_sizes_changed": ("adam", _set(hidden_layer_sizes=(7,)), "hidden_layer_sizes"),
@@ -706,3 +710,14 @@ def test_fuzz_damaged_states_are_refused_or_harmless(tmp_path):
     n_cases = sum(len(m[3]) for m in models.values())
     assert sum(result["counts"].values()) == n_cases > 1000
     assert result["failures"] == [], "\n".join(": ".join(f) for f in result["failures"])
+
+
+def test_a_model_saved_before_a_parameter_existed_loads_with_its_default():
+    """A parameter added to skbp after the model was saved takes its default, which
+    keeps the behaviour the model was fitted with."""
+    est = fitted("adam")[0]
+    state = dict(est.__getstate__())
+    del state["scoring"], state["batch_size"]
+    loaded = pickle.loads(pickle.dumps(Saved(type(est), state)))
+    assert loaded.scoring is None and loaded.batch_size == "auto"
+    np.testing.assert_array_equal(loaded.predict_proba(X_IRIS), est.predict_proba(X_IRIS))
