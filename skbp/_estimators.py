@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
@@ -293,6 +294,17 @@ class BPClassifier(ClassifierMixin, BaseBP):
         ``sample_weight``.  'balanced' is not available in ``partial_fit``
         (the class frequencies of a stream are unknown): give a dict there.
 
+    label_smoothing : float in [0, 1), default=0.0
+        Label smoothing of the log-loss (Szegedy et al., 2016), as PyTorch's
+        and Keras's cross-entropies: the targets are mixed with the uniform
+        distribution, ``y * (1 - label_smoothing) + label_smoothing / K``,
+        with ``K`` the number of classes for a multiclass (softmax) target and
+        ``K = 2`` for each output of a binary or multilabel (logistic) target.
+        ``loss_``, ``loss_curve_`` and ``best_loss_`` are then the
+        cross-entropy with the smoothed targets (as PyTorch and Keras report
+        it; it does not reach 0); early stopping's validation score
+        (accuracy) is unaffected.  0 is scikit-learn's loss, bit for bit.
+
     Attributes
     ----------
     classes_ : ndarray or list of ndarray
@@ -334,9 +346,10 @@ class BPClassifier(ClassifierMixin, BaseBP):
         decay_rate: float = 0.95, dropout: float | Iterable[float] = 0.0,
         batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
         max_grad_norm: float | None = None, class_weight: dict[Any, float] | str | None = None,
-        n_jobs: int | None = None,
+        label_smoothing: float = 0.0, n_jobs: int | None = None,
     ) -> None:  # fmt: skip
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -382,6 +395,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
     _parameter_constraints: dict = {
         **BaseBP._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
+        "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")],
     }
 
     def _class_sample_weight(
@@ -417,6 +431,23 @@ class BPClassifier(ClassifierMixin, BaseBP):
         return sample_weight * cw.astype(sample_weight.dtype)
 
     def _encode_targets(self, y: np.ndarray, dtype: DTypeLike) -> np.ndarray:
+        """One-hot (softmax) or 0/1 (logistic) targets, smoothed by ``label_smoothing``.
+
+        Both output/loss pairs keep ``d loss / d z = p - y`` for smoothed targets
+        (a softmax target still sums to 1), and the kernels' cross-entropy is
+        written for any target in [0, 1], so nothing else changes.  Decoding a
+        smoothed target (early stopping's labels) gives the same labels: with
+        ``label_smoothing < 1`` the true class keeps the largest target.
+        """
+        Y = self._binarize(y, dtype)
+        eps = self.label_smoothing
+        if eps > 0:  # 0 leaves the targets untouched, bit for bit
+            k = Y.shape[1] if self._output_activation() == "softmax" else 2
+            Y = Y * (1.0 - eps) + eps / k
+            Y = Y.astype(dtype, copy=False)
+        return Y
+
+    def _binarize(self, y: np.ndarray, dtype: DTypeLike) -> np.ndarray:
         lb = self._label_binarizer
         if (
             lb.y_type_ in ("binary", "multiclass") and not lb.sparse_output

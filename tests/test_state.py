@@ -92,6 +92,9 @@ FAMILIES = {
         BPRegressor(hidden_layer_sizes=(6,), activation="gelu", max_iter=5, random_state=0),
         y=Y_TWO,
     ),
+    "label_smoothing": lambda: _fit(
+        BPClassifier((6,), label_smoothing=0.1, max_iter=5, random_state=0)
+    ),
     "early_stopping": lambda: _fit(
         BPClassifier((6,), early_stopping=True, max_iter=5, random_state=0)
     ),
