@@ -40,7 +40,15 @@ default=(100,)
         hidden layer: ``identity`` f(x) = x, ``logistic`` (alias ``sigmoid``)
         f(x) = 1 / (1 + exp(-x)), ``tanh`` f(x) = tanh(x), ``relu``
         f(x) = max(0, x), ``leaky_relu`` f(x) = x if x > 0 else 0.01 x,
-        ``elu`` f(x) = x if x > 0 else exp(x) - 1.
+        ``elu`` f(x) = x if x > 0 else exp(x) - 1, ``selu`` f(x) = l x if
+        x > 0 else l a (exp(x) - 1) with Klambauer et al.'s l = 1.0507009873554805
+        and a = 1.6732632423543772, ``gelu`` f(x) = x Phi(x) = x (1 + erf(x /
+        sqrt(2))) / 2 (the exact form, PyTorch's default, not the tanh
+        approximation), ``mish`` f(x) = x tanh(log(1 + exp(x))).  Every
+        activation starts from scikit-learn's Glorot-uniform initialisation
+        (bound ``sqrt(6 / (fan_in + fan_out))``, ``sqrt(2 / ...)`` for
+        logistic), selu included (no LeCun-normal start): with the same
+        ``random_state`` selu, gelu and mish start from relu's weights.
 
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         Weight optimisation: scipy's L-BFGS-B on the compiled full-batch loss
