@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from ._kernels import PREACTIVATION_CODES
 from ._records import Buffers, Data
 
 if TYPE_CHECKING:
@@ -132,7 +133,10 @@ class Workspace:
         Whether any hidden layer uses dropout (needs the mask buffer).
     keep_activations : bool
         Whether activation outputs must be kept apart from the layer outputs
-        (dropout or residual connections change the latter).
+        (dropout or residual connections change the latter).  A network with
+        a gelu or mish layer keeps them anyway: the backward pass reads those
+        layers' pre-activations there, and the layout's codes decide it here so
+        that no caller can forget it.
     """
 
     def __init__(
@@ -147,6 +151,8 @@ class Workspace:
         n_in = 0 if sparse else int(layout.sizes[0])
         rows = self.batch_rows = int(batch_rows)
         per_row = rows * layout.act_width
+        hidden = layout.codes[: len(layout.sizes) - 2]
+        keep_activations = keep_activations or bool(np.isin(hidden, PREACTIVATION_CODES).any())
 
         def buf(n: int) -> np.ndarray:
             return np.empty(n, dtype=dtype)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
@@ -39,7 +40,15 @@ default=(100,)
         hidden layer: ``identity`` f(x) = x, ``logistic`` (alias ``sigmoid``)
         f(x) = 1 / (1 + exp(-x)), ``tanh`` f(x) = tanh(x), ``relu``
         f(x) = max(0, x), ``leaky_relu`` f(x) = x if x > 0 else 0.01 x,
-        ``elu`` f(x) = x if x > 0 else exp(x) - 1.
+        ``elu`` f(x) = x if x > 0 else exp(x) - 1, ``selu`` f(x) = l x if
+        x > 0 else l a (exp(x) - 1) with Klambauer et al.'s l = 1.0507009873554805
+        and a = 1.6732632423543772, ``gelu`` f(x) = x Phi(x) = x (1 + erf(x /
+        sqrt(2))) / 2 (the exact form, PyTorch's default, not the tanh
+        approximation), ``mish`` f(x) = x tanh(log(1 + exp(x))).  Every
+        activation starts from scikit-learn's Glorot-uniform initialisation
+        (bound ``sqrt(6 / (fan_in + fan_out))``, ``sqrt(2 / ...)`` for
+        logistic), selu included (no LeCun-normal start): with the same
+        ``random_state`` selu, gelu and mish start from relu's weights.
 
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         Weight optimisation: scipy's L-BFGS-B on the compiled full-batch loss
@@ -320,6 +329,17 @@ class BPClassifier(ClassifierMixin, BaseBP):
         ``sample_weight``.  'balanced' is not available in ``partial_fit``
         (the class frequencies of a stream are unknown): give a dict there.
 
+    label_smoothing : float in [0, 1), default=0.0
+        Label smoothing of the log-loss (Szegedy et al., 2016), as PyTorch's
+        and Keras's cross-entropies: the targets are mixed with the uniform
+        distribution, ``y * (1 - label_smoothing) + label_smoothing / K``,
+        with ``K`` the number of classes for a multiclass (softmax) target and
+        ``K = 2`` for each output of a binary or multilabel (logistic) target.
+        ``loss_``, ``loss_curve_`` and ``best_loss_`` are then the
+        cross-entropy with the smoothed targets (as PyTorch and Keras report
+        it; it does not reach 0); early stopping's validation score
+        (accuracy) is unaffected.  0 is scikit-learn's loss, bit for bit.
+
     Attributes
     ----------
     classes_ : ndarray or list of ndarray
@@ -363,9 +383,10 @@ class BPClassifier(ClassifierMixin, BaseBP):
         decay_rate: float = 0.95, dropout: float | Iterable[float] = 0.0,
         batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
         max_grad_norm: float | None = None, class_weight: dict[Any, float] | str | None = None,
-        n_jobs: int | None = None,
+        label_smoothing: float = 0.0, n_jobs: int | None = None,
     ) -> None:  # fmt: skip
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -438,6 +459,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
     _parameter_constraints: dict = {
         **BaseBP._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
+        "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")],
     }
 
     def _class_sample_weight(
@@ -473,6 +495,23 @@ class BPClassifier(ClassifierMixin, BaseBP):
         return sample_weight * cw.astype(sample_weight.dtype)
 
     def _encode_targets(self, y: np.ndarray, dtype: DTypeLike) -> np.ndarray:
+        """One-hot (softmax) or 0/1 (logistic) targets, smoothed by ``label_smoothing``.
+
+        Both output/loss pairs keep ``d loss / d z = p - y`` for smoothed targets
+        (a softmax target still sums to 1), and the kernels' cross-entropy is
+        written for any target in [0, 1], so nothing else changes.  Decoding a
+        smoothed target (early stopping's labels) gives the same labels: with
+        ``label_smoothing < 1`` the true class keeps the largest target.
+        """
+        Y = self._binarize(y, dtype)
+        eps = self.label_smoothing
+        if eps > 0:  # 0 leaves the targets untouched, bit for bit
+            k = Y.shape[1] if self._output_activation() == "softmax" else 2
+            Y = Y * (1.0 - eps) + eps / k
+            Y = Y.astype(dtype, copy=False)
+        return Y
+
+    def _binarize(self, y: np.ndarray, dtype: DTypeLike) -> np.ndarray:
         lb = self._label_binarizer
         if (
             lb.y_type_ in ("binary", "multiclass") and not lb.sparse_output

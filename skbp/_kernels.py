@@ -40,6 +40,7 @@ from ._update import finish_blocks
 
 # Hidden activations.
 ACT_IDENTITY, ACT_LOGISTIC, ACT_TANH, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU = 0, 1, 2, 3, 4, 5
+ACT_SELU, ACT_GELU, ACT_MISH = 6, 7, 8
 ACTIVATION_CODES = {
     "identity": ACT_IDENTITY,
     "logistic": ACT_LOGISTIC,
@@ -48,9 +49,21 @@ ACTIVATION_CODES = {
     "relu": ACT_RELU,
     "leaky_relu": ACT_LEAKY_RELU,
     "elu": ACT_ELU,
+    "selu": ACT_SELU,
+    "gelu": ACT_GELU,
+    "mish": ACT_MISH,
 }
+#: activations whose derivative is not a function of their output (neither is
+#: monotonic): the backward pass needs their pre-activation, kept in ``bufs.fa``
+PREACTIVATION_CODES = (ACT_GELU, ACT_MISH)
 #: slope of leaky_relu for negative inputs
 LEAKY_SLOPE = 0.01
+#: SELU's scale and alpha (Klambauer et al., 2017), as PyTorch and Keras
+SELU_SCALE = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
+#: 1 / sqrt(2) and 1 / sqrt(2 pi), for GELU's normal distribution function and density
+_SQRT1_2 = 0.70710678118654752440084436210485
+_INV_SQRT_2PI = 0.39894228040143267793994605993438
 #: variance epsilon of batch normalization (as PyTorch's BatchNorm1d)
 BN_EPS = 1e-5
 
@@ -74,6 +87,21 @@ def _expit(z):
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)
     return e / (1.0 + e)
+
+
+@jit()
+def _softplus(z):
+    """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
+    if z > 0:
+        return z + math.log1p(math.exp(-z))
+    return math.log1p(math.exp(z))
+
+
+@jit()
+def _std_normal_cdf(z):
+    """``Phi(z) = (1 + erf(z / sqrt 2)) / 2``, written with ``erfc``: the same
+    function, without the cancellation of ``1 + erf`` for negative ``z``."""
+    return 0.5 * math.erfc(-z * _SQRT1_2)
 
 
 #: Row-major ``(n_rows, n_cols)`` view of a work buffer from ``start``; out of
@@ -142,12 +170,32 @@ def _activate(Z, code):
         for k in range(n):
             if z[k] < 0:  # a call: not vectorised, and computed only where needed
                 z[k] = math.expm1(z[k])
+    elif code == ACT_SELU:
+        for k in range(n):
+            v = z[k]
+            if v > 0:
+                z[k] = SELU_SCALE * v
+            else:
+                z[k] = (SELU_SCALE * SELU_ALPHA) * math.expm1(v)
+    elif code == ACT_GELU:  # the exact form, y Phi(y), not the tanh approximation
+        for k in range(n):
+            v = z[k]
+            z[k] = v * _std_normal_cdf(v)
+    elif code == ACT_MISH:
+        for k in range(n):
+            v = z[k]
+            z[k] = v * math.tanh(_softplus(v))
 
 
 @jit()
 def _activation_grad(G, F, M, use_mask, code, D):
-    """``D = G * mask * f'(y)``, with ``f'`` written in terms of ``F = f(y)`` (flat,
-    with selects rather than conditional stores, as :func:`_activate`)."""
+    """``D = G * mask * f'(y)`` (flat, with selects rather than conditional
+    stores, as :func:`_activate`).
+
+    ``f'`` is written in terms of ``F = f(y)``, so no pre-activation is kept,
+    except for the codes in :data:`PREACTIVATION_CODES` (gelu, mish): their
+    ``F`` is the pre-activation ``y`` itself.
+    """
     g, f, d = flat_view(G), flat_view(F), flat_view(D)
     n = g.shape[0]
     if code == ACT_RELU and not use_mask:  # the common case in one pass
@@ -176,6 +224,19 @@ def _activation_grad(G, F, M, use_mask, code, D):
     elif code == ACT_ELU:
         for k in range(n):
             d[k] = d[k] * (f[k] + 1.0) if f[k] <= 0 else d[k]
+    elif code == ACT_SELU:  # scale * alpha * exp(y) = f + scale * alpha where y <= 0
+        for k in range(n):
+            v = f[k]
+            d[k] *= SELU_SCALE if v > 0 else v + SELU_SCALE * SELU_ALPHA
+    elif code == ACT_GELU:  # Phi(y) + y phi(y)
+        for k in range(n):
+            v = f[k]
+            d[k] *= _std_normal_cdf(v) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+    elif code == ACT_MISH:  # tanh(sp) + y (1 - tanh(sp)^2) sigmoid(y), sp = softplus(y)
+        for k in range(n):
+            v = f[k]
+            t = math.tanh(_softplus(v))
+            d[k] *= t + v * (1.0 - t * t) * _expit(v)
 
 
 @jit()
@@ -385,12 +446,17 @@ def forward(data, rows, w, net, train, sample_mask, bn_momentum, rng, bufs, bn_r
                 bnstat[width + u : width + u + fo], bn_run[u : u + fo],
                 bn_run[width + u : width + u + fo],
             )  # fmt: skip
-        _activate(Z, codes[l])
+        code = codes[l]
+        # what the backward pass reads (_activation_grad): the pre-activation
+        # for gelu and mish, otherwise the activation's output
+        keep_pre = use_fa and (code == ACT_GELU or code == ACT_MISH)
+        if keep_pre:
+            _copy2d(Z, _view(fa, off, B, fo))
+        _activate(Z, code)
         p = drop_p[l]
         dropping = train and p > 0
-        if use_fa:
-            F = _view(fa, off, B, fo)
-            _copy2d(Z, F)
+        if use_fa and not keep_pre:
+            _copy2d(Z, _view(fa, off, B, fo))
         if dropping:
             mask = flat_view(_view(masks, off, B, fo))
             if sample_mask:

@@ -29,8 +29,10 @@ Data = namedtuple("Data", "Xd Xdat Xind Xptr sparse Y sw")
 
 #: Work buffers for batches of up to ``rows`` rows; each holds every layer's
 #: ``(B, width)`` block starting at ``rows * act_off[l]``: ``acts`` (layer
-#: outputs), ``deltas`` (gradients w.r.t. layer outputs), ``fa`` (activation
-#: outputs kept apart when dropout or a residual changes the layer output),
+#: outputs), ``deltas`` (gradients w.r.t. layer outputs), ``fa`` (what the
+#: backward pass reads of each activation, kept apart when dropout or a
+#: residual changes the layer output, or for gelu and mish: their
+#: pre-activations, the others' outputs),
 #: ``masks`` (dropout scales), ``bnz`` and ``bnstat`` (batch norm's normalised
 #: values and batch statistics), ``dz`` (one layer's gradient w.r.t. its
 #: pre-activation) and ``X0`` (gathered dense input rows).  Unused: size 0.

@@ -10,14 +10,17 @@ them, alone or inside a ``Pipeline``, like any scikit-learn estimator::
     onx = to_onnx(model, X[:1])
 
 The graph is the network's inference pass exactly as skbp computes it: every
-hidden activation (per layer, ``leaky_relu`` and ``elu`` included), batch
+hidden activation (per layer, ``leaky_relu``, ``elu``, ``selu``, ``gelu`` and
+``mish`` included), batch
 normalisation with the running statistics, residual skips, no dropout, and the
 output activation (softmax, logistic, identity, or ``exp`` for the Poisson
 loss).  Classifiers output labels and probabilities (binary, multiclass and
 multilabel, scikit-learn's classifier options ``zipmap`` and ``nocl``
 included); regressors output ``(n_samples, n_outputs)`` values.  The graph
 computes in the model's own dtype (float32 or float64, as ``predict`` does),
-whatever the input's float type.
+whatever the input's float type, with one exception: onnxruntime has no float64
+``Erf``, so a float64 model's gelu computes its ``erf`` in float32 (its values
+agree with skbp's to about 1e-7).
 
 Requires the ``onnx`` extra: ``pip install "skbp[onnx]"`` (skl2onnx, onnx,
 and onnxruntime to run the result).
@@ -46,19 +49,25 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
 from ._estimators import BPClassifier, BPRegressor
 from ._kernels import (
     ACT_ELU,
+    ACT_GELU,
     ACT_IDENTITY,
     ACT_LEAKY_RELU,
     ACT_LOGISTIC,
+    ACT_MISH,
     ACT_RELU,
+    ACT_SELU,
     ACT_TANH,
     BN_EPS,
     LEAKY_SLOPE,
+    SELU_ALPHA,
+    SELU_SCALE,
 )
 
 __all__ = ["register"]
 
-#: ONNX operator (and its attributes) of each hidden activation code; leaky_relu and
-#: elu are written with basic operators (onnxruntime has no float64 LeakyRelu or Elu)
+#: ONNX operator (and its attributes) of each hidden activation code; leaky_relu,
+#: elu, selu, gelu and mish are written with basic operators (onnxruntime has no
+#: float64 LeakyRelu, Elu, Selu, Softplus or Erf; Mish and Gelu need opsets 18 and 20)
 _HIDDEN_OPS = {
     ACT_IDENTITY: ("Identity", {}),
     ACT_LOGISTIC: ("Sigmoid", {}),
@@ -118,6 +127,28 @@ def _hidden_activation(g, code, z):
         below = g.node("Less", [z, g.const("zero", 0.0)])
         expm1 = g.node("Sub", [g.node("Exp", [z]), g.const("one", 1.0)])
         return g.node("Where", [below, expm1, z], name="hidden")
+    if code == ACT_SELU:  # scale z, or scale alpha (exp(z) - 1) where z <= 0
+        above = g.node("Greater", [z, g.const("zero", 0.0)])
+        pos = g.node("Mul", [z, g.const("selu_scale", SELU_SCALE)])
+        expm1 = g.node("Sub", [g.node("Exp", [z]), g.const("one", 1.0)])
+        neg = g.node("Mul", [expm1, g.const("selu_scale_alpha", SELU_SCALE * SELU_ALPHA)])
+        return g.node("Where", [above, pos, neg], name="hidden")
+    if code == ACT_GELU:  # z (1 + erf(z / sqrt 2)) / 2: the exact form
+        u = g.node("Mul", [z, g.const("inv_sqrt2", 1.0 / np.sqrt(2.0))])
+        if g.dtype == np.float64:
+            u = g.node("Cast", [u], to=onnx_proto.TensorProto.FLOAT)
+            erf = g.node("Cast", [g.node("Erf", [u])], to=onnx_proto.TensorProto.DOUBLE)
+        else:
+            erf = g.node("Erf", [u])
+        half_z = g.node("Mul", [z, g.const("half", 0.5)])
+        return g.node("Mul", [half_z, g.node("Add", [erf, g.const("one", 1.0)])], name="hidden")
+    if code == ACT_MISH:  # z tanh(softplus(z)), softplus = max(z, 0) + log(1 + exp(-|z|))
+        tail = g.node("Exp", [g.node("Neg", [g.node("Abs", [z])])])
+        softplus = g.node(
+            "Add",
+            [g.node("Relu", [z]), g.node("Log", [g.node("Add", [tail, g.const("one", 1.0)])])],
+        )
+        return g.node("Mul", [z, g.node("Tanh", [softplus])], name="hidden")
     op, attrs = _HIDDEN_OPS[code]
     return g.node(op, [z], name="hidden", **attrs)
 

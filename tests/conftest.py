@@ -2,7 +2,8 @@
 
 * ``np_forward``: the plain-NumPy reference network (per-layer activations,
   residual skips, batch norm, sample-weighted batch statistics, dropout masks),
-  with ``weighted_stats`` and the per-row data loss ``ref_row_loss``;
+  with ``weighted_stats`` and the per-row data loss ``ref_row_loss``; each hidden
+  activation and its derivative: ``HIDDEN_FUNCS``, ``HIDDEN_DERIVATIVES``;
 * ``call_kernel`` / ``kernel_loss_grad``: the compiled loss and gradient, called
   the way ``fit_lbfgs`` calls them, and ``numeric_gradient``, central finite
   differences of any such objective;
@@ -21,7 +22,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.special import expit, softmax, xlogy
+from scipy.special import expit, ndtr, softmax, xlogy
 from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
 
@@ -34,6 +35,10 @@ from skbp._training import loss_grad
 # The NumPy reference network
 # ----------------------------------------------------------------------------
 
+#: SELU's constants, as Klambauer et al. (2017) give them (not read from skbp)
+SELU_SCALE = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
+
 HIDDEN_FUNCS = {
     "identity": lambda z: z,
     "logistic": expit,
@@ -41,6 +46,26 @@ HIDDEN_FUNCS = {
     "relu": lambda z: np.maximum(z, 0.0),
     "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z),
     "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0.0))),
+    "selu": lambda z: np.where(
+        z > 0, SELU_SCALE * z, SELU_SCALE * SELU_ALPHA * np.expm1(np.minimum(z, 0.0))
+    ),
+    "gelu": lambda z: z * ndtr(z),  # exact: z * Phi(z), Phi the standard normal CDF
+    "mish": lambda z: z * np.tanh(np.logaddexp(0.0, z)),  # softplus = log(1 + e^z)
+}
+
+#: f'(z) of each hidden activation, in terms of its pre-activation z
+HIDDEN_DERIVATIVES = {
+    "identity": np.ones_like,
+    "logistic": lambda z: expit(z) * (1.0 - expit(z)),
+    "tanh": lambda z: 1.0 - np.tanh(z) ** 2,
+    "relu": lambda z: (z > 0).astype(z.dtype),
+    "leaky_relu": lambda z: np.where(z > 0, 1.0, 0.01),
+    "elu": lambda z: np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0))),
+    "selu": lambda z: SELU_SCALE * np.where(z > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(z, 0.0))),
+    "gelu": lambda z: ndtr(z) + z * np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi),
+    "mish": lambda z: (
+        np.tanh(np.logaddexp(0.0, z)) + z * (1.0 - np.tanh(np.logaddexp(0.0, z)) ** 2) * expit(z)
+    ),
 }
 
 OUTPUT_FUNCS = {
@@ -140,6 +165,7 @@ def call_kernel(layout, w, problem, hidden, out_code, alpha, ws):
 def kernel_loss_grad(layout, w, problem, hidden, out_code, alpha, chunk):
     """Loss and a copy of the gradient, with a fresh workspace of ``chunk`` rows."""
     w = np.ascontiguousarray(w, dtype=problem.dtype)
+    layout.codes[:] = hidden  # before the workspace: gelu and mish need a buffer more
     ws = Workspace(layout, chunk, problem.dtype, problem.sparse)
     loss = call_kernel(layout, w, problem, hidden, out_code, alpha, ws)
     return float(loss), ws.grad.copy()

@@ -126,6 +126,7 @@ OUT_OF_RANGE = {
     "decay_rate": [0.0, 1.5],
     "dropout": [1.0, -0.1],
     "l1_ratio": [-0.1, 1.1],
+    "label_smoothing": [-0.1, 1.0],
     "max_grad_norm": [0.0, -1.0],
     "n_jobs": [0],
     "loss": ["bogus"],

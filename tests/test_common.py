@@ -39,6 +39,13 @@ ESTIMATORS = [
         random_state=0,
     ),
     BPClassifier(hidden_layer_sizes=(16, 16), dropout=0.1, residual=True, random_state=0),
+    BPClassifier(
+        hidden_layer_sizes=(16, 16),
+        activation=["selu", "gelu"],
+        label_smoothing=0.1,
+        random_state=0,
+    ),
+    BPRegressor(hidden_layer_sizes=(16,), activation="mish", random_state=0),
     BPRegressor(hidden_layer_sizes=(16,), dropout=[0.2], batch_norm=True, random_state=0),
     BPClassifier(hidden_layer_sizes="auto", solver="lbfgs", batch_norm=True, random_state=0),
     BPRegressor(

@@ -8,10 +8,11 @@ the number of rows (so the gradient is accumulated over chunks).
 
 The training toolkit's gradients are checked the same way: batch norm (with
 sample-weighted batch statistics), dropout with masks written into the
-workspace's ``masks`` buffer by hand, residual skips, the leaky-relu and elu
-activations, one activation per layer and the L1 penalty, each alone and all
-combined.  Their loss is also compared with the NumPy reference network
-(``np_forward`` in ``conftest.py``).
+workspace's ``masks`` buffer by hand, residual skips, the leaky-relu, elu,
+selu, gelu and mish activations (gelu and mish keep their pre-activations for
+the backward pass, also under dropout and residual skips), one activation per
+layer and the L1 penalty, each alone and all combined.  Their loss is also
+compared with the NumPy reference network (``np_forward`` in ``conftest.py``).
 """
 
 import numpy as np
@@ -21,9 +22,12 @@ from conftest import call_kernel, kernel_loss_grad, np_forward, numeric_gradient
 
 from skbp._data import Problem, Workspace
 from skbp._kernels import (
+    ACT_GELU,
     ACT_IDENTITY,
     ACT_LOGISTIC,
+    ACT_MISH,
     ACT_RELU,
+    ACT_SELU,
     ACT_TANH,
     ACTIVATION_CODES,
     OUT_EXP,
@@ -43,6 +47,9 @@ HIDDEN_CODES = {
     "logistic": ACT_LOGISTIC,
     "tanh": ACT_TANH,
     "relu": ACT_RELU,
+    "selu": ACT_SELU,
+    "gelu": ACT_GELU,
+    "mish": ACT_MISH,
 }
 # name -> (output code, number of outputs)
 OUTPUTS = {
@@ -155,12 +162,13 @@ def test_gradient_scale_invariant_in_sample_weight(out_name):
     np.testing.assert_allclose(grad7, grad, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("hidden", ["tanh", "selu", "gelu", "mish"])
 @pytest.mark.parametrize("out_name", list(OUTPUTS))
-def test_float32_gradient_close_to_float64(out_name):
+def test_float32_gradient_close_to_float64(out_name, hidden):
     p64, layout, w, out_code = make_case(out_name, sparse=False, seed=2)
     p32, _, w32, _ = make_case(out_name, sparse=False, seed=2, dtype=np.float32)
-    l64, g64 = loss_and_grad(p64, layout, w, ACT_TANH, out_code)
-    l32, g32 = loss_and_grad(p32, layout, w32, ACT_TANH, out_code)
+    l64, g64 = loss_and_grad(p64, layout, w, HIDDEN_CODES[hidden], out_code)
+    l32, g32 = loss_and_grad(p32, layout, w32, HIDDEN_CODES[hidden], out_code)
     assert g32.dtype == np.float32
     np.testing.assert_allclose(l32, l64, rtol=1e-5)
     np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-5)
@@ -393,7 +401,7 @@ def test_gradient_everything_combined(out_name, sparse):
         assert np.all(np.abs(g) > 1e-8)
 
 
-@pytest.mark.parametrize("activation", ["leaky_relu", "elu"])
+@pytest.mark.parametrize("activation", ["leaky_relu", "elu", "selu", "gelu", "mish"])
 def test_gradient_new_activations(activation):
     out_code, n_out = OUTS["squared_error"]
     problem = make_problem(out_code, seed=5)
@@ -406,6 +414,31 @@ def test_gradient_new_activations(activation):
     coefs, intercepts = layout.unpack(w)
     z = np.asarray(problem.X) @ coefs[0] + intercepts[0]
     assert (z < 0).mean() > 0.2 and (z > 0).mean() > 0.2
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("out_name", list(OUTS))
+def test_gradient_preactivation_activations_combined(out_name, sparse):
+    # gelu and mish read their kept pre-activations in the backward pass; with
+    # dropout and residual skips the layer outputs differ from both, and with
+    # batch norm the pre-activation is the normalised value
+    out_code, n_out = OUTS[out_name]
+    problem = make_problem(out_code, seed=8, sparse=sparse)
+    layout, acts = make_layout(
+        (5, 5, 5), n_out, batch_norm=True, residual=True, activations=["gelu", "mish", "selu"]
+    )
+    masks = random_masks(layout, TK_ROWS, 0.3, seed=8)
+    w = random_params(layout, 8, scale=1.5)
+    obj = Objective(problem, layout, out_code, drop_p=[0.3, 0.2, 0.3, 0.0], masks=masks)
+    loss, _ = assert_gradient_ok(obj, w)
+    np.testing.assert_allclose(loss, reference_loss(obj, w, acts), rtol=1e-10)
+    # without dropout and skips the buffer holds the pre-activations only for
+    # these activations (the others' outputs are read from the layer outputs)
+    plain, acts = make_layout((5, 4), n_out, activations=["mish", "gelu"])
+    obj = Objective(problem, plain, out_code)
+    w = random_params(plain, 9, scale=1.5)
+    loss, _ = assert_gradient_ok(obj, w)
+    np.testing.assert_allclose(loss, reference_loss(obj, w, acts), rtol=1e-10)
 
 
 def test_gradient_per_layer_activations():

@@ -44,6 +44,10 @@ OPTIONS = {
     "identity": dict(activation="identity"),
     "leaky_relu": dict(activation="leaky_relu"),
     "elu": dict(activation="elu"),
+    "selu": dict(activation="selu"),
+    "gelu": dict(activation="gelu"),
+    "mish": dict(activation="mish"),
+    "label_smoothing": dict(label_smoothing=0.2),  # training only: the same graph
     "per_layer": dict(hidden_layer_sizes=(8, 8, 8), activation=["leaky_relu", "elu", "tanh"]),
     "batch_norm": dict(hidden_layer_sizes=(8, 8), batch_norm=True),
     "residual": dict(hidden_layer_sizes=(8, 8, 8), residual=True),
@@ -111,8 +115,9 @@ def test_multilabel(dtype):
 @pytest.mark.parametrize(
     "kw",
     [{}, dict(loss="poisson"), dict(hidden_layer_sizes=(8, 8), batch_norm=True, residual=True),
-     dict(activation=["elu", "leaky_relu"], hidden_layer_sizes=(8, 8), dropout=0.2)],
-    ids=["default", "poisson", "batch_norm_residual", "per_layer_dropout"],
+     dict(activation=["elu", "leaky_relu"], hidden_layer_sizes=(8, 8), dropout=0.2),
+     dict(activation=["selu", "gelu", "mish"], hidden_layer_sizes=(8, 8, 8), residual=True)],
+    ids=["default", "poisson", "batch_norm_residual", "per_layer_dropout", "selu_gelu_mish"],
 )  # fmt: skip
 def test_regressor(kw, dtype):
     X, y = load_diabetes(return_X_y=True)
@@ -126,6 +131,22 @@ def test_regressor(kw, dtype):
     (values,) = run_onnx(to_onnx(est, X[:1]), X)
     assert values.shape == (X.shape[0], 1) and values.dtype == dtype
     np.testing.assert_allclose(values.ravel(), est.predict(X), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("activation", ["selu", "gelu", "mish"])
+def test_new_activations_at_extreme_inputs(activation, dtype):
+    # pre-activations from about -1e4 to 1e4, where exp overflows in one branch
+    X, y = load_diabetes(return_X_y=True)
+    X = scaled(X)
+    est = BPRegressor(hidden_layer_sizes=(8,), activation=activation, max_iter=5, random_state=0)
+    est.fit(X.astype(dtype), (y / y.std()).astype(dtype))
+    X_far = (np.r_[X, np.zeros((1, X.shape[1]))] * 3e3).astype(dtype)
+    z = X_far @ est.coefs_[0] + est.intercepts_[0]
+    assert z.min() < -3e3 and z.max() > 3e3
+    (values,) = run_onnx(to_onnx(est, X_far[:1]), X_far)
+    assert np.all(np.isfinite(values))
+    np.testing.assert_allclose(values.ravel(), est.predict(X_far), rtol=1e-4, atol=1e-4)
 
 
 def test_multi_output_regressor():

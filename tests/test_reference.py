@@ -17,7 +17,15 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import bn_data, kernel_loss_grad, np_forward, ref_row_loss, reg_data, weighted_stats
+from conftest import (
+    HIDDEN_DERIVATIVES,
+    bn_data,
+    kernel_loss_grad,
+    np_forward,
+    ref_row_loss,
+    reg_data,
+    weighted_stats,
+)
 from sklearn.datasets import load_iris, make_classification, make_multilabel_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -41,17 +49,6 @@ BN_MOMENTUM = 0.1  # documented momentum of the running statistics
 # ----------------------------------------------------------------------------
 
 
-def ref_hidden_derivative(a, activation):
-    """f'(z) written in terms of a = f(z)."""
-    if activation == "identity":
-        return np.ones_like(a)
-    if activation == "logistic":
-        return a * (1.0 - a)
-    if activation == "tanh":
-        return 1.0 - a**2
-    return (a > 0).astype(a.dtype)
-
-
 def ref_loss_grad(X, Y, sw, coefs, intercepts, alpha, activation, out):
     """Loss and gradient, packed like scikit-learn's ``_pack`` (all W, then all b)."""
     acts = np_forward(X, coefs, intercepts, activation, out, all_layers=True)
@@ -64,7 +61,8 @@ def ref_loss_grad(X, Y, sw, coefs, intercepts, alpha, activation, out):
         gW[layer] = (acts[layer].T @ delta + alpha * coefs[layer]) / sw_sum
         gb[layer] = delta.sum(axis=0) / sw_sum
         if layer > 0:
-            delta = (delta @ coefs[layer].T) * ref_hidden_derivative(acts[layer], activation)
+            z = acts[layer - 1] @ coefs[layer - 1] + intercepts[layer - 1]
+            delta = (delta @ coefs[layer].T) * HIDDEN_DERIVATIVES[activation](z)
     grad = np.concatenate([g.ravel() for g in gW] + [g.ravel() for g in gb])
     return loss, grad
 
@@ -87,7 +85,7 @@ def set_params(est, coefs, intercepts):
 # Forward pass
 # ----------------------------------------------------------------------------
 
-ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
+ACTIVATIONS = ["identity", "logistic", "tanh", "relu", "selu", "gelu", "mish"]
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])

@@ -79,6 +79,22 @@ FAMILIES = {
             random_state=0,
         )  # fmt: skip
     ),
+    "selu_gelu_mish_dropout": lambda: _fit(
+        BPClassifier(
+            (6, 6, 6),
+            activation=["selu", "gelu", "mish"],
+            dropout=[0.1, 0.0, 0.2],
+            max_iter=5,
+            random_state=0,
+        )  # fmt: skip
+    ),
+    "regressor_gelu": lambda: _fit(
+        BPRegressor(hidden_layer_sizes=(6,), activation="gelu", max_iter=5, random_state=0),
+        y=Y_TWO,
+    ),
+    "label_smoothing": lambda: _fit(
+        BPClassifier((6,), label_smoothing=0.1, max_iter=5, random_state=0)
+    ),
     "early_stopping": lambda: _fit(
         BPClassifier((6,), early_stopping=True, max_iter=5, random_state=0)
     ),
