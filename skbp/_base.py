@@ -279,6 +279,8 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         "residual": ["boolean"],
         "l1_ratio": [Interval(numbers.Real, 0, 1, closed="both")],
         "max_grad_norm": [None, Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "decay_biases": ["boolean"],
         "n_jobs": [None, numbers.Integral],
     }
 
@@ -292,7 +294,8 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         validation_fraction: float, beta_1: float, beta_2: float, epsilon: float,
         n_iter_no_change: float, max_fun: int, decay_rate: float,
         dropout: float | Iterable[float], batch_norm: bool, residual: bool, l1_ratio: float,
-        max_grad_norm: float | None, n_jobs: int | None,
+        max_grad_norm: float | None, n_jobs: int | None, weight_decay: float,
+        decay_biases: bool,
     ) -> None:  # fmt: skip
         self.activation = activation
         self.solver = solver
@@ -325,6 +328,8 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self.l1_ratio = l1_ratio
         self.max_grad_norm = max_grad_norm
         self.n_jobs = n_jobs
+        self.weight_decay = weight_decay
+        self.decay_biases = decay_biases
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -523,6 +528,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self._validate_params()
         if self.n_jobs == 0:
             raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
+        self._check_optimizer_options()
         stochastic = self.solver in _STOCHASTIC_SOLVERS
         if stochastic and self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -548,6 +554,16 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self.gradient_norms_ = np.array(self._gradient_norms).reshape(-1, len(layer_units) - 1)
         tasks.close()
         return self
+
+    def _check_optimizer_options(self) -> None:
+        """``ValueError`` for optimizer options that contradict the solver."""
+        if self.solver == "lbfgs" and self.weight_decay > 0:
+            raise ValueError(
+                f"weight_decay={self.weight_decay!r} needs a stochastic solver ('sgd' or "
+                "'adam'): decoupled weight decay shrinks the weights in each optimizer "
+                "step, and L-BFGS takes no such steps. Use alpha (an L2 penalty in the "
+                "loss) with 'lbfgs', or set weight_decay=0."
+            )
 
     def _fit_sample_weight(
         self,

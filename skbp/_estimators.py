@@ -157,6 +157,21 @@ default='constant'
         Clip the global norm of the gradient of every update to at most this
         value (against exploding gradients).  Stochastic solvers only.
 
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW with 'adam', SGDW with 'sgd'; Loshchilov
+        and Hutter, 2019): each update first shrinks the weights,
+        ``w <- (1 - lr * weight_decay) * w``, apart from the gradient step,
+        where ``lr`` is that update's learning rate (after the schedule, before
+        Adam's bias correction), as in PyTorch's ``torch.optim.AdamW``.  Unlike
+        ``alpha``, an L2 penalty in the loss that Adam rescales per parameter,
+        every weight decays at the same rate.  0 turns it off.  Stochastic
+        solvers only: ``solver='lbfgs'`` refuses ``weight_decay > 0``.
+
+    decay_biases : bool, default=False
+        Whether ``weight_decay`` also shrinks the biases and batch norm's
+        scales and shifts.  By default only the weight matrices decay, the
+        common practice.
+
     n_jobs : int or None, default=None
         The most CPU threads one fit or prediction may use.  ``None`` means
         every core Numba may use, unless an outer joblib context limits it
@@ -334,7 +349,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
         decay_rate: float = 0.95, dropout: float | Iterable[float] = 0.0,
         batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
         max_grad_norm: float | None = None, class_weight: dict[Any, float] | str | None = None,
-        n_jobs: int | None = None,
+        n_jobs: int | None = None, weight_decay: float = 0.0, decay_biases: bool = False,
     ) -> None:  # fmt: skip
         self.class_weight = class_weight
         super().__init__(
@@ -348,7 +363,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             decay_rate=decay_rate, dropout=dropout, batch_norm=batch_norm,
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
-            n_jobs=n_jobs,
+            n_jobs=n_jobs, weight_decay=weight_decay, decay_biases=decay_biases,
         )  # fmt: skip
 
     def _validate_input(
@@ -680,6 +695,7 @@ class BPRegressor(RegressorMixin, BaseBP):
         decay_rate: float = 0.95, dropout: float | Iterable[float] = 0.0,
         batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
         max_grad_norm: float | None = None, n_jobs: int | None = None,
+        weight_decay: float = 0.0, decay_biases: bool = False,
     ) -> None:  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -692,7 +708,7 @@ class BPRegressor(RegressorMixin, BaseBP):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             decay_rate=decay_rate, dropout=dropout, batch_norm=batch_norm,
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
-            n_jobs=n_jobs,
+            n_jobs=n_jobs, weight_decay=weight_decay, decay_biases=decay_biases,
         )  # fmt: skip
 
     def _validate_input(

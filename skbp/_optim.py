@@ -6,6 +6,10 @@ Same update rules as scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer``:
   Nesterov's momentum ``momentum * v - lr * g`` (the look-ahead form).
 * Adam: ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2`` and the step
   ``-lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``.
+* Decoupled weight decay (AdamW, SGDW: Loshchilov and Hutter, "Decoupled
+  Weight Decay Regularization", ICLR 2019): before either step the
+  parameters shrink, ``w <- (1 - lr * weight_decay) * w``, with the update's
+  learning rate ``lr`` as PyTorch's ``AdamW`` (:func:`decay_step`).
 
 The optimizer state (velocity or moments, Adam's step count) lives in arrays the
 estimator owns, so ``partial_fit`` continues exactly where the last call stopped.
@@ -19,6 +23,18 @@ from ._jit import jit
 
 SOLVER_SGD, SOLVER_ADAM = 0, 1
 SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
+
+
+@jit()
+def decay_step(w, rate):
+    """Decoupled weight decay ``w <- (1 - rate) * w``, ``rate = lr * weight_decay``.
+
+    A pass of its own before the optimizer step (as PyTorch's ``AdamW``:
+    ``mul_`` then the step), so the steps' loops are those without decay.
+    """
+    keep = w.dtype.type(1.0 - rate)
+    for k in range(w.shape[0]):
+        w[k] *= keep
 
 
 @jit()

@@ -47,8 +47,12 @@ Penalty = namedtuple("Penalty", "alpha l1_ratio max_grad_norm")
 
 #: A stochastic optimizer: its code (``skbp._optim``), hyper-parameters and
 #: state arrays (SGD's velocity or Adam's moments ``m``, ``v``; Adam's step
-#: count ``t``, a 1-element array the kernels advance).
-Optimizer = namedtuple("Optimizer", "solver lr momentum nesterov beta_1 beta_2 epsilon m v t")
+#: count ``t``, a 1-element array the kernels advance); the decoupled weight
+#: decay (``weight_decay``, 0: off) and whether it reaches the biases and batch
+#: norm's parameters (``decay_biases``, a bool).
+Optimizer = namedtuple(
+    "Optimizer", "solver lr momentum nesterov beta_1 beta_2 epsilon m v t weight_decay decay_biases"
+)
 
 #: One epoch's order and outputs: the row indices ``idx`` (shuffled in place
 #: when ``shuffle``), the splitmix64 state ``rng``, the batch size, the

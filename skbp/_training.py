@@ -87,6 +87,8 @@ class TrainConfig:
     alpha: float
     l1_ratio: float
     max_grad_norm: float
+    weight_decay: float
+    decay_biases: bool
     verbose: bool
 
     @classmethod
@@ -94,6 +96,8 @@ class TrainConfig:
         """The configuration of ``est``'s (already validated) parameters."""
         values = {f.name: getattr(est, f.name) for f in fields(cls)}
         values["max_grad_norm"] = float(est.max_grad_norm or 0.0)
+        values["weight_decay"] = float(est.weight_decay)
+        values["decay_biases"] = bool(est.decay_biases)
         values["verbose"] = bool(est.verbose)
         return cls(**values)
 
@@ -371,7 +375,7 @@ class StochasticTrainer:
         return Optimizer(
             opt.code, float(opt.learning_rate), float(cfg.momentum),
             bool(cfg.nesterovs_momentum), float(cfg.beta_1), float(cfg.beta_2),
-            float(cfg.epsilon), opt.m, opt.v, opt.t,
+            float(cfg.epsilon), opt.m, opt.v, opt.t, cfg.weight_decay, cfg.decay_biases,
         )  # fmt: skip
 
     def run(self) -> None:

@@ -358,10 +358,11 @@ def test_finish_blocks_matches_the_plain_reference(dtype, monkeypatch):
         np.testing.assert_array_equal(x, z)
 
 
-def _opt(solver, m, v, t):
+def _opt(solver, m, v, t, weight_decay=0.0, decay_biases=False):
     """The optimizer record of these tests: lr 0.01, momentum 0.9 (Nesterov), Adam's
-    defaults, step number ``t``."""
-    return Optimizer(solver, 0.01, 0.9, True, 0.9, 0.999, 1e-8, m, v, np.array([t]))
+    defaults, step number ``t``, no weight decay unless asked."""
+    return Optimizer(solver, 0.01, 0.9, True, 0.9, 0.999, 1e-8, m, v, np.array([t]),
+                     weight_decay, decay_biases)  # fmt: skip
 
 
 @pytest.mark.parametrize("solver", [SOLVER_SGD, SOLVER_ADAM])
@@ -452,7 +453,15 @@ _CONFIGS = {
         False,
     ),
     "sparse": (BPClassifier, dict(hidden_layer_sizes=(32, 16)), np.float64, True),
+    "adamw-f32": (
+        BPClassifier,
+        dict(hidden_layer_sizes=(256, 64), weight_decay=0.05, decay_biases=True),
+        np.float32,
+        False,
+    ),
 }
+#: the configurations whose first layer is wide enough for the parallel update sweep
+_WIDE = {"adam-f32", "adamw-f32"}
 
 
 @needs_threads
@@ -460,10 +469,10 @@ _CONFIGS = {
 def test_same_weights_for_any_n_jobs(name, monkeypatch):
     monkeypatch.setattr(thr, "ADAPTIVE", False)  # every step on the n_jobs threads
     est_cls, params, dtype, sparse = _CONFIGS[name]
-    if name != "adam-f32":  # small networks: split every product that has columns to share
+    if name not in _WIDE:  # small networks: split every product that has columns to share
         monkeypatch.setattr(mm, "PAR_MIN_WORK", 1)
         monkeypatch.setattr(mm, "PAR_BLOCK_COLS", 4)
-    X, y = _classification(dtype=dtype, d=300 if name == "adam-f32" else 40)
+    X, y = _classification(dtype=dtype, d=300 if name in _WIDE else 40)
     if est_cls is BPRegressor:
         y = X[:, :3] @ np.array([1.0, -2.0, 0.5])
     if sparse:
@@ -472,7 +481,7 @@ def test_same_weights_for_any_n_jobs(name, monkeypatch):
     tune = mm.tune_array()
     width = params["hidden_layer_sizes"][0]
     assert mm.n_blocks(100, X.shape[1], width, tune) > 1  # the test splits products
-    if name == "adam-f32":
+    if name in _WIDE:
         assert X.shape[1] * width >= 1 << 16  # ... and runs the parallel update sweep
     fits = []
     for n_jobs in (1, 2, 3, None):

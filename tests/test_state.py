@@ -68,6 +68,11 @@ FAMILIES = {
         BPClassifier((6,), solver="sgd", momentum=0.0, max_iter=5, random_state=0)
     ),
     "lbfgs": lambda: _fit(BPClassifier((6,), solver="lbfgs", max_iter=5, random_state=0)),
+    "weight_decay": lambda: _fit(
+        BPClassifier(
+            (6,), batch_norm=True, weight_decay=0.1, decay_biases=True, max_iter=5, random_state=0
+        )
+    ),  # fmt: skip
     "batch_norm_residual_dropout": lambda: _fit(
         BPClassifier(
             (6, 6, 6),
@@ -405,6 +410,8 @@ REFUSED = {
     # the parameters: valid, and those of the fitted network
     "parameter_invalid": ("adam", _set(alpha=-1.0), "'alpha' parameter"),
     "parameter_wrong_type": ("adam", _set(n_jobs="all"), "'n_jobs' parameter"),
+    "weight_decay_negative": ("weight_decay", _set(weight_decay=-0.1), "'weight_decay' param"),
+    "decay_biases_not_bool": ("weight_decay", _set(decay_biases="no"), "'decay_biases' param"),
     "parameter_missing": ("adam", lambda st: st.pop("batch_size"), "lacks batch_size"),
     "activation_changed": ("adam", _set(activation="tanh"), "activation='tanh'"),
     "hidden_layer_sizes_changed": ("adam", _set(hidden_layer_sizes=(7,)), "hidden_layer_sizes"),
