@@ -23,7 +23,7 @@ from ._data import Problem, max_abs, readonly
 from ._epoch import EPOCH_OK, run_epoch
 from ._kernels import full_loss_grad
 from ._matmul import tune_array
-from ._optim import OptimizerState
+from ._optim import SCHEDULE_CODES, OptimizerState
 from ._predict import (
     CHUNK_ROWS,
     compile_ahead,
@@ -89,6 +89,9 @@ class TrainConfig:
     max_grad_norm: float
     weight_decay: float
     decay_biases: bool
+    min_learning_rate: float
+    warmup_fraction: float
+    n_cycles: int
     verbose: bool
 
     @classmethod
@@ -98,6 +101,9 @@ class TrainConfig:
         values["max_grad_norm"] = float(est.max_grad_norm or 0.0)
         values["weight_decay"] = float(est.weight_decay)
         values["decay_biases"] = bool(est.decay_biases)
+        values["min_learning_rate"] = float(est.min_learning_rate)
+        values["warmup_fraction"] = float(est.warmup_fraction)
+        values["n_cycles"] = int(est.n_cycles)
         values["verbose"] = bool(est.verbose)
         return cls(**values)
 
@@ -210,6 +216,14 @@ def _resolve_batch_size(batch_size: str | int, n_samples: int) -> int:
             "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
         )
     return int(np.clip(batch_size, 1, n_samples))
+
+
+def _batches_per_epoch(n_samples: int, batch_size: int, batch_norm: bool) -> int:
+    """The mini-batches of an epoch (``run_epoch``'s batching; the schedules' unit)."""
+    n = -(-n_samples // batch_size)
+    if batch_norm and n > 1 and n_samples % batch_size == 1:
+        n -= 1  # a one-row last batch joins the one before
+    return n
 
 
 def _split_validation(
@@ -339,6 +353,7 @@ class StochasticTrainer:
             self.train, self.val, self.y_val = problem, None, None
         self.n_samples = self.train.n_rows
         self.batch_size = _resolve_batch_size(cfg.batch_size, self.n_samples)
+        self.n_batches = _batches_per_epoch(self.n_samples, self.batch_size, cfg.batch_norm)
         if cfg.batch_norm and self.batch_size < 2:
             raise ValueError(
                 "batch_norm=True needs mini-batches of at least 2 rows; got batch_size="
@@ -370,12 +385,20 @@ class StochasticTrainer:
         )  # fmt: skip
 
     def _optimizer(self) -> Optimizer:
-        """The optimizer record at this epoch's learning rate."""
+        """The optimizer record at this epoch's learning rate and place in the schedule.
+
+        A per-update schedule runs over ``max_iter`` epochs of this call's
+        mini-batches; the epochs trained with the optimizer state before
+        (``partial_fit``) move it on, and past its end it stays at its floor.
+        """
         cfg, opt = self.cfg, self.opt
         return Optimizer(
             opt.code, float(opt.learning_rate), float(cfg.momentum),
             bool(cfg.nesterovs_momentum), float(cfg.beta_1), float(cfg.beta_2),
             float(cfg.epsilon), opt.m, opt.v, opt.t, cfg.weight_decay, cfg.decay_biases,
+            SCHEDULE_CODES.get(cfg.learning_rate, 0), cfg.min_learning_rate,
+            cfg.warmup_fraction, cfg.n_cycles, min(int(opt.epochs), cfg.max_iter) * self.n_batches,
+            cfg.max_iter * self.n_batches,
         )  # fmt: skip
 
     def run(self) -> None:
@@ -421,6 +444,7 @@ class StochasticTrainer:
             self._optimizer(), self.order,
         )  # fmt: skip
         status = run_epoch_steps(self.steps, args, self.n_samples)
+        self.opt.epochs += 1
         if est._loss_ref is None and np.isfinite(self.sums[1]):
             est._loss_ref = float(self.sums[1])
         self.loss = self.sums[0] / self.n_samples

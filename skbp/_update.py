@@ -169,11 +169,12 @@ def _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm):
 
 
 @jit()
-def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, par):
+def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, lr, par):
     """:func:`finish_blocks` then :func:`step_blocks`; return the penalty.
 
     ``penalty`` and ``opt`` are ``skbp._records.Penalty`` and ``Optimizer``;
-    ``opt.t[0]`` is Adam's step number after this update.  Without clipping
+    ``opt.t[0]`` is Adam's step number after this update; ``lr`` is this
+    update's learning rate (``skbp._optim.scheduled_lr``).  Without clipping
     (``max_grad_norm <= 0``) the step needs no norm of the whole gradient, so
     each block is finished and stepped in turn, in one sweep (one parallel
     region, each block still in cache): the same arithmetic as two sweeps,
@@ -189,13 +190,13 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, par):
     if max_grad_norm > 0:
         value, clip = finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
                                     max_grad_norm, par)  # fmt: skip
-        step_blocks(blocks, w, grad, clip, opt, part, par)
+        step_blocks(blocks, w, grad, clip, opt, lr, part, par)
         return value
     inv = 1.0 / sw_sum
     a1 = alpha * l1_ratio
     a2 = alpha * (1.0 - l1_ratio)
     # the optimizer's scalars as the sweeps take them (Adam's step number read now)
-    hp = (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon,
+    hp = (lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon,
           opt.weight_decay, opt.decay_biases)  # fmt: skip
     solver, m, v = opt.solver, opt.m, opt.v
     if par and w.shape[0] >= PAR_MIN_PARAMS:
@@ -235,8 +236,9 @@ def _sweep_parallel(op, blocks, w, grad, a1, a2, inv, part, scale, solver, m, v,
 
 
 @jit()
-def step_blocks(blocks, w, grad, scale, opt, part, par):
-    """One optimizer step on ``scale * grad``: ``skbp._optim``'s rules, block by block.
+def step_blocks(blocks, w, grad, scale, opt, lr, part, par):
+    """One optimizer step on ``scale * grad`` at learning rate ``lr``: ``skbp._optim``'s
+    rules, block by block (``opt.lr`` is not read: ``lr`` is the update's rate).
 
     With ``opt.weight_decay > 0`` each weight block (and with
     ``opt.decay_biases`` every block) first shrinks by ``1 - lr * weight_decay``.
@@ -245,7 +247,7 @@ def step_blocks(blocks, w, grad, scale, opt, part, par):
     ``part`` (the partial sums of :func:`finish_blocks`) is passed along unused.
     """
     # the optimizer's scalars as the sweeps take them (Adam's step number read now)
-    hp = (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon,
+    hp = (lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon,
           opt.weight_decay, opt.decay_biases)  # fmt: skip
     solver, m, v = opt.solver, opt.m, opt.v
     if par and w.shape[0] >= PAR_MIN_PARAMS:

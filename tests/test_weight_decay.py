@@ -8,6 +8,7 @@ the biases and batch norm's parameters alone.
 import copy
 import warnings
 
+import numba
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
@@ -15,8 +16,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import skbp._update as upd
 from skbp import BPClassifier, BPRegressor
-from skbp._optim import SOLVER_ADAM, SOLVER_SGD
+from skbp._optim import SOLVER_ADAM, SOLVER_SGD, adam_step, sgd_step
 from skbp._records import Optimizer
+from skbp._threads import thread_context
 from skbp._update import param_blocks, step_blocks
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)
@@ -27,10 +29,15 @@ W0 = np.array([0.5, -1.0, 0.3])
 G = np.array([0.1, -0.2, 0.4])
 
 
+def _record(solver, lr, momentum, nesterov, m, v, t, wd, decay_biases):
+    """An optimizer record at a constant learning rate (no per-update schedule)."""
+    return Optimizer(solver, lr, momentum, nesterov, 0.9, 0.999, 1e-8, m, v, np.array([t]),
+                     wd, decay_biases, 0, 0.0, 0.0, 1, 0, 1)  # fmt: skip
+
+
 def _step(solver, w, m, v, t, lr, momentum, nesterov, wd, decay_biases):
-    opt = Optimizer(solver, lr, momentum, nesterov, 0.9, 0.999, 1e-8, m, v,
-                    np.array([t]), wd, decay_biases)  # fmt: skip
-    step_blocks(BLOCKS, w, G.copy(), 1.0, opt, np.empty((len(BLOCKS), 4)), True)
+    opt = _record(solver, lr, momentum, nesterov, m, v, t, wd, decay_biases)
+    step_blocks(BLOCKS, w, G.copy(), 1.0, opt, lr, np.empty((len(BLOCKS), 4)), True)
 
 
 @pytest.mark.parametrize("decay_biases", [False, True])
@@ -64,13 +71,16 @@ def test_one_sgdw_step_by_hand(nesterov, decay_biases):
 
 @pytest.mark.parametrize("solver", [SOLVER_SGD, SOLVER_ADAM])
 def test_zero_weight_decay_is_the_plain_step(solver):
-    a = [W0.copy(), np.full(3, 0.1), np.full(3 if solver == SOLVER_ADAM else 0, 0.2)]
-    b = [x.copy() for x in a]
-    _step(solver, *a, 2, 0.1, 0.9, True, 0.0, True)
-    opt = Optimizer(solver, 0.1, 0.9, True, 0.9, 0.999, 1e-8, b[1], b[2], np.array([2]),
-                    0.0, False)  # fmt: skip
-    step_blocks(BLOCKS, b[0], G.copy(), 1.0, opt, np.empty((len(BLOCKS), 4)), True)
-    for x, y in zip(a, b, strict=True):
+    # decay_biases without weight decay changes nothing either
+    w, m = W0.copy(), np.full(3, 0.1)
+    v = np.full(3 if solver == SOLVER_ADAM else 0, 0.2)
+    wr, mr, vr = w.copy(), m.copy(), v.copy()
+    _step(solver, w, m, v, 2, 0.1, 0.9, True, 0.0, True)
+    if solver == SOLVER_SGD:
+        sgd_step(wr, G, mr, 0.1, 0.9, True, 1.0)
+    else:
+        adam_step(wr, G, mr, vr, 2, 0.1, 0.9, 0.999, 1e-8, 1.0)
+    for x, y in ((w, wr), (m, mr), (v, vr)):
         np.testing.assert_array_equal(x, y)
 
 
@@ -87,9 +97,11 @@ def test_decay_in_the_parallel_sweep_gives_the_serial_bits(dtype, solver, monkey
         monkeypatch.setattr(upd, "PAR_MIN_PARAMS", par_min)
         w, m = w0.copy(), np.zeros(n, dtype)
         v = np.zeros(n if solver == SOLVER_ADAM else 0, dtype)
-        opt = Optimizer(solver, 0.01, 0.9, True, 0.9, 0.999, 1e-8, m, v, np.array([1]),
-                        0.1, False)  # fmt: skip
-        step_blocks.py_func(blocks, w, g.copy(), 1.0, opt, np.empty((len(blocks), 4)), True)
+        opt = _record(solver, 0.01, 0.9, True, m, v, 1, 0.1, False)
+        with thread_context(2) as gov:
+            numba.set_num_threads(gov.n_max)
+            step_blocks.py_func(blocks, w, g.copy(), 1.0, opt, 0.01, np.empty((len(blocks), 4)),
+                                True)  # fmt: skip
         results.append(w)
     np.testing.assert_array_equal(results[0], results[1])
 
