@@ -36,7 +36,7 @@ from ._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from ._layout import Layout
 from ._matmul import SMALL_WORK
 from ._memory import check_fit_memory
-from ._optim import OptimizerState
+from ._optim import SCHEDULE_CODES, OptimizerState
 from ._predict import network_output, small_output
 from ._threads import thread_context
 from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig, ValidationSet
@@ -253,7 +253,9 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             StrOptions({"auto", "full"}),
             Interval(numbers.Integral, 1, None, closed="left"),
         ],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "exponential"})],
+        "learning_rate": [
+            StrOptions({"constant", "invscaling", "adaptive", "exponential", *SCHEDULE_CODES})
+        ],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
         "power_t": [Interval(numbers.Real, 0, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -281,6 +283,11 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         "residual": ["boolean"],
         "l1_ratio": [Interval(numbers.Real, 0, 1, closed="both")],
         "max_grad_norm": [None, Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "decay_biases": ["boolean"],
+        "min_learning_rate": [Interval(numbers.Real, 0, None, closed="left")],
+        "warmup_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "n_cycles": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_jobs": [None, numbers.Integral],
     }
 
@@ -295,7 +302,8 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         beta_1: float, beta_2: float, epsilon: float,
         n_iter_no_change: float, max_fun: int, decay_rate: float,
         dropout: float | Iterable[float], batch_norm: bool, residual: bool, l1_ratio: float,
-        max_grad_norm: float | None, n_jobs: int | None,
+        max_grad_norm: float | None, n_jobs: int | None, weight_decay: float,
+        decay_biases: bool, min_learning_rate: float, warmup_fraction: float, n_cycles: int,
     ) -> None:  # fmt: skip
         self.activation = activation
         self.solver = solver
@@ -329,6 +337,11 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self.l1_ratio = l1_ratio
         self.max_grad_norm = max_grad_norm
         self.n_jobs = n_jobs
+        self.weight_decay = weight_decay
+        self.decay_biases = decay_biases
+        self.min_learning_rate = min_learning_rate
+        self.warmup_fraction = warmup_fraction
+        self.n_cycles = n_cycles
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -544,6 +557,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self._validate_params()
         if self.n_jobs == 0:
             raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
+        self._check_optimizer_options()
         stochastic = self.solver in _STOCHASTIC_SOLVERS
         if stochastic and self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -622,6 +636,26 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
                     "sample_weight_val must have a positive sum; all weights are zero."
                 )
         return ValidationSet(Problem(X_checked, dtype, Y_val, sw), X_val, y_checked, sw)
+
+    def _check_optimizer_options(self) -> None:
+        """``ValueError`` for optimizer options that contradict the solver."""
+        if self.solver == "lbfgs" and self.weight_decay > 0:
+            raise ValueError(
+                f"weight_decay={self.weight_decay!r} needs a stochastic solver ('sgd' or "
+                "'adam'): decoupled weight decay shrinks the weights in each optimizer "
+                "step, and L-BFGS takes no such steps. Use alpha (an L2 penalty in the "
+                "loss) with 'lbfgs', or set weight_decay=0."
+            )
+        if (
+            self.learning_rate in SCHEDULE_CODES
+            and self.min_learning_rate > self.learning_rate_init
+        ):
+            raise ValueError(
+                f"min_learning_rate={self.min_learning_rate!r} is above learning_rate_init="
+                f"{self.learning_rate_init!r}: learning_rate={self.learning_rate!r} anneals from "
+                "learning_rate_init down to min_learning_rate. Set min_learning_rate at most "
+                "learning_rate_init."
+            )
 
     def _fit_sample_weight(
         self,
@@ -1149,6 +1183,10 @@ def _optimizer_problems(opt: OptimizerState, dtype: np.dtype, n: int) -> list[st
     ]
     if not problems and (opt.v < 0).any():
         problems.append("Adam's second moment v in _optimizer holds negative values")
+    if not _count(opt.epochs):
+        problems.append(
+            f"the optimizer's epoch count epochs={_brief(opt.epochs)} in _optimizer is not a count"
+        )
     t = opt.t
     if not (_plain_array(t) and t.dtype == np.int64 and t.shape == (1,) and t[0] >= 0):
         problems.append(

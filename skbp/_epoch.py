@@ -3,8 +3,9 @@
 Shuffling, batching, dropout masks, forward, loss, backward, gradient clipping
 and the optimizer update all run inside :func:`run_epoch`: there is no Python
 call per mini-batch.  The Python training loop (``_training.py``) calls it
-once per epoch and handles what happens between epochs: schedules, early
-stopping, diagnostics, printing.
+once per epoch and handles what happens between epochs: the per-epoch
+schedules, early stopping, diagnostics, printing.  (The schedules stepped per
+update compute each mini-batch's rate in here, from the optimizer record.)
 """
 
 import math
@@ -13,7 +14,7 @@ import numpy as np
 
 from ._jit import jit
 from ._kernels import _view, backward, forward, loss_and_delta, prefetch_rows, splitmix64
-from ._optim import SOLVER_SGD
+from ._optim import SOLVER_SGD, scheduled_lr
 from ._update import update_blocks
 
 # Status codes returned by run_epoch.
@@ -54,6 +55,9 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
     the loss of the first mini-batch before its update (the reference for
     divergence checks), ``out[2]`` the number of updates and ``out[3]`` the row
     where the next call starts (``len(idx)`` at the end of the epoch).
+    Each update's learning rate is ``skbp._optim.scheduled_lr`` at the
+    mini-batch's place ``opt.u0 + start // batch_size`` in the schedule: it
+    depends on where the batch starts, not on which call trains it.
     ``epoch.gnorm`` receives, per layer, the sum over updates of the norm of the
     data loss's weight gradient (without the penalty, before clipping).  The
     epoch stops early with ``EPOCH_DIVERGED`` as soon as a mini-batch loss is
@@ -89,6 +93,9 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
         rows = idx[start:stop]
         B = stop - start
         first = start == 0
+        # the schedule's clock counts mini-batches (one skipped below for zero
+        # weights too), so each batch's place depends on the batching alone
+        u = opt.u0 + start // batch_size
         start = stop
         sw_sum = 0.0
         for i in range(B):
@@ -113,7 +120,9 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
         if solver != SOLVER_SGD:
             t[0] += 1
         # diagnostics on the data gradient alone: the penalty would mask a vanishing one
-        value = update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, par)
+        lr = scheduled_lr(opt.schedule, opt.lr, opt.lr_min, opt.warmup, opt.n_cycles, u,
+                          opt.horizon)  # fmt: skip
+        value = update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, lr, par)
         batch_loss = data_loss / sw_sum + value
         if first:
             out[1] = batch_loss

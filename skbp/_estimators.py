@@ -64,13 +64,26 @@ default=(100,)
         ``min(200, n_samples)``, 'full' is every row (batch gradient descent),
         1 is pure stochastic gradient descent.  Ignored by 'lbfgs'.
 
-    learning_rate : {'constant', 'invscaling', 'adaptive', 'exponential'}, \
-default='constant'
-        Learning-rate schedule, for 'sgd' and 'adam' alike: constant;
-        ``invscaling`` ``learning_rate_init / (t + 1) ** power_t`` after each
-        epoch (``t`` the number of samples seen); ``adaptive`` divides the rate
-        by 5 whenever ``n_iter_no_change`` epochs fail to improve by ``tol``;
-        ``exponential`` multiplies it by ``decay_rate`` after each epoch.
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'exponential', \
+'cosine', 'one_cycle', 'cosine_restarts'}, default='constant'
+        Learning-rate schedule, for 'sgd' and 'adam' alike (ignored by
+        'lbfgs'): constant; ``invscaling`` ``learning_rate_init / (t + 1) **
+        power_t`` after each epoch (``t`` the number of samples seen);
+        ``adaptive`` divides the rate by 5 whenever ``n_iter_no_change`` epochs
+        fail to improve by ``tol``; ``exponential`` multiplies it by
+        ``decay_rate`` after each epoch.  The last three change the rate at
+        every update, over a horizon of ``max_iter`` epochs of mini-batches
+        (``T`` updates, update ``u`` from 0): ``cosine`` anneals it from
+        ``learning_rate_init`` to ``min_learning_rate`` along
+        ``min + (init - min) * (1 + cos(pi * u / T)) / 2`` (Loshchilov and
+        Hutter, 2017); ``one_cycle`` first rises linearly to
+        ``learning_rate_init`` over ``warmup_fraction * T`` updates, then
+        anneals as ``cosine`` over the rest; ``cosine_restarts`` repeats the
+        cosine over ``n_cycles`` equal cycles, each restarting at
+        ``learning_rate_init`` (SGDR).  Early stopping may end training before
+        the horizon.  ``partial_fit`` trains one epoch of the same horizon per
+        call and stays at ``min_learning_rate`` after ``max_iter`` calls;
+        ``fit`` (a warm start too) starts the schedule over.
 
     learning_rate_init : float, default=0.001
         Initial step size of 'sgd' and 'adam'.
@@ -151,6 +164,21 @@ default='constant'
         Factor applied to the learning rate after each epoch with
         ``learning_rate='exponential'``, in (0, 1].
 
+    min_learning_rate : float, default=0.0
+        The floor of the schedules 'cosine', 'one_cycle' and
+        'cosine_restarts' (where they start the warm-up and end each cycle),
+        at most ``learning_rate_init``.
+
+    warmup_fraction : float, default=0.1
+        Fraction of the updates of ``learning_rate='one_cycle'`` spent rising
+        linearly to ``learning_rate_init``, in [0, 1).  (PyTorch's
+        ``OneCycleLR`` rises over 0.3 of the updates; a tenth, common for
+        Adam, keeps more of the training at high rates.)
+
+    n_cycles : int, default=4
+        Number of equal cosine cycles of ``learning_rate='cosine_restarts'``;
+        1 is ``'cosine'``.
+
     dropout : float or list of float, default=0.0
         Inverted dropout on the hidden activations while training: each unit is
         zeroed with this probability and the others scaled by ``1 / (1 - p)``;
@@ -181,6 +209,21 @@ default='constant'
     max_grad_norm : float or None, default=None
         Clip the global norm of the gradient of every update to at most this
         value (against exploding gradients).  Stochastic solvers only.
+
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW with 'adam', SGDW with 'sgd'; Loshchilov
+        and Hutter, 2019): each update first shrinks the weights,
+        ``w <- (1 - lr * weight_decay) * w``, apart from the gradient step,
+        where ``lr`` is that update's learning rate (after the schedule, before
+        Adam's bias correction), as in PyTorch's ``torch.optim.AdamW``.  Unlike
+        ``alpha``, an L2 penalty in the loss that Adam rescales per parameter,
+        every weight decays at the same rate.  0 turns it off.  Stochastic
+        solvers only: ``solver='lbfgs'`` refuses ``weight_decay > 0``.
+
+    decay_biases : bool, default=False
+        Whether ``weight_decay`` also shrinks the biases and batch norm's
+        scales and shifts.  By default only the weight matrices decay, the
+        common practice.
 
     n_jobs : int or None, default=None
         The most CPU threads one fit or prediction may use.  ``None`` means
@@ -383,7 +426,9 @@ class BPClassifier(ClassifierMixin, BaseBP):
         decay_rate: float = 0.95, dropout: float | Iterable[float] = 0.0,
         batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
         max_grad_norm: float | None = None, class_weight: dict[Any, float] | str | None = None,
-        label_smoothing: float = 0.0, n_jobs: int | None = None,
+        label_smoothing: float = 0.0, n_jobs: int | None = None, weight_decay: float = 0.0,
+        decay_biases: bool = False, min_learning_rate: float = 0.0, warmup_fraction: float = 0.1,
+        n_cycles: int = 4,
     ) -> None:  # fmt: skip
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
@@ -399,7 +444,9 @@ class BPClassifier(ClassifierMixin, BaseBP):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             decay_rate=decay_rate, dropout=dropout, batch_norm=batch_norm,
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
-            n_jobs=n_jobs,
+            n_jobs=n_jobs, weight_decay=weight_decay, decay_biases=decay_biases,
+            min_learning_rate=min_learning_rate, warmup_fraction=warmup_fraction,
+            n_cycles=n_cycles,
         )  # fmt: skip
 
     def _validate_input(
@@ -781,6 +828,8 @@ class BPRegressor(RegressorMixin, BaseBP):
         decay_rate: float = 0.95, dropout: float | Iterable[float] = 0.0,
         batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
         max_grad_norm: float | None = None, n_jobs: int | None = None,
+        weight_decay: float = 0.0, decay_biases: bool = False, min_learning_rate: float = 0.0,
+        warmup_fraction: float = 0.1, n_cycles: int = 4,
     ) -> None:  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -794,7 +843,9 @@ class BPRegressor(RegressorMixin, BaseBP):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             decay_rate=decay_rate, dropout=dropout, batch_norm=batch_norm,
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
-            n_jobs=n_jobs,
+            n_jobs=n_jobs, weight_decay=weight_decay, decay_biases=decay_biases,
+            min_learning_rate=min_learning_rate, warmup_fraction=warmup_fraction,
+            n_cycles=n_cycles,
         )  # fmt: skip
 
     def _validate_input(

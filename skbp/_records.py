@@ -49,8 +49,18 @@ Penalty = namedtuple("Penalty", "alpha l1_ratio max_grad_norm")
 
 #: A stochastic optimizer: its code (``skbp._optim``), hyper-parameters and
 #: state arrays (SGD's velocity or Adam's moments ``m``, ``v``; Adam's step
-#: count ``t``, a 1-element array the kernels advance).
-Optimizer = namedtuple("Optimizer", "solver lr momentum nesterov beta_1 beta_2 epsilon m v t")
+#: count ``t``, a 1-element array the kernels advance); the decoupled weight
+#: decay (``weight_decay``, 0: off) and whether it reaches the biases and batch
+#: norm's parameters (``decay_biases``, a bool); the learning-rate schedule
+#: stepped per update (``skbp._optim.scheduled_lr``): its code ``schedule`` (0:
+#: ``lr`` for every update), floor ``lr_min``, warm-up fraction ``warmup``,
+#: number of cycles ``n_cycles``, the place ``u0`` of the epoch's first
+#: mini-batch and the length ``horizon`` of the whole schedule, in mini-batches.
+Optimizer = namedtuple(
+    "Optimizer",
+    "solver lr momentum nesterov beta_1 beta_2 epsilon m v t weight_decay decay_biases "
+    "schedule lr_min warmup n_cycles u0 horizon",
+)
 
 #: One epoch's order and outputs: the row indices ``idx`` (shuffled in place
 #: when ``shuffle``), the splitmix64 state ``rng``, the batch size, the

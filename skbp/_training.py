@@ -24,7 +24,7 @@ from ._data import Problem, max_abs, readonly
 from ._epoch import EPOCH_OK, run_epoch
 from ._kernels import full_loss_grad
 from ._matmul import tune_array
-from ._optim import OptimizerState
+from ._optim import SCHEDULE_CODES, OptimizerState
 from ._predict import (
     CHUNK_ROWS,
     compile_ahead,
@@ -91,6 +91,11 @@ class TrainConfig:
     alpha: float
     l1_ratio: float
     max_grad_norm: float
+    weight_decay: float
+    decay_biases: bool
+    min_learning_rate: float
+    warmup_fraction: float
+    n_cycles: int
     verbose: bool
 
     @classmethod
@@ -98,6 +103,11 @@ class TrainConfig:
         """The configuration of ``est``'s (already validated) parameters."""
         values = {f.name: getattr(est, f.name) for f in fields(cls)}
         values["max_grad_norm"] = float(est.max_grad_norm or 0.0)
+        values["weight_decay"] = float(est.weight_decay)
+        values["decay_biases"] = bool(est.decay_biases)
+        values["min_learning_rate"] = float(est.min_learning_rate)
+        values["warmup_fraction"] = float(est.warmup_fraction)
+        values["n_cycles"] = int(est.n_cycles)
         values["verbose"] = bool(est.verbose)
         return cls(**values)
 
@@ -288,6 +298,14 @@ def score_validation(
     return float(scorer(est, val.X, val.y, sample_weight=val.sample_weight))
 
 
+def _batches_per_epoch(n_samples: int, batch_size: int, batch_norm: bool) -> int:
+    """The mini-batches of an epoch (``run_epoch``'s batching; the schedules' unit)."""
+    n = -(-n_samples // batch_size)
+    if batch_norm and n > 1 and n_samples % batch_size == 1:
+        n -= 1  # a one-row last batch joins the one before
+    return n
+
+
 def _split_validation(
     est: BaseBP, cfg: TrainConfig, problem: Problem, y_raw: np.ndarray
 ) -> tuple[Problem, Problem, np.ndarray]:
@@ -457,6 +475,7 @@ class StochasticTrainer:
         self.scorer = _scorer(est, cfg.scoring) if self.val is not None else None
         self.n_samples = self.train.n_rows
         self.batch_size = _resolve_batch_size(cfg.batch_size, self.n_samples)
+        self.n_batches = _batches_per_epoch(self.n_samples, self.batch_size, cfg.batch_norm)
         if cfg.batch_norm and self.batch_size < 2:
             raise ValueError(
                 "batch_norm=True needs mini-batches of at least 2 rows; got batch_size="
@@ -488,12 +507,20 @@ class StochasticTrainer:
         )  # fmt: skip
 
     def _optimizer(self) -> Optimizer:
-        """The optimizer record at this epoch's learning rate."""
+        """The optimizer record at this epoch's learning rate and place in the schedule.
+
+        A per-update schedule runs over ``max_iter`` epochs of this call's
+        mini-batches; the epochs trained with the optimizer state before
+        (``partial_fit``) move it on, and past its end it stays at its floor.
+        """
         cfg, opt = self.cfg, self.opt
         return Optimizer(
             opt.code, float(opt.learning_rate), float(cfg.momentum),
             bool(cfg.nesterovs_momentum), float(cfg.beta_1), float(cfg.beta_2),
-            float(cfg.epsilon), opt.m, opt.v, opt.t,
+            float(cfg.epsilon), opt.m, opt.v, opt.t, cfg.weight_decay, cfg.decay_biases,
+            SCHEDULE_CODES.get(cfg.learning_rate, 0), cfg.min_learning_rate,
+            cfg.warmup_fraction, cfg.n_cycles, min(int(opt.epochs), cfg.max_iter) * self.n_batches,
+            cfg.max_iter * self.n_batches,
         )  # fmt: skip
 
     def run(self) -> None:
@@ -539,6 +566,7 @@ class StochasticTrainer:
             self._optimizer(), self.order,
         )  # fmt: skip
         status = run_epoch_steps(self.steps, args, self.n_samples)
+        self.opt.epochs += 1
         if est._loss_ref is None and np.isfinite(self.sums[1]):
             est._loss_ref = float(self.sums[1])
         self.loss = self.sums[0] / self.n_samples

@@ -11,7 +11,8 @@ update, so it runs in two sweeps over fixed blocks of the vector:
    ``sum w^2`` and ``sum |w|``, then the gradient is finished in place
    (penalty added, divided by the weight sum) and its squared norm taken;
 2. :func:`step_blocks` -- the optimizer step, with the clipping scale folded
-   in.
+   in, after the decoupled weight decay (weight blocks only, unless the
+   optimizer's ``decay_biases``: the table of blocks says which are which).
 
 Without gradient clipping the two run block by block in a single sweep
 (:func:`update_blocks`).  Partial sums are kept per block and added in block
@@ -28,7 +29,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
-from ._optim import SOLVER_SGD, adam_step, sgd_step
+from ._optim import SOLVER_SGD, adam_step, decay_step, sgd_step
 
 #: entries per block of the parameter vector
 BLOCK = 4096
@@ -129,7 +130,7 @@ def finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm, max_gra
     a2 = alpha * (1.0 - l1_ratio)
     if par and w.shape[0] >= PAR_MIN_PARAMS:
         off = a1 < 0  # False, as a run-time value
-        hp = (0.0, 0.0, off, np.int64(0), 0.0, 0.0, 0.0)  # unused by _FINISH
+        hp = (0.0, 0.0, off, np.int64(0), 0.0, 0.0, 0.0, 0.0, off)  # unused by _FINISH
         # np.int64(...): run-time integers, not literals (one compiled version)
         _sweep_parallel(np.int64(_FINISH), blocks, w, grad, a1, a2, inv, part, 1.0,
                         np.int64(0), grad, grad, hp)  # fmt: skip
@@ -168,11 +169,12 @@ def _sum_parts(blocks, part, inv, a1, a2, gnorm, max_grad_norm):
 
 
 @jit()
-def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, par):
+def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, lr, par):
     """:func:`finish_blocks` then :func:`step_blocks`; return the penalty.
 
     ``penalty`` and ``opt`` are ``skbp._records.Penalty`` and ``Optimizer``;
-    ``opt.t[0]`` is Adam's step number after this update.  Without clipping
+    ``opt.t[0]`` is Adam's step number after this update; ``lr`` is this
+    update's learning rate (``skbp._optim.scheduled_lr``).  Without clipping
     (``max_grad_norm <= 0``) the step needs no norm of the whole gradient, so
     each block is finished and stepped in turn, in one sweep (one parallel
     region, each block still in cache): the same arithmetic as two sweeps,
@@ -188,13 +190,14 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, par):
     if max_grad_norm > 0:
         value, clip = finish_blocks(blocks, w, grad, alpha, l1_ratio, sw_sum, part, gnorm,
                                     max_grad_norm, par)  # fmt: skip
-        step_blocks(blocks, w, grad, clip, opt, part, par)
+        step_blocks(blocks, w, grad, clip, opt, lr, part, par)
         return value
     inv = 1.0 / sw_sum
     a1 = alpha * l1_ratio
     a2 = alpha * (1.0 - l1_ratio)
     # the optimizer's scalars as the sweeps take them (Adam's step number read now)
-    hp = (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon)
+    hp = (lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon,
+          opt.weight_decay, opt.decay_biases)  # fmt: skip
     solver, m, v = opt.solver, opt.m, opt.v
     if par and w.shape[0] >= PAR_MIN_PARAMS:
         _sweep_parallel(np.int64(_BOTH), blocks, w, grad, a1, a2, inv, part, 1.0, solver, m, v,
@@ -208,8 +211,11 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, par):
 
 @jit()
 def _step_one(b, blocks, w, grad, scale, solver, m, v, hp):
-    lr, momentum, nesterov, t, b1, b2, eps = hp
+    lr, momentum, nesterov, t, b1, b2, eps, wd, decay_biases = hp
     s, e = blocks[b, 0], blocks[b, 1]
+    # blocks past the weights (layer -1) hold the biases and batch norm's parameters
+    if wd > 0.0 and (blocks[b, 2] >= 0 or decay_biases):
+        decay_step(w[s:e], lr * wd)
     if solver == SOLVER_SGD:
         sgd_step(w[s:e], grad[s:e], m[s:e], lr, momentum, nesterov, scale)
     else:
@@ -230,14 +236,19 @@ def _sweep_parallel(op, blocks, w, grad, a1, a2, inv, part, scale, solver, m, v,
 
 
 @jit()
-def step_blocks(blocks, w, grad, scale, opt, part, par):
-    """One optimizer step on ``scale * grad``: ``skbp._optim``'s rules, block by block.
+def step_blocks(blocks, w, grad, scale, opt, lr, part, par):
+    """One optimizer step on ``scale * grad`` at learning rate ``lr``: ``skbp._optim``'s
+    rules, block by block (``opt.lr`` is not read: ``lr`` is the update's rate).
+
+    With ``opt.weight_decay > 0`` each weight block (and with
+    ``opt.decay_biases`` every block) first shrinks by ``1 - lr * weight_decay``.
 
     ``opt.t[0]`` is Adam's step number after this update (1-based); unused for SGD.
     ``part`` (the partial sums of :func:`finish_blocks`) is passed along unused.
     """
     # the optimizer's scalars as the sweeps take them (Adam's step number read now)
-    hp = (opt.lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon)
+    hp = (lr, opt.momentum, opt.nesterov, opt.t[0], opt.beta_1, opt.beta_2, opt.epsilon,
+          opt.weight_decay, opt.decay_biases)  # fmt: skip
     solver, m, v = opt.solver, opt.m, opt.v
     if par and w.shape[0] >= PAR_MIN_PARAMS:
         _sweep_parallel(np.int64(_STEP), blocks, w, grad, 0.0, 0.0, 0.0, part, scale, solver, m,

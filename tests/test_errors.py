@@ -173,7 +173,7 @@ def test_bad_hidden_layer_sizes(cls, sizes, exc):
         ("learning_rate_init", -0.1),
         ("activation", "softplus"),
         ("solver", "newton"),
-        ("learning_rate", "cosine"),
+        ("learning_rate", "linear"),
         ("alpha", -1.0),
         ("batch_size", 0),
         ("max_iter", 0),
@@ -218,7 +218,7 @@ BAD_PARAMS = [
     (dict(dropout=0.2, solver="lbfgs"), "dropout"),
     (dict(batch_norm=True, batch_size=1, solver="sgd"), "batch_norm"),
     (dict(hidden_layer_sizes="big"), "hidden_layer_sizes"),
-    (dict(learning_rate="cosine"), "learning_rate"),
+    (dict(learning_rate="linear"), "learning_rate"),
 ]
 
 

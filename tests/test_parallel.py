@@ -358,10 +358,11 @@ def test_finish_blocks_matches_the_plain_reference(dtype, monkeypatch):
         np.testing.assert_array_equal(x, z)
 
 
-def _opt(solver, m, v, t):
+def _opt(solver, m, v, t, weight_decay=0.0, decay_biases=False):
     """The optimizer record of these tests: lr 0.01, momentum 0.9 (Nesterov), Adam's
-    defaults, step number ``t``."""
-    return Optimizer(solver, 0.01, 0.9, True, 0.9, 0.999, 1e-8, m, v, np.array([t]))
+    defaults, step number ``t``, no weight decay unless asked."""
+    return Optimizer(solver, 0.01, 0.9, True, 0.9, 0.999, 1e-8, m, v, np.array([t]),
+                     weight_decay, decay_biases, 0, 0.0, 0.0, 1, 0, 1)  # fmt: skip
 
 
 @pytest.mark.parametrize("solver", [SOLVER_SGD, SOLVER_ADAM])
@@ -375,7 +376,7 @@ def test_step_blocks_matches_the_optimizer_rules(solver, n):
     m0, v0 = rng.standard_normal(n), rng.random(n)
     blocks = param_blocks(sizes, coef_off, n)
     w, m, v = w0.copy(), m0.copy(), v0.copy()
-    step_blocks(blocks, w, g, 0.5, _opt(solver, m, v, 3), np.empty((len(blocks), 4)), True)
+    step_blocks(blocks, w, g, 0.5, _opt(solver, m, v, 3), 0.01, np.empty((len(blocks), 4)), True)
     wr, mr, vr = w0.copy(), m0.copy(), v0.copy()
     if solver == SOLVER_SGD:
         sgd_step(wr, 0.5 * g, mr, 0.01, 0.9, True, 1.0)
@@ -412,6 +413,7 @@ def test_one_sweep_update_equals_finish_then_step(dtype, solver, parallel, monke
                 norms,
                 Penalty(0.3, 0.25, max_norm),
                 _opt(solver, m, v, 3),
+                0.01,
                 True,
             )
         wr, mr, vr, gr = w0.copy(), m0.copy(), v0.copy(), g.copy()
@@ -419,7 +421,7 @@ def test_one_sweep_update_equals_finish_then_step(dtype, solver, parallel, monke
         ref_pen, clip = finish_blocks.py_func(
             blocks, wr, gr, 0.3, 0.25, 50.0, pr, nr, max_norm, True
         )
-        step_blocks.py_func(blocks, wr, gr, clip, _opt(solver, mr, vr, 3), pr, True)
+        step_blocks.py_func(blocks, wr, gr, clip, _opt(solver, mr, vr, 3), 0.01, pr, True)
         assert (clip < 1.0) == (max_norm > 0)
         # the same arithmetic; two compiled loops may contract multiply-adds differently
         rtol = 1e-6 if dtype == np.float32 else 1e-12
@@ -452,7 +454,27 @@ _CONFIGS = {
         False,
     ),
     "sparse": (BPClassifier, dict(hidden_layer_sizes=(32, 16)), np.float64, True),
+    "adamw-f32": (
+        BPClassifier,
+        dict(
+            hidden_layer_sizes=(256, 64),
+            weight_decay=0.05,
+            decay_biases=True,
+            learning_rate="cosine_restarts",
+            n_cycles=2,
+        ),  # fmt: skip
+        np.float32,
+        False,
+    ),
+    "sgd-one-cycle": (
+        BPRegressor,
+        dict(hidden_layer_sizes=(32, 32), solver="sgd", learning_rate="one_cycle"),
+        np.float64,
+        False,
+    ),
 }
+#: the configurations whose first layer is wide enough for the parallel update sweep
+_WIDE = {"adam-f32", "adamw-f32"}
 
 
 @needs_threads
@@ -460,10 +482,10 @@ _CONFIGS = {
 def test_same_weights_for_any_n_jobs(name, monkeypatch):
     monkeypatch.setattr(thr, "ADAPTIVE", False)  # every step on the n_jobs threads
     est_cls, params, dtype, sparse = _CONFIGS[name]
-    if name != "adam-f32":  # small networks: split every product that has columns to share
+    if name not in _WIDE:  # small networks: split every product that has columns to share
         monkeypatch.setattr(mm, "PAR_MIN_WORK", 1)
         monkeypatch.setattr(mm, "PAR_BLOCK_COLS", 4)
-    X, y = _classification(dtype=dtype, d=300 if name == "adam-f32" else 40)
+    X, y = _classification(dtype=dtype, d=300 if name in _WIDE else 40)
     if est_cls is BPRegressor:
         y = X[:, :3] @ np.array([1.0, -2.0, 0.5])
     if sparse:
@@ -472,7 +494,7 @@ def test_same_weights_for_any_n_jobs(name, monkeypatch):
     tune = mm.tune_array()
     width = params["hidden_layer_sizes"][0]
     assert mm.n_blocks(100, X.shape[1], width, tune) > 1  # the test splits products
-    if name == "adam-f32":
+    if name in _WIDE:
         assert X.shape[1] * width >= 1 << 16  # ... and runs the parallel update sweep
     fits = []
     for n_jobs in (1, 2, 3, None):
@@ -749,7 +771,9 @@ def test_process_grid_search_after_a_fit_in_the_parent():
 
 # ------------------------------------------------------------ the governor
 @needs_threads
-@pytest.mark.parametrize("name", ["adam-f32", "sgd-f64-reg", "lbfgs", "toolkit", "sparse"])
+@pytest.mark.parametrize(
+    "name", ["adam-f32", "sgd-f64-reg", "lbfgs", "toolkit", "sparse", "adamw-f32", "sgd-one-cycle"]
+)
 def test_steps_on_changing_thread_counts_give_the_same_model(name, monkeypatch):
     """Each governed step (mini-batches, an L-BFGS evaluation, prediction rows) may
     run on another number of threads: the model and its predictions keep their bits."""

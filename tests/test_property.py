@@ -44,6 +44,8 @@ def problems(draw):
         residual=draw(st.booleans()),
         l1_ratio=draw(st.sampled_from([0.0, 0.5])),
         max_grad_norm=draw(st.sampled_from([None, 1.0])),
+        learning_rate=draw(st.sampled_from(["constant", "cosine", "one_cycle", "cosine_restarts"])),
+        weight_decay=draw(st.sampled_from([0.0, 0.0, 0.1])) if solver != "lbfgs" else 0.0,
         random_state=seed,
     )
     return X, y, classify, params

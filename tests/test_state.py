@@ -38,8 +38,8 @@ Y_TWO = np.column_stack([X_IRIS[:, 0] - X_IRIS[:, 1], X_IRIS[:, 2]])
 Y_STRINGS = np.array(["setosa", "versicolor", "virginica"])[Y_IRIS]
 
 
-def _partial_fitted():
-    est = BPClassifier((6,), random_state=0)
+def _partial_fitted(**params):
+    est = BPClassifier((6,), random_state=0, **params)
     for part in np.array_split(np.random.RandomState(0).permutation(150), 3):
         est.partial_fit(X_IRIS[part], Y_IRIS[part], classes=[0, 1, 2])
     return est, X_IRIS, Y_IRIS
@@ -68,6 +68,11 @@ FAMILIES = {
         BPClassifier((6,), solver="sgd", momentum=0.0, max_iter=5, random_state=0)
     ),
     "lbfgs": lambda: _fit(BPClassifier((6,), solver="lbfgs", max_iter=5, random_state=0)),
+    "weight_decay": lambda: _fit(
+        BPClassifier(
+            (6,), batch_norm=True, weight_decay=0.1, decay_biases=True, max_iter=5, random_state=0
+        )
+    ),  # fmt: skip
     "batch_norm_residual_dropout": lambda: _fit(
         BPClassifier(
             (6, 6, 6),
@@ -122,6 +127,19 @@ FAMILIES = {
         BPClassifier((6,), max_iter=5, random_state=0), X=X_IRIS.astype(np.float32)
     ),
     "partial_fit": _partial_fitted,
+    "one_cycle_partial_fit": lambda: _partial_fitted(
+        learning_rate="one_cycle", min_learning_rate=1e-4, warmup_fraction=0.2, max_iter=4
+    ),
+    "cosine_restarts_sgd": lambda: _fit(
+        BPClassifier(
+            (6,),
+            solver="sgd",
+            learning_rate="cosine_restarts",
+            n_cycles=2,
+            max_iter=5,
+            random_state=0,
+        )
+    ),  # fmt: skip
     "lbfgs_after_early_stopping": lambda: _solver_switched(
         {"early_stopping": True}, {"solver": "lbfgs"}, "fit"
     ),
@@ -337,6 +355,19 @@ REFUSED = {
     "adam_t_float": ("adam", _optimizer_array("t", lambda a: a.astype(float)), "step count t"),
     "adam_t_negative": ("adam", _optimizer_array("t", lambda a: a - 10**6), "step count t"),
     "adam_lr_nan": ("adam", _nested("_optimizer", learning_rate=np.nan), "learning rate"),
+    "epochs_negative": ("one_cycle_partial_fit", _nested("_optimizer", epochs=-1), "epoch count"),
+    "epochs_float": ("one_cycle_partial_fit", _nested("_optimizer", epochs=1.5), "epoch count"),
+    "epochs_missing": (
+        "one_cycle_partial_fit",
+        lambda st: st["_optimizer"].pop("epochs"),
+        "_optimizer is not a skbp optimizer state",
+    ),
+    "min_learning_rate_negative": (
+        "one_cycle_partial_fit",
+        _set(min_learning_rate=-1.0),
+        "'min_learning_rate' parameter",
+    ),
+    "n_cycles_zero": ("cosine_restarts_sgd", _set(n_cycles=0), "'n_cycles' parameter"),
     "sgd_velocity_short": ("sgd_nesterov", _optimizer_array("m", lambda a: a[:3]), "velocity m"),
     "sgd_as_adam": ("sgd_nesterov", _nested("_optimizer", code=1), "second moment v has 0"),
     "optimizer_none": ("adam", _set(_optimizer=None), "_optimizer is not a skbp optimizer"),
@@ -441,6 +472,8 @@ REFUSED = {
         "hidden_layer_sizes=(100,) but",
     ),  # fmt: skip
     "scoring_unknown": ("adam", _set(scoring="acuracy"), "scoring='acuracy' is not a scorer"),
+    "weight_decay_negative": ("weight_decay", _set(weight_decay=-0.1), "'weight_decay' param"),
+    "decay_biases_not_bool": ("weight_decay", _set(decay_biases="no"), "'decay_biases' param"),
     "activation_changed": ("adam", _set(activation="tanh"), "activation='tanh'"),
     "hidden_layer_sizes_changed": ("adam", _set(hidden_layer_sizes=(7,)), "hidden_layer_sizes"),
     "batch_norm_changed": ("adam", _set(batch_norm=True), "batch_norm=True but"),
