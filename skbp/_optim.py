@@ -158,7 +158,8 @@ class OptimizerState:
         try:
             code, lr = int(state["code"]), float(state["learning_rate"])
             m, v, t = (np.asarray(state[k]) for k in ("m", "v", "t"))
-            epochs = state["epochs"]
+            # (a state saved before schedules counted epochs: none counted)
+            epochs = state.get("epochs", 0)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError("not a skbp optimizer state") from exc
         if code not in SOLVER_CODES.values() or m.ndim != 1 or v.ndim != 1 or t.shape != (1,):
