@@ -14,6 +14,7 @@ regression of log(price)) and scikit-learn's digits.
     python benchmarks/tabular.py                         # every set, 5 folds
     python benchmarks/tabular.py --datasets Sonar,Glass --models HGB,BP --threads 1
     python benchmarks/tabular.py --json raw.json --resume raw.json   # run in pieces
+    python benchmarks/tabular.py --report raw.json --out report.md   # tables only
 
 Models, each with its defaults and ``random_state=0``:
 
@@ -368,12 +369,16 @@ def report(results, meta, models):
     out = [
         "# skbp and its peers on real tabular data (benchmarks/tabular.py)",
         "",
-        *(f"command: `{c}`" for c in meta["commands"]),
-        f"machine: {meta['cpu']}, {meta['cores']} usable cores; threads per model: "
-        f"{meta['threads']}; load average at start {meta['load_start']}, at end {meta['load_end']}",
+        f"machine: {meta['cpu']}, {meta['cores']} usable cores",
         "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         f"folds: {meta['folds']} (stratified for classification), random_state=0; "
-        "rows used: as the tables show; warm-up {meta['warmup_s']:.1f} s (not timed)",
+        "rows used: as the tables show",
+    ]
+    out += [
+        f"run: `{r['command']}`: {r['threads']} thread(s) per model; load average "
+        f"{r['load_start']} at start, {r.get('load_end', '?')} at end; "
+        f"warm-up {r['warmup_s']:.1f} s (not timed)"
+        for r in meta["runs"]
     ]
     out += [f"note: {n}" for n in meta["notes"]]
     for task in ("classification", "regression"):
@@ -403,8 +408,8 @@ def report(results, meta, models):
             if "error" in r
         ]
         out += ["", *(f"error: {e}" for e in errors)] if errors else []
-    notes = {results[s]["info"]["name"]: results[s]["info"]["note"] for s in results}
-    out += ["", "Data: " + "; ".join(f"{k}: {v}" for k, v in notes.items() if v) + "."]
+    out += ["", "Data:", ""]
+    out += [f"* {s}: {results[s]['info']['note']}" for s in results if results[s]["info"]["note"]]
     return "\n".join(out)
 
 
@@ -425,13 +430,29 @@ def parse_args(argv=None):
     )
     p.add_argument("--json", help="write the raw per-fold results to this file")
     p.add_argument("--resume", help="reuse results of a previous --json file (same folds)")
+    p.add_argument("--report", help="only print the report of a --json file (no fits)")
     p.add_argument("--out", help="also write the Markdown report to this file")
     p.add_argument("--quick", action="store_true", help="3 small sets, 2 folds: a smoke run")
     return p.parse_args(argv)
 
 
+def show(results, meta, out=None):
+    """Print the report (every model that has a result) and write it to ``out``."""
+    shown = [m for m in MODELS if any(m in results[s]["models"] for s in results)]
+    text = report(results, meta, shown)
+    print(text)
+    if out:
+        with open(out, "w") as fh:
+            fh.write(text + "\n")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.report:
+        with open(args.report) as fh:
+            raw = json.load(fh)
+        show(raw["results"], raw["meta"], args.out)
+        return
     if args.quick:
         args.folds = 2
         args.datasets = args.datasets or ",".join(QUICK)
@@ -450,27 +471,30 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     max_rows = args.max_rows or None
 
-    previous, commands = {}, []
+    results, runs = {}, []
     if args.resume and os.path.exists(args.resume):
         with open(args.resume) as fh:
             old_run = json.load(fh)
-        previous, commands = old_run.get("results", {}), old_run["meta"]["commands"]
-    command = "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:])
-    meta = {
-        "commands": [c for c in commands if c != command] + [command],
-        "cpu": cpu_model(),
-        "cores": usable_cores(),
+        results, runs = old_run["results"], old_run["meta"]["runs"]
+    run = {
+        "command": "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
         "threads": args.threads,
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+    meta = {
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
         "versions": versions(),
         "folds": args.folds,
-        "max_rows": max_rows,
         "notes": notes,
+        "runs": runs,
     }
-    print(f"warming up {', '.join(models)} ...", file=sys.stderr)
-    meta["warmup_s"] = warm_up(models, args.threads)
 
-    results = {}
+    def save():
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"meta": meta, "results": results}, fh, indent=1)
+
     for name in names:
         ds = tabular_data.load(name, args.mlbench, max_rows, random_state=SEED)
         info = {
@@ -484,16 +508,18 @@ def main(argv=None):
             "folds": args.folds,
             "note": ds.note,
         }
-        old = previous.get(name, {})
-        same = {k: v for k, v in old.get("info", {}).items() if k != "note"} == {
-            k: v for k, v in info.items() if k != "note"
-        }
-        results[name] = {"info": info, "models": {}}
+        old = results.get(name, {"info": {}, "models": {}})
+        # an earlier run's results count only for the same rows and folds
+        done = old["models"] if old["info"] == info else {}
+        results[name] = {"info": info, "models": dict(done)}
         folds = folds_for(ds, args.folds)
         for m in models:
-            if same and m in old.get("models", {}):
-                results[name]["models"][m] = old["models"][m]
+            if m in done:
                 continue
+            if "warmup_s" not in run:  # the first model this run fits: warm up, record the run
+                print(f"warming up {', '.join(models)} ...", file=sys.stderr)
+                run["warmup_s"] = warm_up(models, args.threads)
+                runs.append(run)
             print(f"{name} ({len(ds.X)} x {ds.X.shape[1]}): {m} ...", file=sys.stderr, flush=True)
             try:
                 r = run_one(m, ds, folds, args.threads)
@@ -502,26 +528,10 @@ def main(argv=None):
             results[name]["models"][m] = r
             msg = r.get("error") or f"{np.mean(r['score']):.3f}, fit {np.sum(r['fit_s']):.1f} s"
             print(f"    {msg}", file=sys.stderr, flush=True)
-            if args.json:  # after every model, so an interrupted run can --resume
-                with open(args.json, "w") as fh:
-                    json.dump({"meta": meta, "results": results}, fh, indent=1)
-        # keep what an earlier run had for models not run now
-        for m, r in old.get("models", {}).items():
-            if same and m not in results[name]["models"]:
-                results[name]["models"][m] = r
-    for name, old in previous.items():
-        if name not in results:
-            results[name] = old
-    meta["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "results": results}, fh, indent=1)
-    shown = [m for m in MODELS if any(m in results[s]["models"] for s in results)]
-    text = report(results, meta, shown)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+            save()  # after every model, so that an interrupted run can --resume
+    run["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    save()
+    show(results, meta, args.out)
 
 
 if __name__ == "__main__":
