@@ -438,6 +438,8 @@ def parse_args(argv=None):
 
 def show(results, meta, out=None):
     """Print the report (every model that has a result) and write it to ``out``."""
+    order = list(tabular_data.DATASETS)
+    results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0])))
     shown = [m for m in MODELS if any(m in results[s]["models"] for s in results)]
     text = report(results, meta, shown)
     print(text)
