@@ -11,6 +11,7 @@ preprocessing: the columns are split into numbers and categories, encoded by
 from __future__ import annotations
 
 import numbers
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -45,18 +46,32 @@ __all__ = ["TabularClassifier", "TabularRegressor"]
 
 
 # ------------------------------------------------------------------ columns
+# pandas is not a dependency of skbp: a DataFrame brings it along, and its own
+# methods are used here rather than an import
+
+
+def _is_frame_of(X: object, module: str) -> bool:
+    """Whether ``X`` is a DataFrame of ``module`` (loaded already, if ``X`` is one)."""
+    lib = sys.modules.get(module)
+    return lib is not None and isinstance(X, lib.DataFrame)
+
+
+def _is_polars_df(X: object) -> bool:
+    return _is_frame_of(X, "polars")
+
+
 def _is_dataframe(X: object) -> bool:
-    import narwhals as nw
-
-    return nw.dependencies.is_into_dataframe(X)
+    return _is_frame_of(X, "pandas") or _is_polars_df(X)
 
 
-def _as_pandas(X: object) -> Any:
-    """A pandas DataFrame for any dataframe narwhals knows (polars, pyarrow, ...)."""
-    import narwhals as nw
-    import pandas as pd
+def _as_pandas(X: Any) -> Any:
+    """A pandas DataFrame for a pandas or polars one."""
+    return X.to_pandas() if _is_polars_df(X) else X
 
-    return X if isinstance(X, pd.DataFrame) else nw.from_native(X).to_pandas()
+
+def _is_categorical_dtype(dtype: Any) -> bool:
+    """Category, object, string (all of kind ``O``) and boolean (kind ``b``) dtypes."""
+    return getattr(dtype, "name", "") == "category" or getattr(dtype, "kind", "") in "Ob"
 
 
 def _categorical_mask(X: Any, categorical_features: object) -> np.ndarray:
@@ -73,18 +88,7 @@ def _categorical_mask(X: Any, categorical_features: object) -> np.ndarray:
     if isinstance(categorical_features, str) and categorical_features == "from_dtype":
         if names is None:  # an array has no dtypes per column: no categories unless given
             return np.zeros(n_features, dtype=bool)
-        import pandas as pd
-
-        return np.array(
-            [
-                isinstance(dtype, pd.CategoricalDtype)
-                or pd.api.types.is_object_dtype(dtype)
-                or pd.api.types.is_string_dtype(dtype)
-                or pd.api.types.is_bool_dtype(dtype)
-                for dtype in X.dtypes
-            ],
-            dtype=bool,
-        )
+        return np.array([_is_categorical_dtype(d) for d in X.dtypes], dtype=bool)
     if categorical_features is None:
         return np.zeros(n_features, dtype=bool)
     given = np.asarray(categorical_features)
@@ -134,16 +138,12 @@ def _categorical_mask(X: Any, categorical_features: object) -> np.ndarray:
 def _numeric_block(X: Any, columns: np.ndarray) -> np.ndarray:
     """The numeric ``columns`` of ``X`` as float64, every missing marker (None, pd.NA) NaN."""
     if _is_dataframe(X):
-        import pandas as pd
-
         block = X.iloc[:, columns]
         try:
             # nullable integer and boolean columns turn pd.NA into NaN here
             return block.astype("float64").to_numpy(dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            bad = [
-                str(c) for c in block.columns if not pd.api.types.is_numeric_dtype(block[c].dtype)
-            ]
+            bad = [str(c) for c in block.columns if block[c].dtype.kind not in "biuf"]
             raise ValueError(
                 f"The columns {bad} are not numeric and not categorical ({exc}). Declare them "
                 "categorical with categorical_features (names, indices or a mask), or give "
@@ -152,19 +152,30 @@ def _numeric_block(X: Any, columns: np.ndarray) -> np.ndarray:
     return np.asarray(X[:, columns], dtype=np.float64)
 
 
+def _is_missing(value: object) -> bool:
+    try:
+        return value is None or bool(value != value)  # NaN and NaT differ from themselves
+    except TypeError:  # pd.NA: its comparisons are NA, which has no truth value
+        return True
+
+
+_missing = np.frompyfunc(_is_missing, 1, 1)
+
+
 def _categorical_block(X: Any, columns: np.ndarray) -> np.ndarray:
     """The categorical ``columns`` of ``X`` as an object array, every missing marker NaN.
 
     scikit-learn's encoders take NaN as the missing value of an object column;
     None, pd.NA and NaT all become it, so that each is the same, own category.
     """
-    import pandas as pd
-
     if _is_dataframe(X):
-        block = X.iloc[:, columns].astype(object).to_numpy(dtype=object, copy=True)
+        block = X.iloc[:, columns]
+        missing = block.isna().to_numpy(dtype=bool)
+        block = block.astype(object).to_numpy(dtype=object, copy=True)
     else:
         block = np.array(X[:, columns], dtype=object)
-    block[pd.isna(block)] = np.nan
+        missing = _missing(block).astype(bool)
+    block[missing] = np.nan
     return block
 
 
@@ -643,7 +654,7 @@ class _TabularBase(BaseEstimator):
 class TabularClassifier(ClassifierMixin, _TabularBase):
     __doc__ = f"""A network classifier for tables: DataFrame in, no preprocessing needed.
 
-    Takes a pandas DataFrame (any dataframe narwhals reads) or an array, as
+    Takes a pandas (or polars) DataFrame or an array, as
     :class:`~sklearn.ensemble.HistGradientBoostingClassifier` does, with
     numeric and categorical columns and missing values; encodes the columns
     (robust scaling and a smooth clip of numbers, one-hot or target encoding of
@@ -857,7 +868,7 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
 class TabularRegressor(RegressorMixin, _TabularBase):
     __doc__ = f"""A network regressor for tables: DataFrame in, no preprocessing needed.
 
-    Takes a pandas DataFrame (any dataframe narwhals reads) or an array, as
+    Takes a pandas (or polars) DataFrame or an array, as
     :class:`~sklearn.ensemble.HistGradientBoostingRegressor` does, with
     numeric and categorical columns and missing values; encodes the columns
     (robust scaling and a smooth clip of numbers, one-hot or target encoding of
