@@ -50,23 +50,10 @@ __all__ = ["TabularClassifier", "TabularRegressor"]
 # methods are used here rather than an import
 
 
-def _is_frame_of(X: object, module: str) -> bool:
-    """Whether ``X`` is a DataFrame of ``module`` (loaded already, if ``X`` is one)."""
-    lib = sys.modules.get(module)
-    return lib is not None and isinstance(X, lib.DataFrame)
-
-
-def _is_polars_df(X: object) -> bool:
-    return _is_frame_of(X, "polars")
-
-
 def _is_dataframe(X: object) -> bool:
-    return _is_frame_of(X, "pandas") or _is_polars_df(X)
-
-
-def _as_pandas(X: Any) -> Any:
-    """A pandas DataFrame for a pandas or polars one."""
-    return X.to_pandas() if _is_polars_df(X) else X
+    """Whether ``X`` is a pandas DataFrame (pandas is loaded already if it is one)."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(X, pd.DataFrame)
 
 
 def _is_categorical_dtype(dtype: Any) -> bool:
@@ -521,7 +508,7 @@ _NETWORK_PARAMS = (
 _CLASSIFIER_PARAMS = _PARAMS_DOC.format(
     activation="selu",
     network="BPClassifier",
-    lr=0.002,
+    lr=0.001,
     wd=0.02,
     wd_source="Source: RealMLP-TD's value.",
     es=False,
@@ -539,7 +526,7 @@ _CLASSIFIER_PARAMS = _PARAMS_DOC.format(
 _REGRESSOR_PARAMS = _PARAMS_DOC.format(
     activation="mish",
     network="BPRegressor",
-    lr=0.002,
+    lr=0.001,
     wd=0.02,
     wd_source="Source: RealMLP-TD's value.",
     es=False,
@@ -550,13 +537,13 @@ _REGRESSOR_PARAMS = _PARAMS_DOC.format(
 )
 _CLASSIFIER_NOTES = _NOTES_DOC.format(
     recipe_extra="label smoothing 0.1, ",
-    lr=0.002,
+    lr=0.001,
     chosen="early stopping",
     sw_extra=" (times ``class_weight``)",
 )
 _REGRESSOR_NOTES = _NOTES_DOC.format(
     recipe_extra="a standardised target, ",
-    lr=0.002,
+    lr=0.001,
     chosen="early stopping",
     sw_extra=" and the target's mean and scale",
 )
@@ -587,7 +574,6 @@ class _TabularBase(BaseEstimator):
     def _checked_table(self, X: Any, reset: bool) -> Any:
         """``X`` as a pandas DataFrame or a 2-D array, its width and names checked."""
         if _is_dataframe(X):
-            X = _as_pandas(X)
             if X.shape[0] == 0:
                 raise ValueError(
                     f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 "
@@ -654,7 +640,7 @@ class _TabularBase(BaseEstimator):
 class TabularClassifier(ClassifierMixin, _TabularBase):
     __doc__ = f"""A network classifier for tables: DataFrame in, no preprocessing needed.
 
-    Takes a pandas (or polars) DataFrame or an array, as
+    Takes a pandas DataFrame or an array, as
     :class:`~sklearn.ensemble.HistGradientBoostingClassifier` does, with
     numeric and categorical columns and missing values; encodes the columns
     (robust scaling and a smooth clip of numbers, one-hot or target encoding of
@@ -709,7 +695,7 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
         self, *, categorical_features: ArrayLike | str | None = "from_dtype",
         max_onehot_cardinality: int = 8, max_abs_value: float = 3.0,
         hidden_layer_sizes: Iterable[int] = (256, 256, 256),
-        activation: str | Sequence[str] = "selu", learning_rate_init: float = 0.002,
+        activation: str | Sequence[str] = "selu", learning_rate_init: float = 0.001,
         learning_rate: str = "one_cycle", warmup_fraction: float = 0.1,
         min_learning_rate: float = 0.0, n_cycles: int = 4, max_iter: int = 256,
         batch_size: int = 256, dropout: float | Iterable[float] = 0.15,
@@ -868,7 +854,7 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
 class TabularRegressor(RegressorMixin, _TabularBase):
     __doc__ = f"""A network regressor for tables: DataFrame in, no preprocessing needed.
 
-    Takes a pandas (or polars) DataFrame or an array, as
+    Takes a pandas DataFrame or an array, as
     :class:`~sklearn.ensemble.HistGradientBoostingRegressor` does, with
     numeric and categorical columns and missing values; encodes the columns
     (robust scaling and a smooth clip of numbers, one-hot or target encoding of
@@ -924,7 +910,7 @@ class TabularRegressor(RegressorMixin, _TabularBase):
         self, *, categorical_features: ArrayLike | str | None = "from_dtype",
         max_onehot_cardinality: int = 8, max_abs_value: float = 3.0,
         hidden_layer_sizes: Iterable[int] = (256, 256, 256),
-        activation: str | Sequence[str] = "mish", learning_rate_init: float = 0.002,
+        activation: str | Sequence[str] = "mish", learning_rate_init: float = 0.001,
         learning_rate: str = "one_cycle", warmup_fraction: float = 0.1,
         min_learning_rate: float = 0.0, n_cycles: int = 4, max_iter: int = 256,
         batch_size: int = 256, dropout: float | Iterable[float] = 0.15,

@@ -21,7 +21,7 @@ from skbp import BPClassifier, BPRegressor, TabularClassifier, TabularRegressor
 from skbp.preprocessing import RobustSmoothClipScaler
 
 # small and quick: what is tested is the columns' path, not the recipe's accuracy
-FAST = dict(hidden_layer_sizes=(32,), max_iter=20, random_state=0)
+FAST = dict(hidden_layer_sizes=(32,), max_iter=20, learning_rate_init=0.01, random_state=0)
 
 
 def make_table(n=300, seed=0):
