@@ -7,10 +7,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # what the lazy ``__getattr__`` below returns, for type checkers
     from ._compile import precompile
     from ._estimators import BPClassifier, BPRegressor
+    from .tabular import TabularClassifier, TabularRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["BPClassifier", "BPRegressor", "precompile", "__version__"]
+__all__ = [
+    "BPClassifier",
+    "BPRegressor",
+    "TabularClassifier",
+    "TabularRegressor",
+    "precompile",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> object:
@@ -20,6 +28,10 @@ def __getattr__(name: str) -> object:
         from . import _estimators
 
         return getattr(_estimators, name)
+    if name in ("TabularClassifier", "TabularRegressor"):
+        from . import tabular
+
+        return getattr(tabular, name)
     if name == "precompile":
         from ._compile import precompile
 
@@ -29,4 +41,5 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     names = [n for n in globals() if n not in ("annotations", "TYPE_CHECKING")]
-    return sorted([*names, "BPClassifier", "BPRegressor", "precompile"])
+    lazy = ["BPClassifier", "BPRegressor", "TabularClassifier", "TabularRegressor", "precompile"]
+    return sorted([*names, *lazy])
