@@ -565,11 +565,23 @@ class _TabularBase(BaseEstimator):
     def _network_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _NETWORK_PARAMS}
 
-    def _require_y(self, y: object) -> None:
+    def _checked_xy(self, X: Any, y: object, y_numeric: bool) -> tuple[Any, np.ndarray]:
+        """The training table (:meth:`_checked_table`) and its target, one row each;
+        a one-column 2-D target becomes 1-D."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
+        X = self._checked_table(X, reset=True)
+        y = _check_y(y, multi_output=True, y_numeric=y_numeric, estimator=self)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if y.shape[0] != X.shape[0]:
+            what = "target" if y_numeric else "label"
+            raise ValueError(
+                f"X has {X.shape[0]} rows but y has {y.shape[0]}: give one {what} per row."
+            )
+        return X, y
 
     def _checked_table(self, X: Any, reset: bool) -> Any:
         """``X`` as a pandas DataFrame or a 2-D array, its width and names checked."""
@@ -782,16 +794,8 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
             The fitted estimator.
         """
         self._validate_params()
-        self._require_y(y)
-        X = self._checked_table(X, reset=True)
-        y = _check_y(y, multi_output=True, estimator=self)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
+        X, y = self._checked_xy(X, y, y_numeric=False)
         check_classification_targets(y)
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"X has {X.shape[0]} rows but y has {y.shape[0]}: give one label per row."
-            )
         self._fit_table(X, y, y if y.ndim == 1 else None, sample_weight,
                         X_val, y_val, sample_weight_val)  # fmt: skip
         self.classes_ = self.network_.classes_
@@ -990,15 +994,7 @@ class TabularRegressor(RegressorMixin, _TabularBase):
             The fitted estimator.
         """
         self._validate_params()
-        self._require_y(y)
-        X = self._checked_table(X, reset=True)
-        y = _check_y(y, multi_output=True, y_numeric=True, estimator=self)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"X has {X.shape[0]} rows but y has {y.shape[0]}: give one target per row."
-            )
+        X, y = self._checked_xy(X, y, y_numeric=True)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
         Y = y.reshape(y.shape[0], -1).astype(np.float64)
         if sw.sum() > 0:
