@@ -89,12 +89,23 @@ def _expit(z):
     return e / (1.0 + e)
 
 
+#: above this, mish(y) = y and mish'(y) = 1 to the last bit of float64 (and float32)
+_MISH_LINEAR = 25.0
+
+
 @jit()
-def _softplus(z):
-    """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
-    if z > 0:
-        return z + math.log1p(math.exp(-z))
-    return math.log1p(math.exp(z))
+def _tanh_softplus(z):
+    """``tanh(softplus(z))`` with one exponential: ``u / (u + 2)``, ``u = e^z (e^z + 2)``.
+
+    Mish's cost is its transcendental calls; this form needs one instead of three
+    (exp, log1p and tanh) and has no cancellation for negative ``z`` (``u`` is a
+    product of positive factors).
+    """
+    if z > _MISH_LINEAR:  # u would overflow; the ratio is 1 in either dtype
+        return 1.0
+    e = math.exp(z)
+    u = e * (e + 2.0)
+    return u / (u + 2.0)
 
 
 @jit()
@@ -184,7 +195,7 @@ def _activate(Z, code):
     elif code == ACT_MISH:
         for k in range(n):
             v = z[k]
-            z[k] = v * math.tanh(_softplus(v))
+            z[k] = v * _tanh_softplus(v)
 
 
 @jit()
@@ -235,8 +246,14 @@ def _activation_grad(G, F, M, use_mask, code, D):
     elif code == ACT_MISH:  # tanh(sp) + y (1 - tanh(sp)^2) sigmoid(y), sp = softplus(y)
         for k in range(n):
             v = f[k]
-            t = math.tanh(_softplus(v))
-            d[k] *= t + v * (1.0 - t * t) * _expit(v)
+            if v > _MISH_LINEAR:  # tanh(sp) is 1 and the second term 0 in either dtype
+                continue
+            # with e = exp(y) and u = e (e + 2): tanh(sp) = u / (u + 2),
+            # 1 - tanh(sp)^2 = 4 (u + 1) / (u + 2)^2, sigmoid(y) = e / (e + 1)
+            e = math.exp(v)
+            u = e * (e + 2.0)
+            r = 1.0 / (u + 2.0)
+            d[k] *= u * r + v * (4.0 * (u + 1.0) * r * r) * (e / (e + 1.0))
 
 
 @jit()
