@@ -405,6 +405,12 @@ None, default='from_dtype'
     tol : float, default=1e-4
         Least improvement of the validation score that counts.  skbp's default.
 {extra}
+    dtype : {{'float32', 'float64'}}, default='float32'
+        Precision the network trains and predicts in.  The encoded columns are
+        bounded (the smooth clip, encodings in the target's range), so float32
+        loses nothing that matters and makes every product about twice as
+        fast.  Source: RealMLP-TD (PyTorch's float32).
+
     random_state : int, RandomState instance or None, default=None
         Seeds the network (initialisation, shuffling, dropout, the held-out
         rows) and the target encoder's cross-fitting folds.  An int gives the
@@ -490,6 +496,7 @@ _COMMON_CONSTRAINTS: dict = {
     ],
     "scoring": [str, callable, None],
     "tol": [Interval(numbers.Real, 0, None, closed="left")],
+    "dtype": [StrOptions({"float32", "float64"})],
     "random_state": ["random_state"],
     "n_jobs": [None, numbers.Integral],
     "verbose": ["verbose"],
@@ -619,12 +626,13 @@ class _TabularBase(BaseEstimator):
         )
         if hasattr(self, "feature_names_in_"):
             self.preprocessor_.feature_names_in_ = self.feature_names_in_
-        Xt = self.preprocessor_.fit_transform(X, y_encode)
+        Xt = self.preprocessor_.fit_transform(X, y_encode).astype(self.dtype, copy=False)
         self.is_categorical_ = self.preprocessor_.is_categorical_
         extra = {}
         if X_val is not None or y_val_net is not None or sample_weight_val is not None:
             if X_val is not None:
                 X_val = self.preprocessor_.transform(self._checked_table(X_val, reset=False))
+                X_val = X_val.astype(self.dtype, copy=False)
             extra = {"X_val": X_val, "y_val": y_val_net, "sample_weight_val": sample_weight_val}
         self.network_ = self._network()
         with warnings.catch_warnings():
@@ -640,7 +648,8 @@ class _TabularBase(BaseEstimator):
 
     def _encoded(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "network_")
-        return self.preprocessor_.transform(self._checked_table(X, reset=False))
+        Xt = self.preprocessor_.transform(self._checked_table(X, reset=False))
+        return Xt.astype(self.network_.coefs_[0].dtype, copy=False)
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -717,6 +726,7 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
         n_iter_no_change: float = np.inf, scoring: str | Callable[..., float] | None = None,
         tol: float = 1e-4, label_smoothing: float = 0.1,
         class_weight: dict[Any, float] | str | None = None,
+        dtype: str = "float32",
         random_state: int | np.random.RandomState | None = None, n_jobs: int | None = None,
         verbose: bool = False,
     ) -> None:  # fmt: skip
@@ -746,6 +756,7 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
         self.tol = tol
         self.label_smoothing = label_smoothing
         self.class_weight = class_weight
+        self.dtype = dtype
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -922,7 +933,8 @@ class TabularRegressor(RegressorMixin, _TabularBase):
         beta_1: float = 0.9, beta_2: float = 0.95, epsilon: float = 1e-8,
         early_stopping: bool = False, validation_fraction: float = 0.2,
         n_iter_no_change: float = np.inf, scoring: str | Callable[..., float] | None = None,
-        tol: float = 1e-4, random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4, dtype: str = "float32",
+        random_state: int | np.random.RandomState | None = None,
         n_jobs: int | None = None, verbose: bool = False,
     ) -> None:  # fmt: skip
         self.categorical_features = categorical_features
@@ -949,6 +961,7 @@ class TabularRegressor(RegressorMixin, _TabularBase):
         self.n_iter_no_change = n_iter_no_change
         self.scoring = scoring
         self.tol = tol
+        self.dtype = dtype
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose

@@ -181,14 +181,14 @@ def test_regressor_matches_the_pipeline_built_by_hand(weighted, n_outputs):
             onehot.fit_transform(by_hand(X_train, ["color", "flag"])),
             target.fit_transform(by_hand(X_train, ["city"]), Y_std.mean(axis=1)),
         ]
-    )
+    ).astype(np.float32)  # the network trains in float32 (dtype's default)
     Xt_test = np.hstack(
         [
             numeric.transform(X_test[nums].astype(float).to_numpy()),
             onehot.transform(by_hand(X_test, ["color", "flag"])),
             target.transform(by_hand(X_test, ["city"])),
         ]
-    )
+    ).astype(np.float32)
     net = BPRegressor(
         hidden_layer_sizes=(32,), activation="mish", learning_rate="one_cycle",
         learning_rate_init=reg.learning_rate_init, max_iter=20, batch_size=256, dropout=0.15,
@@ -299,3 +299,19 @@ def test_network_defaults_are_the_recipe():
     assert clf.label_smoothing == 0.1
     assert isinstance(clf._network(), BPClassifier) and isinstance(reg._network(), BPRegressor)
     assert clone(clf).get_params() == clf.get_params()
+
+
+@pytest.mark.parametrize("Estimator", [TabularClassifier, TabularRegressor])
+def test_dtype_sets_the_networks_precision(Estimator):
+    X, y = make_table()
+    if Estimator is TabularClassifier:
+        y = y > np.median(y)
+    default = Estimator(**FAST).fit(X, y)
+    assert default.network_.coefs_[0].dtype == np.float32
+    wide = Estimator(dtype="float64", **FAST).fit(X, y)
+    assert wide.network_.coefs_[0].dtype == np.float64
+    # the same model up to float32 rounding
+    out = "predict_proba" if Estimator is TabularClassifier else "predict"
+    assert_allclose(getattr(default, out)(X), getattr(wide, out)(X), rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="dtype"):
+        Estimator(dtype="float16", **FAST).fit(X, y)
