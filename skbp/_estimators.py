@@ -428,7 +428,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
         max_grad_norm: float | None = None, class_weight: dict[Any, float] | str | None = None,
         label_smoothing: float = 0.0, n_jobs: int | None = None, weight_decay: float = 0.0,
         decay_biases: bool = False, min_learning_rate: float = 0.0, warmup_fraction: float = 0.1,
-        n_cycles: int = 4,
+        n_cycles: int = 4, n_ensemble: int = 1,
     ) -> None:  # fmt: skip
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
@@ -446,7 +446,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
             n_jobs=n_jobs, weight_decay=weight_decay, decay_biases=decay_biases,
             min_learning_rate=min_learning_rate, warmup_fraction=warmup_fraction,
-            n_cycles=n_cycles,
+            n_cycles=n_cycles, n_ensemble=n_ensemble,
         )  # fmt: skip
 
     def _validate_input(
@@ -829,7 +829,7 @@ class BPRegressor(RegressorMixin, BaseBP):
         batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
         max_grad_norm: float | None = None, n_jobs: int | None = None,
         weight_decay: float = 0.0, decay_biases: bool = False, min_learning_rate: float = 0.0,
-        warmup_fraction: float = 0.1, n_cycles: int = 4,
+        warmup_fraction: float = 0.1, n_cycles: int = 4, n_ensemble: int = 1,
     ) -> None:  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -845,7 +845,7 @@ class BPRegressor(RegressorMixin, BaseBP):
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
             n_jobs=n_jobs, weight_decay=weight_decay, decay_biases=decay_biases,
             min_learning_rate=min_learning_rate, warmup_fraction=warmup_fraction,
-            n_cycles=n_cycles,
+            n_cycles=n_cycles, n_ensemble=n_ensemble,
         )  # fmt: skip
 
     def _validate_input(
