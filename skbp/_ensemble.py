@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._callbacks import FitTasks
 from ._threads import effective_n_threads
 
 if TYPE_CHECKING:
@@ -77,9 +78,11 @@ def fit_members(
 
     ``fit_params`` go to each member's ``fit`` (the validation data) or
     ``partial_fit`` (the classes).  A member's error is raised here once every
-    member has stopped.
+    member has stopped.  The callbacks see the ensemble's fit as one task,
+    without subtasks: the members' epochs run at once in several threads.
     """
     k = est.n_ensemble
+    tasks = FitTasks(est, X, y, sample_weight, max_subtasks=k)
     params = _member_params(est)
     if continuing:
         members = est.estimators_
@@ -115,6 +118,7 @@ def fit_members(
         for f in futures:
             f.result()
     _set_books(est, members)
+    tasks.close()
 
 
 def _set_books(est: BaseBP, members: list[BaseBP]) -> None:
