@@ -1372,8 +1372,9 @@ def _parameter_problems(cls: type[BaseBP], state: dict[str, Any]) -> list[str]:
     Each must be valid, as ``fit`` requires; those that shape the network
     (``hidden_layer_sizes``, ``activation``, ``batch_norm``, ``residual``,
     ``dropout``) must be the ones it was fitted with, since ``partial_fit`` and
-    a warm start rebuild the per-layer options from them; and
-    ``early_stopping`` must have the stopping books it reads.
+    a warm start rebuild the per-layer options from them; ``n_ensemble`` must
+    count the fitted networks; and ``early_stopping`` must have the stopping
+    books it reads.
     """
     params = {name: state[name] for name in cls._get_param_names()}
     try:
@@ -1381,6 +1382,11 @@ def _parameter_problems(cls: type[BaseBP], state: dict[str, Any]) -> list[str]:
     except InvalidParameterError as exc:
         return [_clip(str(exc)).rstrip(".")]
     problems = [p for p in (_scoring_problem(params["scoring"]),) if p]
+    fitted_k = len(state["estimators_"]) if "estimators_" in state else 1
+    if params["n_ensemble"] != fitted_k:
+        problems.append(
+            f"n_ensemble={params['n_ensemble']} but the fitted model has {fitted_k} network(s)"
+        )
     layout = state["_layout"]
     sizes = [int(v) for v in layout.sizes]
     hidden, n_hidden = sizes[1:-1], len(sizes) - 2

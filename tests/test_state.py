@@ -516,6 +516,11 @@ REFUSED = {
     "no_improvement_count": ("adam", _set(_no_improvement_count=-3), "_no_improvement_count"),
     "missing_weights": ("adam", lambda st: st.pop("_w"), "it lacks _w"),
     # an ensemble: its members against n_ensemble and its network
+    "n_ensemble_of_a_single_network": (
+        "adam",
+        _set(n_ensemble=2),
+        "n_ensemble=2 but the fitted model has 1 network(s)",
+    ),
     "ensemble_member_missing": (
         "ensemble",
         _array("estimators_", lambda a: a[:2]),
