@@ -32,13 +32,21 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._callbacks import CallbackSupportMixin, FitTasks, with_callbacks
 from ._data import Problem, max_abs, readonly
+from ._ensemble import (
+    ENSEMBLE_STATE,
+    ensemble_output,
+    ensemble_state_problems,
+    fit_members,
+    is_ensemble,
+    stacked_views,
+)
 from ._kernels import ACTIVATION_CODES, OUTPUT_CODES
 from ._layout import Layout
 from ._matmul import SMALL_WORK
 from ._memory import check_fit_memory
 from ._optim import SCHEDULE_CODES, OptimizerState
 from ._predict import network_output, small_output
-from ._threads import thread_context
+from ._threads import effective_n_threads, thread_context
 from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig, ValidationSet
 from .exceptions import PrecisionWarning
 
@@ -289,6 +297,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         "warmup_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "n_cycles": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_jobs": [None, numbers.Integral],
+        "n_ensemble": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
     @abstractmethod
@@ -304,6 +313,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         dropout: float | Iterable[float], batch_norm: bool, residual: bool, l1_ratio: float,
         max_grad_norm: float | None, n_jobs: int | None, weight_decay: float,
         decay_biases: bool, min_learning_rate: float, warmup_fraction: float, n_cycles: int,
+        n_ensemble: int,
     ) -> None:  # fmt: skip
         self.activation = activation
         self.solver = solver
@@ -342,6 +352,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self.min_learning_rate = min_learning_rate
         self.warmup_fraction = warmup_fraction
         self.n_cycles = n_cycles
+        self.n_ensemble = n_ensemble
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -415,7 +426,10 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         return dict(zip(self._VIEWS, values, strict=True))
 
     def _set_views(self) -> None:
-        self.__dict__.update(self._views_of(self._w, self._bn_run))
+        if is_ensemble(self):
+            self.__dict__.update(stacked_views(self))
+        else:
+            self.__dict__.update(self._views_of(self._w, self._bn_run))
 
     def __getstate__(self) -> dict[str, Any]:
         # BaseEstimator may return the instance __dict__ itself: never mutate it.
@@ -424,6 +438,9 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             state["_w"] = self._packed_params()
             # coefs_/intercepts_ are views of _w: pickle the vector once and
             # rebuild the views on load.
+            for name in self._VIEWS:
+                state.pop(name, None)
+        if "estimators_" in state:  # an ensemble's views are stacked copies of its members'
             for name in self._VIEWS:
                 state.pop(name, None)
         # skbp's own objects as builtins and arrays, so that skops.io can load a
@@ -480,7 +497,10 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
                 if name not in state:
                     state[name] = defaults[name].default
         try:
-            problems = _state_problems(state, cls._get_param_names())
+            if "estimators_" in state:
+                problems = _ensemble_problems(cls, state)
+            else:
+                problems = _state_problems(state, cls._get_param_names())
             if not problems:
                 problems = _parameter_problems(cls, state)
             if not problems:
@@ -554,16 +574,15 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         sample_weight_val: ArrayLike | None = None,
     ) -> Self:
         """Validate everything, set up the network, then hand it to a trainer."""
-        self._validate_params()
-        if self.n_jobs == 0:
-            raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
-        self._check_optimizer_options()
-        stochastic = self.solver in _STOCHASTIC_SOLVERS
-        if stochastic and self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        _check_validation_arguments(self, X_val, y_val, sample_weight_val)
-        _check_scoring_name(self.scoring)  # now, not after the first epoch
+        self._check_fit_arguments(incremental, X_val, y_val, sample_weight_val)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if self.n_ensemble > 1 or (is_ensemble(self) and not first_pass):
+            return self._fit_ensemble(
+                X, y, sample_weight, incremental, first_pass,
+                {"X_val": X_val, "y_val": y_val, "sample_weight_val": sample_weight_val},
+            )  # fmt: skip
+        self.__dict__.pop("estimators_", None)
+        stochastic = self.solver in _STOCHASTIC_SOLVERS
         X_given = X
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         dtype = X.dtype if first_pass else self._w.dtype
@@ -592,6 +611,75 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self.gradient_norms_ = np.array(self._gradient_norms).reshape(-1, len(layer_units) - 1)
         tasks.close()
         return self
+
+    def _check_fit_arguments(
+        self,
+        incremental: bool,
+        X_val: object,
+        y_val: object,
+        sample_weight_val: object,
+    ) -> None:
+        """The parameters and the validation arguments of a fit, checked before any data."""
+        self._validate_params()
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
+        self._check_optimizer_options()
+        if self.solver in _STOCHASTIC_SOLVERS and self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        _check_validation_arguments(self, X_val, y_val, sample_weight_val)
+        _check_scoring_name(self.scoring)  # now, not after the first epoch
+
+    def _fit_ensemble(
+        self,
+        X: ArrayLike | sp.spmatrix | sp.sparray,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None,
+        incremental: bool,
+        first_pass: bool,
+        validation: dict[str, Any],
+    ) -> Self:
+        """Fit ``n_ensemble`` networks (``skbp._ensemble``), or train the fitted ones on.
+
+        The data are validated here, once, for the ensemble's own fitted
+        fields (widths, column names, classes) and the memory check of all
+        members; each member is handed the data as given.
+        """
+        k = self.n_ensemble
+        fitted_k = len(self.estimators_) if is_ensemble(self) else 1
+        if not first_pass and fitted_k != k:
+            raise ValueError(
+                f"warm_start and partial_fit continue the fitted model, an ensemble of "
+                f"{fitted_k} network(s), but n_ensemble={k}. Set n_ensemble={fitted_k} to "
+                "train it on, or fit from scratch with warm_start=False."
+            )
+        X_checked, y_checked = self._validate_input(X, y, incremental, reset=first_pass)
+        dtype = X_checked.dtype if first_pass else self._weights_dtype()
+        n_outputs = self._encode_targets(y_checked, dtype).shape[1]
+        hidden = check_hidden_layer_sizes(
+            self.hidden_layer_sizes, X_checked.shape[1], n_outputs
+        )  # fmt: skip
+        dropout = _per_hidden_layer(self.dropout, len(hidden), "dropout", _check_dropout)
+        n_threads = min(k, effective_n_threads(self.n_jobs))
+        self._check_memory(
+            X_checked, hidden, [X_checked.shape[1], *hidden, n_outputs], dtype,
+            any(p > 0 for p in dropout), new_network=first_pass,
+            new_optimizer=not (incremental and not first_pass), n_networks=(k, n_threads),
+        )  # fmt: skip
+        if first_pass:
+            for name in _SINGLE_STATE:
+                self.__dict__.pop(name, None)
+        if incremental:
+            fit_params = {"classes": self.classes_} if hasattr(self, "classes_") else {}
+        else:
+            fit_params = validation
+        fit_members(self, X, y, sample_weight, incremental, not first_pass, fit_params)
+        return self
+
+    def _weights_dtype(self) -> np.dtype:
+        """The dtype of the fitted network's weights (of its members' for an ensemble)."""
+        if is_ensemble(self):
+            return self.estimators_[0]._w.dtype
+        return self._w.dtype
 
     def _validation_set(
         self,
@@ -728,9 +816,12 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
     def _check_memory(
         self, X: np.ndarray | sp.spmatrix | sp.sparray, hidden: list[int],
         layer_units: list[int], dtype: DTypeLike, dropout: bool, new_network: bool,
-        new_optimizer: bool,
+        new_optimizer: bool, n_networks: tuple[int, int] = (1, 1),
     ) -> None:  # fmt: skip
-        """``MemoryError`` when this fit's arrays exceed the available memory (``skbp._memory``)."""
+        """``MemoryError`` when this fit's arrays exceed the available memory (``skbp._memory``).
+
+        ``n_networks``: the networks the fit keeps, and those it trains at once.
+        """
         stochastic = self.solver in _STOCHASTIC_SOLVERS
         check_fit_memory(
             type(self).__name__, hidden, layer_units, dtype, X.shape[0], solver=self.solver,
@@ -738,6 +829,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             residual=bool(self.residual), early_stopping=stochastic and bool(self.early_stopping),
             validation_fraction=self.validation_fraction, sparse=not isinstance(X, np.ndarray),
             new_network=new_network, new_optimizer=stochastic and new_optimizer,
+            n_networks=n_networks,
         )  # fmt: skip
 
     def _continue(self, layer_units: list[int]) -> None:
@@ -833,7 +925,9 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
 
     # ---------------------------------------------------------------- predict
     def _network_output(self, X: np.ndarray | sp.spmatrix | sp.sparray) -> np.ndarray:
-        """Output-layer activations for validated ``X``."""
+        """Output-layer activations for validated ``X`` (an ensemble's: their mean)."""
+        if is_ensemble(self):
+            return ensemble_output(self, X)
         if X.shape[0] * self._layout.max_coef <= SMALL_WORK:
             # every product runs in skbp's own loops, on this thread: no BLAS or
             # Numba threads to set up (a single-row prediction)
@@ -860,7 +954,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
                     self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
                     dtype=(np.float64, np.float32), order="C",
                 )  # fmt: skip
-            _check_range(X, self._w.dtype)
+            _check_range(X, self._weights_dtype())
             out = self._network_output(X)
         finally:
             _end_prediction(key)
@@ -884,7 +978,8 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         )
 
     def _check_fitted(self) -> None:
-        if "_w" not in self.__dict__:  # check_is_fitted's test, without its overhead
+        d = self.__dict__
+        if "_w" not in d and "estimators_" not in d:  # check_is_fitted's, without its overhead
             check_is_fitted(self, "_w")
 
     def __sklearn_tags__(self) -> Tags:
@@ -1006,6 +1101,12 @@ _NETWORK_STATE = frozenset(
 )  # fmt: skip
 #: what a fitted state has besides (the data's widths), ``_optimizer`` aside
 _FITTED_STATE = (*sorted(_NETWORK_STATE - {"_optimizer"}), "n_features_in_", "n_outputs_")
+#: what a single network's fits set besides, all gone when an ensemble is fitted in its place
+_SINGLE_STATE = (
+    *_NETWORK_STATE, *BaseBP._VIEWS, "_loss_ref", "_no_improvement_count",
+    "validation_scores_", "best_validation_score_", "validation_loss_curve_", "best_loss_",
+    "gradient_norms_", "_random_state", "_gradient_warned", "loss_", "loss_curve_",
+)  # fmt: skip
 
 _REPR = reprlib.Repr()
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 8
@@ -1082,15 +1183,9 @@ def _state_problems(state: dict[str, Any], param_names: Iterable[str]) -> list[s
     See ``BaseBP._check_state``.  Turns the layout and the optimizer state into
     skbp's objects, in ``state``.
     """
-    missing = [name for name in (*param_names, *_FITTED_STATE) if name not in state]
-    if missing:
-        return [f"it lacks {', '.join(missing)} (a fitted model has them all)"]
-    for name, load in (("_layout", _loaded_layout), ("_optimizer", _loaded_optimizer)):
-        if name in state:
-            try:
-                state[name] = load(state[name])
-            except (ValueError, TypeError, ArithmeticError) as exc:
-                return [_clip(f"{name} is {exc}")]
+    problems = _loaded_fields(state, (*param_names, *_FITTED_STATE))
+    if problems:
+        return problems
     layout = state["_layout"]
     sizes = [int(v) for v in layout.sizes]
     n_trans, n = len(sizes) - 1, layout.n_params
@@ -1124,6 +1219,31 @@ def _state_problems(state: dict[str, Any], param_names: Iterable[str]) -> list[s
             problems.append(f"{name} holds NaN or infinite values")
         elif name.endswith("_run") and (state[name][layout.act_width :] < 0).any():
             problems.append(f"{name} holds negative variances")
+    problems += _network_problems(state, sizes)
+    if "_optimizer" in state:
+        problems += _optimizer_problems(state["_optimizer"], w.dtype, n)
+    problems += _book_problems(state, n_trans)
+    return problems
+
+
+def _loaded_fields(state: dict[str, Any], required: Iterable[str]) -> list[str]:
+    """Problems unless ``state`` has every ``required`` field; layout, optimizer made skbp's."""
+    missing = [name for name in required if name not in state]
+    if missing:
+        return [f"it lacks {', '.join(missing)} (a fitted model has them all)"]
+    for name, load in (("_layout", _loaded_layout), ("_optimizer", _loaded_optimizer)):
+        if name in state:
+            try:
+                state[name] = load(state[name])
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                return [_clip(f"{name} is {exc}")]
+    return []
+
+
+def _network_problems(state: dict[str, Any], sizes: list[int]) -> list[str]:
+    """The counts, output and dropout codes and column names against the layer ``sizes``."""
+    problems = []
+    n_trans = len(sizes) - 1
     for name, want, what in (
         ("n_features_in_", sizes[0], "the input layer has {}"),
         ("n_outputs_", sizes[-1], "the output layer has {}"),
@@ -1151,9 +1271,6 @@ def _state_problems(state: dict[str, Any], param_names: Iterable[str]) -> list[s
             f"the dropout rates _drop_p are not {n_trans} float64 rates in [0, 1), one per "
             "layer (0 for the output layer)"
         )
-    if "_optimizer" in state:
-        problems += _optimizer_problems(state["_optimizer"], w.dtype, n)
-    problems += _book_problems(state, n_trans)
     names = state.get("feature_names_in_")
     if "feature_names_in_" in state and not (
         _plain_array(names) and names.shape == (sizes[0],)
@@ -1161,6 +1278,25 @@ def _state_problems(state: dict[str, Any], param_names: Iterable[str]) -> list[s
     ):  # fmt: skip
         problems.append(f"feature_names_in_ is not {sizes[0]} column names")
     return problems
+
+
+def _ensemble_problems(cls: type[BaseBP], state: dict[str, Any]) -> list[str]:
+    """What is wrong with a loaded fitted ensemble's ``state`` (``skbp._ensemble``).
+
+    Its members were checked whole as they loaded; here the ensemble's own
+    fields, and the members against them.
+    """
+    required = (*cls._get_param_names(), *ENSEMBLE_STATE, "n_features_in_", "n_outputs_")
+    problems = _loaded_fields(state, required)
+    if problems:
+        return problems
+    sizes = [int(v) for v in state["_layout"].sizes]
+    problems = _network_problems(state, sizes)
+    if not _numbers(state["loss_curve_"]):
+        problems.append("loss_curve_ is not a list of numbers")
+    if not _number(state["loss_"]):
+        problems.append(f"loss_={_brief(state['loss_'])} is not a number")
+    return problems or ensemble_state_problems(cls, state)
 
 
 def _optimizer_problems(opt: OptimizerState, dtype: np.dtype, n: int) -> list[str]:
@@ -1236,8 +1372,9 @@ def _parameter_problems(cls: type[BaseBP], state: dict[str, Any]) -> list[str]:
     Each must be valid, as ``fit`` requires; those that shape the network
     (``hidden_layer_sizes``, ``activation``, ``batch_norm``, ``residual``,
     ``dropout``) must be the ones it was fitted with, since ``partial_fit`` and
-    a warm start rebuild the per-layer options from them; and
-    ``early_stopping`` must have the stopping books it reads.
+    a warm start rebuild the per-layer options from them; ``n_ensemble`` must
+    count the fitted networks; and ``early_stopping`` must have the stopping
+    books it reads.
     """
     params = {name: state[name] for name in cls._get_param_names()}
     try:
@@ -1245,6 +1382,11 @@ def _parameter_problems(cls: type[BaseBP], state: dict[str, Any]) -> list[str]:
     except InvalidParameterError as exc:
         return [_clip(str(exc)).rstrip(".")]
     problems = [p for p in (_scoring_problem(params["scoring"]),) if p]
+    fitted_k = len(state["estimators_"]) if "estimators_" in state else 1
+    if params["n_ensemble"] != fitted_k:
+        problems.append(
+            f"n_ensemble={params['n_ensemble']} but the fitted model has {fitted_k} network(s)"
+        )
     layout = state["_layout"]
     sizes = [int(v) for v in layout.sizes]
     hidden, n_hidden = sizes[1:-1], len(sizes) - 2

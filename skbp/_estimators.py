@@ -236,7 +236,26 @@ default=(100,)
         runs serially unless the cores are free of other processes' work and
         parallel steps measure faster; concurrent calls in threads share the
         cores.  The fitted weights are the same, bit for bit, for every value
-        and every step's thread count.  See ``docs/threads.md``."""
+        and every step's thread count.  See ``docs/threads.md``.
+
+    n_ensemble : int, default=1
+        Number of networks to train, each from its own initial weights and
+        with its own shuffling (and early-stopping split), whose predictions
+        are averaged: a classifier averages the members' probabilities (after
+        softmax or the logistic) and predicts the classes of that average, a
+        regressor averages the members' predictions.  Averaging probabilities,
+        not logits, keeps each member's calibration and is what the tabular
+        recipes (RealMLP, TabM) do.  The members are ``estimators_``; their
+        seeds come from ``random_state`` (an int ``r`` seeds member 0 with
+        ``r``, so it is the network ``n_ensemble=1`` fits, and the others from
+        ``np.random.SeedSequence(r)``).  They train concurrently, up to
+        ``n_jobs`` at a time, and the result is the same, bit for bit, for
+        every ``n_jobs``.  Training costs about ``n_ensemble`` single fits of
+        CPU time (less wall time where a single fit leaves cores idle), and
+        prediction ``n_ensemble`` forward passes.  ``warm_start`` and
+        ``partial_fit`` train every member on.  1 trains one network, as
+        scikit-learn does.  E.g. ``BPClassifier(n_ensemble=8, random_state=0)``.
+        See ``docs/toolkit.md``."""
 
 _COMMON_ATTRIBUTES = """
     loss_ : float
@@ -268,6 +287,11 @@ _COMMON_ATTRIBUTES = """
     coefs_ : list of ndarray of shape (n_layers - 1,)
         Weight matrices, ``coefs_[i]`` of shape ``(units[i], units[i + 1])``.
         They are views of one flat parameter vector: change them in place.
+        With ``n_ensemble > 1`` every parameter attribute (``coefs_``,
+        ``intercepts_``, the ``bn_*`` lists) holds the members' arrays stacked
+        on a first axis of length ``n_ensemble`` (``coefs_[i]`` of shape
+        ``(n_ensemble, units[i], units[i + 1])``): read-only copies; change a
+        member's own (``estimators_[m].coefs_``) instead.
 
     intercepts_ : list of ndarray of shape (n_layers - 1,)
         Bias vectors, ``intercepts_[i]`` of shape ``(units[i + 1],)``.
@@ -302,7 +326,16 @@ _COMMON_ATTRIBUTES = """
         ``batch_norm``).
 
     bn_running_means_, bn_running_vars_ : list of ndarray
-        Batch norm's running mean and variance per hidden layer, used by predict."""
+        Batch norm's running mean and variance per hidden layer, used by predict.
+
+    estimators_ : list of estimators
+        With ``n_ensemble > 1`` only: the members, fitted estimators of this
+        class with ``n_ensemble=1`` and each its own ``random_state``, holding
+        each member's books (``loss_curve_``, ``validation_scores_``,
+        ``best_loss_``, ``gradient_norms_``, ...).  The ensemble's own
+        ``n_iter_`` is the most epochs a member ran, ``loss_`` the mean of
+        the members' and ``loss_curve_`` per epoch the mean over the members
+        that trained it; the other books are the members' only."""
 
 _DIFFERENCES = """
     Differences from scikit-learn's MLP, all deliberate:
@@ -428,7 +461,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
         max_grad_norm: float | None = None, class_weight: dict[Any, float] | str | None = None,
         label_smoothing: float = 0.0, n_jobs: int | None = None, weight_decay: float = 0.0,
         decay_biases: bool = False, min_learning_rate: float = 0.0, warmup_fraction: float = 0.1,
-        n_cycles: int = 4,
+        n_cycles: int = 4, n_ensemble: int = 1,
     ) -> None:  # fmt: skip
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
@@ -446,7 +479,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
             n_jobs=n_jobs, weight_decay=weight_decay, decay_biases=decay_biases,
             min_learning_rate=min_learning_rate, warmup_fraction=warmup_fraction,
-            n_cycles=n_cycles,
+            n_cycles=n_cycles, n_ensemble=n_ensemble,
         )  # fmt: skip
 
     def _validate_input(
@@ -829,7 +862,7 @@ class BPRegressor(RegressorMixin, BaseBP):
         batch_norm: bool = False, residual: bool = False, l1_ratio: float = 0.0,
         max_grad_norm: float | None = None, n_jobs: int | None = None,
         weight_decay: float = 0.0, decay_biases: bool = False, min_learning_rate: float = 0.0,
-        warmup_fraction: float = 0.1, n_cycles: int = 4,
+        warmup_fraction: float = 0.1, n_cycles: int = 4, n_ensemble: int = 1,
     ) -> None:  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -845,7 +878,7 @@ class BPRegressor(RegressorMixin, BaseBP):
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
             n_jobs=n_jobs, weight_decay=weight_decay, decay_biases=decay_biases,
             min_learning_rate=min_learning_rate, warmup_fraction=warmup_fraction,
-            n_cycles=n_cycles,
+            n_cycles=n_cycles, n_ensemble=n_ensemble,
         )  # fmt: skip
 
     def _validate_input(

@@ -160,6 +160,7 @@ def fit_bytes(
     sparse: bool = False,
     new_network: bool = True,
     new_optimizer: bool = True,
+    n_networks: tuple[int, int] = (1, 1),
 ) -> int:
     """Bytes of the arrays a fit allocates and keeps alive together.
 
@@ -173,11 +174,15 @@ def fit_bytes(
     work buffers: a batch (a chunk for L-BFGS, every row with batch norm) times
     the widths of all layers, per buffer.  Temporaries are not counted, so a
     fit needs more than this: it is the bound below which a fit is never refused.
+    ``n_networks``: an ensemble's ``(k, m)``, ``k`` networks each with its
+    parameters and optimizer state, ``m`` of them training at once (each with
+    its work buffers and, for L-BFGS, scipy's arrays).
     """
     units = [int(u) for u in layer_units]
     size = np.dtype(dtype).itemsize
     n_params = n_parameters(units, batch_norm)
-    copies = 2 if new_network else 0  # the weights and the copy to restore
+    kept = 2 if new_network else 0  # the weights and the copy to restore
+    copies = 0  # those of a network while it trains
     if solver == "lbfgs":
         rows = n_rows if batch_norm else min(_CHUNK_ROWS, n_rows)
         copies += 2  # the gradient and the best point seen
@@ -193,14 +198,16 @@ def fit_bytes(
         # copies the best weights anew while the previous copy is alive
         copies += 3 + int(early_stopping)
         if new_optimizer:
-            copies += 2 if solver == "adam" else 1
+            kept += 2 if solver == "adam" else 1
         extra = 0
     widths = units[1:]
     hidden = units[1:-1]
     keep = dropout or (residual and any(a == b for a, b in pairwise(hidden)))
     per_row = sum(widths) * (2 + int(keep) + int(dropout) + int(batch_norm))
     per_row += (0 if sparse else units[0]) + max(hidden, default=0)
-    return copies * n_params * size + extra + max(1, rows) * per_row * size
+    k, at_once = n_networks
+    buffers = max(1, rows) * per_row * size
+    return k * kept * n_params * size + at_once * (copies * n_params * size + extra + buffers)
 
 
 def check_fit_memory(

@@ -161,10 +161,22 @@ def _network_output(scope, operator, container):
     the running statistics, the activation, and the residual skip ``+ h``.
     """
     est = operator.raw_operator
+    g = _Graph(scope, container, est._weights_dtype())
+    x = scope.get_unique_variable_name("x")
+    apply_cast(scope, operator.inputs[0].full_name, x, container, to=_proto(g.dtype))
+    members = getattr(est, "estimators_", None)
+    if members is None:
+        return _member_output(g, est, x)
+    # predict's order: the members' outputs summed one by one, then divided
+    P = _member_output(g, members[0], x)
+    for m in members[1:]:
+        P = g.node("Add", [P, _member_output(g, m, x)])
+    return g.node("Div", [P, g.const("n_members", float(len(members)))], name="ensemble_mean")
+
+
+def _member_output(g, est, h):
+    """One network's output for the input ``h`` (a single network, or a member)."""
     layout = est._layout
-    g = _Graph(scope, container, est._w.dtype)
-    h = scope.get_unique_variable_name("x")
-    apply_cast(scope, operator.inputs[0].full_name, h, container, to=_proto(g.dtype))
     last = est.n_layers_ - 2  # the output layer's transition
 
     def affine(l, h):
@@ -200,7 +212,7 @@ def convert_bp_classifier(scope, operator, container):
     """skl2onnx converter of :class:`~skbp.BPClassifier`: labels and probabilities."""
     est = operator.raw_operator
     lb = est._label_binarizer
-    g = _Graph(scope, container, est._w.dtype)
+    g = _Graph(scope, container, est._weights_dtype())
     P = _network_output(scope, operator, container)
     if est.out_activation_ == "logistic":  # as predict_proba: strictly inside (0, 1)
         eps = np.finfo(g.dtype).eps

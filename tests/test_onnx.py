@@ -185,3 +185,33 @@ def test_single_class():
         est = BPClassifier((4,), max_iter=5, random_state=0).fit(X, np.full(len(X), 7))
     labels, _ = run_onnx(to_onnx(est, X[:1], options={"zipmap": False}), X)
     np.testing.assert_array_equal(labels, est.predict(X))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "target", ["multiclass", "binary", "multilabel", "regressor", "poisson_batch_norm"]
+)
+def test_ensemble_graph_averages_the_members(target, dtype):
+    # predict_proba averages the members' probabilities and predict takes the
+    # labels of that mean: the graph must do the same, not export one member
+    X, y = IRIS
+    X = scaled(X).astype(dtype)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=30, random_state=0, n_ensemble=3)
+    if target in ("regressor", "poisson_batch_norm"):
+        extra = dict(loss="poisson", batch_norm=True) if target == "poisson_batch_norm" else {}
+        est = BPRegressor(**kw, **extra).fit(X, (X[:, 2] - X[:, 2].min()).astype(dtype))
+        (values,) = run_onnx(to_onnx(est, X[:1]), X)
+        np.testing.assert_allclose(values.ravel(), est.predict(X), rtol=1e-4, atol=1e-4)
+        one = est.estimators_[0].predict(X)
+        assert not np.allclose(values.ravel(), one, rtol=1e-4, atol=1e-4)
+        return
+    targets = {
+        "multiclass": y,
+        "binary": (y == 2).astype(int),
+        "multilabel": np.c_[y == 0, y == 1, y == 2].astype(int),
+    }
+    est = BPClassifier(**kw).fit(X, targets[target])
+    labels, proba = run_onnx(to_onnx(est, X[:1], options={"zipmap": False}), X)
+    np.testing.assert_array_equal(labels, est.predict(X))
+    np.testing.assert_allclose(proba, est.predict_proba(X), rtol=0, atol=1e-4)
+    assert not np.allclose(proba, est.estimators_[0].predict_proba(X), rtol=0, atol=1e-4)

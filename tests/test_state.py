@@ -162,7 +162,32 @@ FAMILIES = {
         X=X_IRIS.astype(np.float32),
         y=Y_TWO.astype(np.float32),
     ),
+    "ensemble": lambda: _fit(BPClassifier((6,), max_iter=5, random_state=0, n_ensemble=3)),
+    "ensemble_early_stopping_strings": lambda: _fit(
+        BPClassifier((6,), early_stopping=True, max_iter=5, random_state=0, n_ensemble=2),
+        y=Y_STRINGS,
+    ),
+    "ensemble_regressor_batch_norm_float32": lambda: _fit(
+        BPRegressor(
+            hidden_layer_sizes=(6, 6), batch_norm=True, max_iter=5, random_state=0, n_ensemble=2
+        ),
+        X=X_IRIS.astype(np.float32),
+        y=Y_TWO.astype(np.float32),
+    ),
+    "ensemble_lbfgs": lambda: _fit(
+        BPRegressor(
+            hidden_layer_sizes=(6,), solver="lbfgs", max_iter=5, random_state=0, n_ensemble=2
+        ),
+        y=Y_TWO,
+    ),  # fmt: skip
 }
+
+
+def weights(est):
+    """The flat parameter vector (each member's, stacked, for an ensemble)."""
+    if hasattr(est, "estimators_"):
+        return np.stack([m._w for m in est.estimators_])
+    return est._w
 
 
 @functools.cache
@@ -229,7 +254,7 @@ def test_intact_state_round_trips_unchanged(family, how, tmp_path):
     train_on(est, X, y)
     train_on(loaded, X, y)
     assert_same_outputs(loaded, est, X)
-    np.testing.assert_array_equal(loaded._w, est._w)
+    np.testing.assert_array_equal(weights(loaded), weights(est))
 
 
 def test_feature_names_round_trip(tmp_path):
@@ -490,6 +515,82 @@ REFUSED = {
     "gradient_norms": ("adam", _set(_gradient_norms=[np.zeros(5)]), "_gradient_norms is not"),
     "no_improvement_count": ("adam", _set(_no_improvement_count=-3), "_no_improvement_count"),
     "missing_weights": ("adam", lambda st: st.pop("_w"), "it lacks _w"),
+    # an ensemble: its members against n_ensemble and its network
+    "n_ensemble_of_a_single_network": (
+        "adam",
+        _set(n_ensemble=2),
+        "n_ensemble=2 but the fitted model has 1 network(s)",
+    ),
+    "ensemble_member_missing": (
+        "ensemble",
+        _array("estimators_", lambda a: a[:2]),
+        "not a list of n_ensemble=3 members (list of 2)",
+    ),
+    "ensemble_n_ensemble_changed": (
+        "ensemble",
+        _set(n_ensemble=2),
+        "not a list of n_ensemble=2 members (list of 3)",
+    ),
+    "ensemble_members_not_a_list": (
+        "ensemble",
+        _array("estimators_", tuple),
+        "estimators_ is not a list",
+    ),  # fmt: skip
+    "ensemble_member_unfitted": (
+        "ensemble",
+        _array("estimators_", lambda a: [a[0], BPClassifier((6,)), a[2]]),
+        "estimators_[1] is not a fitted BPClassifier",
+    ),
+    "ensemble_member_of_another_class": (
+        "ensemble",
+        _array("estimators_", lambda a: [a[0], fitted("regressor_gelu")[0], a[2]]),
+        "estimators_[1] is not a fitted BPClassifier with n_ensemble=1 (BPRegressor)",
+    ),
+    "ensemble_member_an_ensemble": (
+        "ensemble",
+        _array("estimators_", lambda a: [a[0], a[1], fitted("ensemble")[0]]),
+        "estimators_[2] is not a fitted BPClassifier with n_ensemble=1",
+    ),
+    "ensemble_member_other_network": (
+        "ensemble",
+        _array("estimators_", lambda a: [a[0], fitted("batch_norm_residual_dropout")[0], a[2]]),
+        "estimators_[1]'s network",
+    ),
+    "ensemble_member_other_classes": (
+        "ensemble",
+        _array("estimators_", lambda a: [fitted("string_labels")[0], a[1], a[2]]),
+        "estimators_[0]'s network",
+    ),
+    "ensemble_member_other_dtype": (
+        "ensemble",
+        _array("estimators_", lambda a: [a[0], fitted("float32")[0], a[2]]),
+        "different dtypes ['float32', 'float64']",
+    ),
+    "ensemble_layout_widths": (
+        "ensemble",
+        _nested("_layout", layer_units=[4, 7, 3]),
+        "estimators_[0]'s network",
+    ),  # fmt: skip
+    "ensemble_n_features_in": ("ensemble", _set(n_features_in_=5), "n_features_in_=5 but"),
+    "ensemble_out_code": ("ensemble", _set(_out_code=1), "_out_code=1 is not the code"),
+    "ensemble_loss_curve": ("ensemble", _set(loss_curve_=None), "loss_curve_ is not"),
+    "ensemble_n_iter": ("ensemble", _set(n_iter_=-1), "n_iter_=-1 is not a count"),
+    "ensemble_missing_layout": ("ensemble", lambda st: st.pop("_layout"), "it lacks _layout"),
+    "ensemble_classes_changed": (
+        "ensemble",
+        _set(classes_=np.array([0, 1, 5])),
+        "estimators_[0]'s network",
+    ),  # fmt: skip
+    "ensemble_hidden_layer_sizes_changed": (
+        "ensemble",
+        _set(hidden_layer_sizes=(7,)),
+        "hidden_layer_sizes",
+    ),  # fmt: skip
+    "ensemble_regressor_loss_changed": (
+        "ensemble_lbfgs",
+        _set(loss="poisson"),
+        "loss='poisson' needs 'exp'",
+    ),  # fmt: skip
 }
 
 

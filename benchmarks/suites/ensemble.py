@@ -1,0 +1,88 @@
+"""n_ensemble: time of k members against one member (default n_jobs), as a markdown table.
+
+For each problem one network is fitted with the default ``n_jobs`` (all
+cores), then ensembles of ``k`` members (trained concurrently, up to one per
+core); each fit is timed ``--repeats`` times and the median reported, with
+its ratio to the single network.  A warm-up fit of each estimator and
+prediction kernel comes first, so that compile time is excluded.
+
+    python benchmarks/suites/ensemble.py                      # both problems
+    python benchmarks/suites/ensemble.py --problems tabular --ks 2 8 --repeats 5
+"""
+
+import argparse
+import statistics
+import time
+import warnings
+
+import numpy as np
+
+PROBLEMS = ("tabular", "digits")
+
+
+def _problem(name):
+    """``(estimator class, parameters, X, y)`` of a named problem."""
+    from skbp import BPClassifier
+
+    if name == "tabular":
+        from sklearn.datasets import make_classification
+
+        X, y = make_classification(
+            n_samples=5000, n_features=20, n_informative=12, n_classes=3, random_state=0
+        )
+        params = dict(hidden_layer_sizes=(256, 256, 256), batch_size=256, max_iter=20)
+        return BPClassifier, params, X, y
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return BPClassifier, {}, X / 16.0, y
+
+
+def _fit_seconds(cls, params, X, y, k):
+    est = cls(**params, n_ensemble=k, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        est.fit(X, y)
+    return time.perf_counter() - t0
+
+
+def add_arguments(parser):
+    """The suite's options."""
+    parser.add_argument("--problems", nargs="+", choices=PROBLEMS, default=list(PROBLEMS))
+    parser.add_argument("--ks", nargs="+", type=int, default=[2, 4, 8, 16])
+    parser.add_argument("--repeats", type=int, default=3)
+
+
+def run(args):
+    """Time the fits and print the table."""
+    from skbp._threads import effective_n_threads
+
+    print(f"threads (n_jobs=None): {effective_n_threads(None)}\n")
+    print("| problem | members | seconds (median) | ratio to one member |")
+    print("|---|---:|---:|---:|")
+    for name in args.problems:
+        cls, params, X, y = _problem(name)
+        # warm-up: kernels compiled (or loaded), prediction included
+        warm = {**params, "max_iter": 1}
+        for k in (1, 2):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cls(**warm, n_ensemble=k, random_state=0).fit(X, y).predict(X[:300])
+        base = None
+        for k in (1, *args.ks):
+            times = [_fit_seconds(cls, params, X, y, k) for _ in range(args.repeats)]
+            med = statistics.median(times)
+            base = med if base is None else base
+            print(f"| {name} | {k} | {med:.3f} | {med / base:.2f} |", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
