@@ -315,3 +315,18 @@ def test_dtype_sets_the_networks_precision(Estimator):
     assert_allclose(getattr(default, out)(X), getattr(wide, out)(X), rtol=1e-3, atol=1e-3)
     with pytest.raises(ValueError, match="dtype"):
         Estimator(dtype="float16", **FAST).fit(X, y)
+
+
+def test_n_ensemble_averages_the_members_probabilities():
+    X, y = make_table()
+    labels = y > np.median(y)
+    clf = TabularClassifier(n_ensemble=3, **FAST).fit(X, labels)
+    members = clf.network_.estimators_
+    assert len(members) == 3
+    Xt = clf._encoded(X)
+    expected = np.mean([m.predict_proba(Xt) for m in members], axis=0)
+    assert_allclose(clf.predict_proba(X), expected, rtol=1e-5)  # float32 sums
+    # members differ (their own seeds), so the average is not member 0
+    assert not np.allclose(members[0].predict_proba(Xt), expected)
+    with pytest.raises(ValueError, match="n_ensemble"):
+        TabularClassifier(n_ensemble=0, **FAST).fit(X, labels)
