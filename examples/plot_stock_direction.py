@@ -53,7 +53,7 @@ from skbp import BPClassifier
 
 spec = importlib.util.find_spec("bokeh_sampledata")
 if spec is None:
-    raise SystemExit("this example needs bokeh_sampledata: pip install bokeh_sampledata")
+    raise SystemExit("this example needs bokeh_sampledata: pip install bokeh-sampledata")
 path = Path(spec.origin).parent / "_data" / "stocks.csv.gz"
 prices = pd.read_csv(path, parse_dates=["Date"])
 prices.columns = [c.lower().replace(" ", "_") for c in prices.columns]  # Adj Close -> adj_close
