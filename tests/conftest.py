@@ -270,8 +270,8 @@ TINY_KERNELS = textwrap.dedent(
     def squares(x):
         # an array allocated in compiled code and returned: Numba's runtime (NRT;
         # skbp's own kernels go without it), which a process
-        # that only loads cached code must still have set up (measured: without
-        # it this call segfaults)
+        # that only loads cached code must still have set up (without it this
+        # call crashes)
         y = np.empty_like(x)
         for i in range(x.shape[0]):
             y[i] = x[i] * x[i]
