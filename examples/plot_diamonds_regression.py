@@ -160,8 +160,8 @@ print(table.to_string(formatters={c: f.format for c, f in formats.items()}, na_r
 # band: the networks fitted on the price in dollars are the most accurate for
 # expensive stones, while fitting log(price) keeps the relative error low for
 # cheap ones too. With a dollar-scale loss, a $400 stone's error barely counts,
-# and its relative error changes a lot with ``random_state`` (between about 10 %
-# and 28 % for either library when we tried a few seeds).
+# and its relative error changes a lot with ``random_state``, for either
+# library.
 
 best = "skbp BPRegressor, price"
 fig, axes = plt.subplots(1, 2, figsize=(12, 5))
@@ -192,9 +192,8 @@ fig.tight_layout()
 # Both neural networks cut the ridge regression's error in dollars by about a
 # quarter. With the same architecture, optimiser, batch size and number of
 # epochs, skbp and scikit-learn reach the same accuracy (the gap between them is
-# within the spread one gets by changing ``random_state``: an MAE of about $290
-# to $310 for either library over a few seeds), and skbp fits about three times
-# faster on this 2-core machine.
+# within the spread one gets by changing ``random_state``), and skbp fits
+# faster (the printed table has this run's times).
 
 names = [n for n in table.index if n != "Dummy (median)"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))

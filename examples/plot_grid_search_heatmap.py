@@ -132,7 +132,7 @@ plt.show()
 # the linear baseline is close behind: digits is an easy data set.
 #
 # The fit times differ: skbp's compiled training loop fits each candidate
-# 2-4x faster here, most for the small networks, and the whole search by about
-# as much. These timings come from one run on a shared 2-core machine and
-# depend on the data size, the network size and the hardware; they are not a
-# benchmark.
+# faster, most of all the small networks, whose updates scikit-learn's MLP
+# spends mostly in per-call overhead (the printed table has the times of this
+# run). Timings depend on the data size, the network size and the hardware;
+# they are not a benchmark.

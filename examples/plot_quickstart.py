@@ -94,9 +94,9 @@ print(f"\nBPRegressor on diabetes: R^2 {r2.mean():.3f} +- {r2.std():.3f}")
 # A fitted network keeps its training loss after every epoch in ``loss_curve_``,
 # just like scikit-learn's. The right panel shows the 5 cross-validation folds
 # of both estimators: on this small, easy data set they differ by at most one
-# test row (of 114) per fold, while skbp fits several times faster. That speed-up
-# is for this network and data size on this machine; the accuracy of both is
-# set by the model and the data, not by the implementation.
+# test row (of 114) per fold, while skbp fits faster (the printed fit times).
+# A speed-up holds for one network and data size on one machine; the accuracy
+# of both is set by the model and the data, not by the implementation.
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
 ax1.plot(clf[-1].loss_curve_)
 ax1.set(title="BPClassifier training loss", xlabel="epoch", ylabel="log-loss", yscale="log")

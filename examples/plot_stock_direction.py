@@ -53,7 +53,7 @@ from skbp import BPClassifier
 
 spec = importlib.util.find_spec("bokeh_sampledata")
 if spec is None:
-    raise SystemExit("this example needs bokeh_sampledata: pip install bokeh_sampledata")
+    raise SystemExit("this example needs bokeh_sampledata: pip install bokeh-sampledata")
 path = Path(spec.origin).parent / "_data" / "stocks.csv.gz"
 prices = pd.read_csv(path, parse_dates=["Date"])
 prices.columns = [c.lower().replace(" ", "_") for c in prices.columns]  # Adj Close -> adj_close
@@ -265,11 +265,11 @@ fig.tight_layout()
 #
 # ``BPClassifier`` behaves like ``MLPClassifier`` in a proper time-series
 # cross-validation: same hyperparameters, near-identical scores, the same
-# pipeline, and here a fit time about ten times shorter (timings on a shared
-# 2-core machine; small mini-batches of 64 rows are where scikit-learn's
-# per-batch Python overhead shows most). Neither network, nor the logistic
-# regression, finds a next-day signal in past returns, volatility and volume
-# that beats always predicting "up"; that is consistent with daily stock
+# pipeline, and a shorter fit time (printed above; small mini-batches of 64
+# rows are where scikit-learn's per-batch Python overhead shows most).
+# Neither network, nor the logistic regression, finds a next-day signal in
+# past returns, volatility and volume that beats always predicting "up"; that
+# is consistent with daily stock
 # returns being close to unpredictable from their own history. A different
 # seed, feature set or period could move the accuracies by a point either way;
 # four stocks and thirteen years are far too little to claim a signal, and

@@ -145,9 +145,9 @@ print(f"\nlogistic regression: C = {models['LogisticRegression (CV)'].best_param
 # layer buys little over a well-tuned logistic regression; differences of this
 # size are within what another split or seed would change. What the example
 # does show is the cost: skbp trains the same network on the same sparse
-# matrix about three times faster than scikit-learn's MLP, and adding dropout
-# costs nothing measurable (timings are wall time on a shared machine and
-# noisy; the logistic regression's time includes its 12 cross-validation fits).
+# matrix faster than scikit-learn's MLP, and adding dropout costs little (the
+# printed timings are wall time of one run, and noisy; the logistic
+# regression's time includes its 12 cross-validation fits).
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
 colors = ["tab:gray", "tab:blue", "tab:orange", "tab:cyan"]
 bars = axes[0].barh(results.index, results["f1"], color=colors)

@@ -50,9 +50,6 @@ from ._threads import effective_n_threads, thread_context
 from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig, ValidationSet
 from .exceptions import PrecisionWarning
 
-#: where the documentation built from ``docs/`` is published (``.readthedocs.yaml``)
-DOC_URL = "https://skbp.readthedocs.io/en/latest/"
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
@@ -242,11 +239,9 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
     Warning: this class should not be used directly; use the derived classes.
     """
 
-    # the "?" link of the HTML representation (Jupyter) opens the estimator's API page;
-    # sklearn's default template builds ``{estimator_module}.{estimator_name}``
-    # (``skbp.BPClassifier``), the name of the page ``docs/api.rst`` generates
-    _doc_link_module = "skbp"
-    _doc_link_template = DOC_URL + "generated/{estimator_module}.{estimator_name}.html"
+    # No ``_doc_link_module``/``_doc_link_template``: the documentation is not hosted
+    # anywhere, so the HTML representation (Jupyter) has no "?" link.  scikit-learn's
+    # default module (``sklearn``) gives no link to an estimator of another package.
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": [
@@ -949,7 +944,7 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         try:
             if check_input and not self._plain_input(X):
                 # a plain finite float ndarray of the fitted width is accepted as it
-                # is, which skips validate_data's ~100 us
+                # is, which skips validate_data's checks (most of a one-row predict)
                 X = validate_data(
                     self, X, accept_sparse=["csr", "csc", "coo"], reset=False,
                     dtype=(np.float64, np.float32), order="C",

@@ -43,7 +43,7 @@ def grid_search(estimator, X_train, y_train):
 
 
 def main(max_iter: int = 100) -> None:
-    """Run the demo (about 20 s on 2 cores once the kernels are compiled).
+    """Run the demo (it prints how long each part took).
 
     ``max_iter`` is every fit's epoch budget (the tests run it small).
     """
@@ -58,9 +58,8 @@ def main(max_iter: int = 100) -> None:
     )
     # Compile first, outside the timed searches: skbp.precompile reaches every
     # kernel a fit and a prediction use.  The very first run on a machine
-    # makes their machine code from the LLVM IR skbp ships (a few seconds on 2
-    # cores; tens of seconds where Numba has to compile them); later runs load
-    # them from the on-disk cache in well under a second.
+    # makes their machine code from the LLVM IR skbp ships (or has Numba compile
+    # them, which takes longer); later runs load them from the on-disk cache.
     logging.getLogger("skbp").setLevel(logging.ERROR)  # this script reports it itself
     print("Compiling skbp's kernels (or loading them from the cache) ...", flush=True)
     seconds = skbp.precompile("float64")  # digits scaled by MinMaxScaler: float64

@@ -373,8 +373,8 @@ def fitted_label_binarizer(y: np.ndarray) -> LabelBinarizer:
 
     For those the fitted attributes are simply ``np.unique(y)`` and ``"binary"``
     or ``"multiclass"``; LabelBinarizer's own checks (parameter validation and
-    ``type_of_target`` twice) cost ~1.5 ms per fit, held under the GIL, which a
-    grid search on the threading backend pays for every fit.  Any other target
+    ``type_of_target`` twice) take time held under the GIL, which a grid search
+    on the threading backend pays for every fit.  Any other target
     (strings, floats, multilabel) goes through ``LabelBinarizer.fit``.
     """
     lb = LabelBinarizer()
@@ -598,7 +598,7 @@ class BPClassifier(ClassifierMixin, BaseBP):
             and lb.neg_label == 0 and lb.pos_label == 1 and y.ndim == 1 and y.shape[0]
         ):  # fmt: skip
             # LabelBinarizer.transform's result without its target-type checks
-            # (measured: 5 ms of a 10,000-row fit), for labels it knows
+            # (which cost every fit again), for labels it knows
             classes = lb.classes_
             idx = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
             if np.all(classes[idx] == y):

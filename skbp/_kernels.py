@@ -19,8 +19,8 @@ Conventions shared by every kernel (the records are ``skbp._records``):
   once per layer, never once per element.
 * Batch norm's running statistics ``bn_run`` are ``None`` for a network without
   batch norm: Numba then prunes the batch-norm branches before compiling, so
-  a model without batch norm never compiles batch norm's kernels (4 s of a
-  cold first fit).  Each kernel has one version with and one without.
+  a model without batch norm never compiles batch norm's kernels (a good part
+  of a cold first fit).  Each kernel has one version with and one without.
 * Boolean flags passed from one kernel to another are computed from run-time
   values (``B < 0`` rather than ``False``): Numba types a constant argument
   as a literal and would compile the callee once per caller.
@@ -122,7 +122,7 @@ _view = view_2d
 
 @jit()
 def _copy2d(src, dst):
-    """``dst[:, :] = src`` as plain loops (Numba's slice assignment: measured 7x slower)."""
+    """``dst[:, :] = src`` as plain loops (Numba's slice assignment is slower)."""
     for i in range(src.shape[0]):
         for j in range(src.shape[1]):
             dst[i, j] = src[i, j]
@@ -158,8 +158,7 @@ def _activate(Z, code):
     Element-wise, so over the flat array: one loop level per branch is less
     code to compile than two (and the same numbers).  Every element is
     written, chosen by a select: a store under a condition vectorises to a
-    masked store, which AMD processors execute slowly (measured: the relu
-    loops were ~7% of a small-batch update).
+    masked store, which AMD processors execute slowly.
     """
     z = flat_view(Z)
     n = z.shape[0]
@@ -289,7 +288,8 @@ def prefetch_rows(data, idx, start, stop):
 
     Called for the next mini-batch before training on this one: the shuffled
     rows are scattered over ``X``, and gathering them (``_first_layer``) waited
-    on memory for ~8% of a small-batch update.  Only a hint; nothing for CSR.
+    on memory for a noticeable part of a small-batch update.  Only a hint;
+    nothing for CSR.
     """
     if data.sparse:
         return
@@ -427,7 +427,7 @@ def forward(data, rows, w, net, train, sample_mask, bn_momentum, rng, bufs, bn_r
     the buffer are used, e.g. to check gradients with a fixed mask).
     """
     # the records' fields, read once (each read of an array field is a reference
-    # count taken and dropped: measured, reading them in the loop cost W1 ~10%)
+    # count taken and dropped, which small networks feel in the loop)
     sizes, coef_off, int_off, act_off = net.sizes, net.coef_off, net.int_off, net.act_off
     bn_off, codes, res, tune, drop_p = net.bn_off, net.codes, net.res, net.tune, net.drop_p
     acts, fa, masks, bnz, bnstat = bufs.acts, bufs.fa, bufs.masks, bufs.bnz, bufs.bnstat

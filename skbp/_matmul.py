@@ -22,50 +22,36 @@ Why this is reproducible for any thread count:
   core count either.
 
 Neither BLAS's own threads nor a split chosen by the thread count would do:
-measured with the bundled OpenBLAS, ``128 x 784 @ 784 x 256`` in float32 gives
-different bits on 1 and 2 BLAS threads, and splitting a product into 2, 3 or
-4 column blocks changes the bits of some shapes.  Hence a split fixed by the
-shape.
+with the bundled OpenBLAS a float32 product can give different bits on 1 and
+2 BLAS threads, and splitting a product into 2, 3 or 4 column blocks changes
+the bits of some shapes.  Hence a split fixed by the shape.
 
-Why column blocks of the result and not row blocks of the mini-batch:
-measured on the 2-core machine, splitting ``128 x 784 @ 784 x 256`` into row
-blocks costs 30-60% of BLAS's speed on one thread (every call re-packs the
-whole weight matrix), column blocks much less, and they leave nothing to
-reduce.  Concurrent BLAS calls from ``prange`` threads only run side by side
-when BLAS is limited to one thread; otherwise OpenBLAS's spinning threads and
-Numba's fight (measured: 20x slower).
+Why column blocks of the result and not row blocks of the mini-batch: every
+row block's BLAS call re-packs the whole weight matrix, which column blocks
+avoid, and column blocks leave nothing to reduce.  Concurrent BLAS calls from
+``prange`` threads only run side by side when BLAS is limited to one thread;
+otherwise OpenBLAS's spinning threads and Numba's compete for the cores.
 
 Small products -- the mini-batch updates of small networks -- skip BLAS:
 below ``SMALL_WORK`` multiply-adds plain loops, below ``TILE_WORK`` (in
 multiply-adds times the item size; half that with ``Y`` transposed, whose
 panels are packed first) skbp's own register tiles, SIMD multiply-adds written as
-LLVM IR (:func:`_make_tile`).  Measured on the 2-core machine, a BLAS call
-costs 2.5-8 us at the shapes of a batch-32 update of a (64, 32) network
-(packing both operands, dispatch).  The tiles do such products
-(``32 x 30 @ 30 x 64`` to ``32 x 64 @ 64 x 64``) 1.65-2.2x faster in float32
-and 0.97-1.2x in float64, where the tile has half the lanes; W3's float32
-products (``64 x 50 @ 50 x 128`` to ``64 x 128 @ 128 x 64``, up to 2^19) 1.2-1.6x
-faster, except the ``128 x 64`` weight gradient from 64 rows (0.87x).
-Beyond that BLAS's cache blocking wins.  On a CPU with AVX-512 a tile row
-holds two 64-byte vectors (:func:`wide_vectors`); measured on the Zen 5
-development machine, whose bundled OpenBLAS runs AVX2 kernels, that made the
-same products 1.3-2.7x faster than BLAS in float32 and 1.6-2.8x in float64
-(from 0.8-1.7x and 0.6-1.6x with 32-byte rows); the gradient sent down,
-``D W^T`` at batch 32 (``32 x 64 @ 64 x 64`` and smaller), 1.5-1.65x with
-its panels packed (1.25-1.3x with AVX2 code).  Both are sums in a fixed
-order, so neither depends on threads, and a tile's shape never changes an
-element's bits.
+LLVM IR (:func:`_make_tile`).  At such shapes a BLAS call's fixed cost
+(packing both operands, dispatch) is a large part of the product, which the
+tiles do not pay; beyond ``TILE_WORK`` BLAS's cache blocking wins.  On a CPU
+with AVX-512 a tile row holds two 64-byte vectors (:func:`wide_vectors`).
+The tiles compute each element as a sum in a fixed order, so they depend on
+no thread count, and a tile's shape never changes an element's bits.
+``python benchmarks/bench.py products`` compares them with BLAS
+(benchmarks/RESULTS.md).
 
-Where Numba compiles for AVX-512 but SciPy's OpenBLAS runs AVX2 kernels (the
-Zen 5 development machine: OpenBLAS 0.3.30 takes it for a Haswell), the tiles
-beat BLAS at every size: tiles of 12 rows by two 64-byte vectors (24
-accumulators of AVX-512's 32 registers) ran W2's batch-128 products at
-250-270 GFLOP/s in float32 on one core, BLAS at 115-128 (its AVX2 peak), and
-at 1.3-2.2x BLAS's speed up to 8,192 deep.  There (``tune[6]``,
-:data:`DEEP_TILE_K`) every product that fits the tiles takes them, split into
-the same blocks as BLAS calls would be (:func:`_tile_blocks`); since each
-element is one in-order sum whatever its block, the split changes no bits
-there at all.
+Where Numba compiles for AVX-512 but SciPy's OpenBLAS runs AVX2 kernels (an
+OpenBLAS that does not know the CPU falls back to a Haswell's kernels), the
+tiles, at twice BLAS's vector width, beat BLAS at every size they were tried
+at; there (``tune[6]``, :data:`DEEP_TILE_K`) every product that fits the tiles
+takes them, split into the same blocks as BLAS calls would be
+(:func:`_tile_blocks`); since each element is one in-order sum whatever its
+block, the split changes no bits there at all.
 
 Prediction parallelises over row chunks instead and passes a ``tune`` that
 never splits, so the two kinds of parallelism never nest.
@@ -84,14 +70,11 @@ from numba.np.arrayobj import make_array
 from ._jit import blas_scalars, flat_view, jit, stack_buffer
 from ._threads import parallel_available
 
-#: a product is split when it has at least this many multiply-adds (W2's
-#: second-layer products, 128 x 256 x 128, are the smallest that split) ...
-#: Below it two threads gain little when they gain: on the 2-core development
-#: machine, with products split from 2^20 (until the eleventh session), a
-#: digits fit (200 x 64 x 100 products) ran 1.13x faster on two threads in
-#: some hours and 1.36x slower in others, an L-BFGS fit on 256 x 50 x 100
-#: chunks 1.14x faster and 1.3x slower (``benchmarks/split.py``); and a fit
-#: without a split product has no parallel region, so it skips the governor
+#: a product is split when it has at least this many multiply-adds (a batch of
+#: 128 rows through a 256-to-128 layer, 128 x 256 x 128, is the smallest that
+#: splits) ... Below it two threads gain little when they gain, and lose as
+#: often on a busy machine; and a fit without a split product has no parallel
+#: region, so it skips the governor
 PAR_MIN_WORK = 1 << 22
 #: ... into blocks of at least this many result columns (and at most the
 #: machine's core count, 2 to 16, of them)
@@ -170,9 +153,10 @@ def split_rows(M, N):
     return M > N
 
 
-# BLAS's gemm through Numba's own helper (the one its ``np.dot`` calls), so that
+# BLAS's gemm through Numba's own wrapper (the one its ``np.dot`` calls), so that
 # a block of columns can be addressed in place with a leading dimension instead
-# of being copied out first (copying the weights cost ~20% of a product).
+# of being copied out first (a copy of the weights per product costs time a
+# product of these sizes cannot spare).
 # Called by name, so compiled code that uses it can be cached.
 _xxgemm = types.ExternalFunction(
     "numba_xxgemm",
@@ -269,11 +253,9 @@ def blas_has_small_kernels():
     """Whether the BLAS behind Numba's gemm (SciPy's) is OpenBLAS with AVX-512 kernels.
 
     Those (SkylakeX and its successors) have a path for small products that
-    skips packing.  Measured on the lent 16-core Xeon: the tiles ran
-    ``32 x 30 @ 30 x 64`` to ``64 x 128 @ 128 x 64`` at 0.75-0.91x its speed
-    (the gradient sent down, ``D W^T``, at 1.2-1.3x); W1 (batch 32) fitted
-    10% faster with the tiles and W3 (batch 64) 11% slower.  There the tiles
-    take products up to a quarter of ``TILE_WORK`` only.  A property of the
+    skips packing, so the tiles' advantage (no packing, no dispatch) shrinks
+    to the smallest products.  There the tiles take products up to a quarter
+    of ``TILE_WORK`` only.  A property of the
     machine, read once: it never depends on timing.
     """
     return any(c in _openblas_cores() for c in _SMALL_KERNEL_CORES)
@@ -326,8 +308,7 @@ def _make_tile(MR, NV, vec_bytes):
     sum over ``k`` runs in order, one term at a time, so an element's bits
     depend on neither its place in the tile nor on threads.  Written as LLVM IR
     because Numba's loops over scalar accumulators do not vectorise this way
-    (measured: 5-10x slower than BLAS at batch-32 shapes, where this tile is
-    up to 2x faster).
+    (they run well behind BLAS where this tile runs ahead of it).
     """
 
     @intrinsic
@@ -580,9 +561,9 @@ def tiles_fit(K, N, itemsize, trans_y):
 
     Its zero-padded last panel (with ``trans_y``, every panel: they are all
     packed) must fit the stack buffer, and waste at most a quarter of the
-    lanes: a float32 product into 10 columns (a 10-class output layer)
-    computes 16 lanes and ran at 0.58-0.70x BLAS, in float64 (12 lanes) at
-    1.3-1.7x.
+    lanes: a float32 product into 10 columns (a 10-class output layer) would
+    compute 16 lanes, more waste than the tile's savings over BLAS make up
+    for.
     """
     W = _VEC_BYTES // itemsize
     pad = (W - N % W) % W
@@ -711,7 +692,7 @@ def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):
 
 if config.DISABLE_JIT:
     # NUMBA_DISABLE_JIT=1 runs the kernels as Python, which can run neither the
-    # tiles (LLVM IR) nor the BLAS helper compiled code calls: NumPy computes
+    # tiles (LLVM IR) nor the BLAS wrapper compiled code calls: NumPy computes
     # every product instead (the same values, summed in another order)
 
     def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):  # noqa: F811

@@ -7,8 +7,8 @@ governed steps or spread over threads.
 Spreading rows over threads calls the one prediction kernel
 (``skbp._kernels.predict``) from a few Python threads at once (it releases the
 GIL), each on contiguous whole chunks of rows with work buffers of its own,
-rather than a parallel kernel: a parallel kernel was one more kernel to compile
-(3-4 s cold), and a forward pass compiled apart may round its last bits
+rather than a parallel kernel: a parallel kernel would be one more kernel to
+compile on a cold first use, and a forward pass compiled apart may round its last bits
 differently (LLVM optimises it in another context), which would make the
 output depend on the thread count.
 
@@ -90,7 +90,7 @@ def compile_ahead(
     """Compile (or load from the cache) the prediction kernel in a background thread.
 
     Called by a fit once its own kernel runs (``skbp._training``): on a cold
-    machine the prediction kernel (1.3-2 s to compile) is then ready by the
+    machine the prediction kernel (seconds to compile) is then ready by the
     first ``predict``, compiled on the other core while the fit trains (Numba's
     compiler lock lets only one compile run at a time; training runs compiled
     code, which needs no lock).  ``data``, ``net``, ``bufs`` and ``bn_run`` are

@@ -3,8 +3,8 @@
 After the backward pass a mini-batch update touches every parameter a few
 times: the per-layer gradient norms (diagnostics), the penalty and the
 division by the weight sum, the norm for gradient clipping, and the optimizer
-step.  For a large network (W2: 235k parameters) this is a good part of an
-update, so it runs in two sweeps over fixed blocks of the vector:
+step.  For a large network (hundreds of thousands of parameters) this is a
+good part of an update, so it runs in two sweeps over fixed blocks of the vector:
 
 1. :func:`finish_blocks` -- per block: the squared norm of the data gradient
    (per layer, blocks never straddle two weight matrices), the penalty's
@@ -183,8 +183,8 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, lr, par):
     chosen by the size alone, so a network gets the same bits on any number of
     threads.  The penalty is summed from ``w`` before its update, as in two
     sweeps.  (The serial loops are written out here and in the two functions
-    above rather than shared through one more call level: measured, that level
-    cost W4 12% per update.)
+    above rather than shared through one more call level, whose cost small
+    one-row updates feel.)
     """
     alpha, l1_ratio, max_grad_norm = penalty.alpha, penalty.l1_ratio, penalty.max_grad_norm
     if max_grad_norm > 0:

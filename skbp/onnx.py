@@ -22,8 +22,9 @@ whatever the input's float type, with one exception: onnxruntime has no float64
 ``Erf``, so a float64 model's gelu computes its ``erf`` in float32 (its values
 agree with skbp's to about 1e-7).
 
-Requires the ``onnx`` extra: ``pip install "skbp[onnx]"`` (skl2onnx, onnx,
-and onnxruntime to run the result).
+Requires the ``onnx`` extra (skl2onnx, onnx, and onnxruntime to run the
+result): ``pip install -e ".[onnx]"`` in a checkout of skbp, or
+``pip install skl2onnx onnx onnxruntime``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ try:
     from skl2onnx.proto import onnx_proto
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
     raise ImportError(
-        "skbp.onnx needs skl2onnx: pip install 'skbp[onnx]' (skl2onnx, onnx, onnxruntime)."
+        f"skbp.onnx needs skl2onnx, which could not be imported ({exc}). Install it with "
+        "'pip install skl2onnx onnx onnxruntime' (or 'pip install -e \".[onnx]\"' in a "
+        "checkout of skbp)."
     ) from exc
 
 from ._estimators import BPClassifier, BPRegressor

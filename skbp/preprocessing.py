@@ -164,17 +164,6 @@ class RobustSmoothClipScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimat
            [4., 0.]])
     """
 
-    # the "?" link of the HTML representation (Jupyter) opens the API page that
-    # docs/api.rst generates, generated/skbp.preprocessing.<name>.html
-    _doc_link_module = "skbp"
-
-    @property
-    def _doc_link_template(self) -> str:
-        # imported here: skbp._base loads the Numba core, which this module does not need
-        from ._base import DOC_URL
-
-        return DOC_URL + "generated/{estimator_module}.{estimator_name}.html"
-
     _parameter_constraints: dict = {
         "quantile_range": [tuple],
         "max_abs_value": [Interval(numbers.Real, 0, None, closed="right")],

@@ -567,12 +567,6 @@ _REGRESSOR_NOTES = _NOTES_DOC.format(
 class _TabularBase(BaseEstimator):
     """The shared part: validate the table, encode its columns, hand them to the network."""
 
-    # the "?" link of the HTML representation opens the API page docs/api.rst generates
-    _doc_link_module = "skbp"
-    _doc_link_template = (
-        "https://skbp.readthedocs.io/en/latest/generated/{estimator_module}.{estimator_name}.html"
-    )
-
     def _network(self) -> Any:
         """An unfitted network with this estimator's settings (subclass hook)."""
         raise NotImplementedError

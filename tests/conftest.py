@@ -1,11 +1,11 @@
-"""Helpers shared by several test files (imported as ``from conftest import ...``).
+"""Functions and fixtures shared by several test files (imported as ``from conftest import ...``).
 
 * ``np_forward``: the plain-NumPy reference network (per-layer activations,
   residual skips, batch norm, sample-weighted batch statistics, dropout masks),
   with ``weighted_stats`` and the per-row data loss ``ref_row_loss``; each hidden
   activation and its derivative: ``HIDDEN_FUNCS``, ``HIDDEN_DERIVATIVES``;
 * ``call_kernel`` / ``kernel_loss_grad``: the compiled loss and gradient, called
-  the way ``fit_lbfgs`` calls them, and ``numeric_gradient``, central finite
+  the way ``LbfgsTrainer`` calls them, and ``numeric_gradient``, central finite
   differences of any such objective;
 * data factories: ``reg_data``, ``binary_data``, ``bn_data``, ``exploding_data``;
 * ``fit_recording``: fit and return the warnings of one category;
@@ -13,7 +13,7 @@
 * ``toolkit_classifier`` and the session fixture ``toolkit_iris`` (that
   classifier fitted once on iris, for tests that only read it).
 
-Helpers used by a single file live in that file.
+Those used by a single file live in that file.
 """
 
 import textwrap
@@ -155,7 +155,7 @@ def ref_row_loss(Y, P, out):
 
 def call_kernel(layout, w, problem, hidden, out_code, alpha, ws):
     """The compiled loss (gradient left in ``ws.grad``), through ``loss_grad`` as
-    ``fit_lbfgs`` calls it: hidden activation code(s) ``hidden``, no L1, no dropout."""
+    ``LbfgsTrainer`` calls it: hidden activation code(s) ``hidden``, no L1, no dropout."""
     layout.codes[:] = hidden
     n_trans = len(layout.sizes) - 1
     run = layout.new_running_stats(problem.dtype)
@@ -270,8 +270,8 @@ TINY_KERNELS = textwrap.dedent(
     def squares(x):
         # an array allocated in compiled code and returned: Numba's runtime (NRT;
         # skbp's own kernels go without it), which a process
-        # that only loads cached code must still have set up (measured: without
-        # it this call segfaults)
+        # that only loads cached code must still have set up (without it this
+        # call crashes)
         y = np.empty_like(x)
         for i in range(x.shape[0]):
             y[i] = x[i] * x[i]

@@ -1,4 +1,4 @@
-"""The bad-input matrix and a property test (issue 9 point 7).
+"""The bad-input matrix and a property test.
 
 One parametrised test runs every bad-input case -- data and parameters -- and
 expects the exception class and a message naming the problem.  A hypothesis

@@ -1,7 +1,8 @@
 """The documentation's contracts that need no Sphinx run (``.ci/run`` builds the site).
 
-The HTML representation links to the API pages ``docs/api.rst`` generates, and
-every gallery example has the title and cells sphinx-gallery renders.
+The HTML representation links to no site, every gallery example has the title
+and cells sphinx-gallery renders, and README and docs name only files that exist
+and install lines that work.
 """
 
 import ast
@@ -10,21 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from skbp import BPClassifier, BPRegressor
-from skbp._base import DOC_URL
+from skbp import BPClassifier, BPRegressor, TabularClassifier, TabularRegressor
+from skbp.preprocessing import RobustSmoothClipScaler
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("plot_*.py"))
 
 
-@pytest.mark.parametrize("cls", [BPClassifier, BPRegressor])
-def test_html_repr_links_to_the_api_page(cls):
-    link = cls()._get_doc_link()
-    assert link == f"{DOC_URL}generated/skbp.{cls.__name__}.html"
-    assert link in cls()._repr_html_()
-    # the page of that name is one docs/api.rst generates
-    api = (ROOT / "docs" / "api.rst").read_text()
-    assert ":toctree: generated/" in api and re.search(rf"^\s+{cls.__name__}$", api, re.M)
+@pytest.mark.parametrize(
+    "cls",
+    [BPClassifier, BPRegressor, TabularClassifier, TabularRegressor, RobustSmoothClipScaler],
+)
+def test_html_repr_links_to_no_site(cls):
+    """The documentation is not hosted anywhere, so the HTML representation's "?"
+    links nowhere (neither to a site that does not exist nor to scikit-learn's)."""
+    assert cls()._get_doc_link() == ""
+    assert '<a class="sk-estimator-doc-link' not in cls()._repr_html_()
 
 
 def test_gallery_has_examples():
@@ -87,3 +89,125 @@ def test_declared_dependencies_match_the_imports():
         needed = {_DISTRIBUTIONS[m] for m in third}
         declared = _declared("onnx" if path.name == "onnx.py" else None) | _declared()
         assert needed <= declared, f"{path.name} needs {needed - declared}, not declared"
+
+
+#: the documents whose references to repository files are checked
+_DOCUMENTS = sorted(
+    [ROOT / "README.md", ROOT / "examples" / "README.rst", *(ROOT / "docs").glob("*.md")]
+)
+# a path into the repository (``skbp/_matmul.py``, ``tests/test_x.py::test_y``,
+# ``benchmarks/RESULTS.md``, ``skbp/_prebuilt_ir/``), or a bare file name with an extension
+_REPO_PATH = re.compile(
+    r"(?<![\w./-])((?:skbp|tests|docs|examples|benchmarks|\.ci)/[\w./*-]*[\w/*])(?:::(\w+))?"
+)
+_MD_LINK = re.compile(r"\]\(([\w./-]+\.(?:md|rst|py))(?:#[\w-]*)?\)")
+
+
+def _referenced_files(path):
+    """(reference, resolved path, test name or None) for each file ``path`` names."""
+    text = path.read_text()
+    for match in _REPO_PATH.finditer(text):
+        ref, test = match.group(1), match.group(2)
+        if "_build" in ref or "auto_examples" in ref:
+            continue  # made by the build
+        yield ref, ROOT / ref, test
+    for match in _MD_LINK.finditer(text):  # links relative to the document
+        if "auto_examples" not in match.group(1):
+            yield match.group(1), path.parent / match.group(1), None
+
+
+@pytest.mark.parametrize("doc", _DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_documents_name_only_files_that_exist(doc):
+    """Every repository file (``tests/...::test``, glob) and benchmark subcommand
+    (``python benchmarks/bench.py <subcommand>``) README and docs name exists."""
+    missing = set()
+    for ref, path, test in _referenced_files(doc):
+        if not (any(path.parent.glob(path.name)) if "*" in ref else path.exists()):
+            missing.add(ref)
+        elif test is not None and not re.search(rf"^def {test}\b", path.read_text(), re.M):
+            missing.add(f"{ref}::{test}")
+    bench = ROOT / "benchmarks" / "bench.py"
+    for command in set(re.findall(r"python benchmarks/bench\.py ([\w-]+)", doc.read_text())):
+        if bench.exists() and not re.search(rf"""["']{command}["']""", bench.read_text()):
+            missing.add(f"benchmarks/bench.py {command}")
+    assert not missing, f"{doc.name} names files or tests that do not exist: {sorted(missing)}"
+
+
+def test_no_install_line_from_pypi():
+    """skbp is not on PyPI: an install line for it names a checkout (``pip install -e``)."""
+    pattern = re.compile(r"""pip install\s+(?:-U\s+|--upgrade\s+)?["']?skbp\b""")
+    files = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "skbp").glob("*.py")]
+    files += [*(ROOT / "examples").glob("*.py"), ROOT / "examples" / "README.rst"]
+    found = [
+        f"{f.relative_to(ROOT)}: {m.group(0)}"
+        for f in files
+        if "_build" not in f.parts
+        for m in pattern.finditer(f.read_text())
+    ]
+    assert not found, f"install lines for skbp from PyPI, where it is not published: {found}"
+
+
+def _conf(monkeypatch, hidden=(), skip_long=False):
+    """The namespace of ``docs/conf.py`` with the modules ``hidden`` not installed."""
+    import importlib.util
+    import runpy
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in hidden else find_spec(name, *a),
+    )
+    monkeypatch.setenv("SKBP_GALLERY_SKIP_LONG", "1" if skip_long else "0")
+    return runpy.run_path(str(ROOT / "docs" / "conf.py"))
+
+
+# the start of a page sphinx-gallery writes for an example
+_GALLERY_PAGE = """.. rst-class:: sphx-glr-example-title
+
+.. _sphx_glr_auto_examples_plot_x.py:
+
+
+An example
+==========
+
+Its introduction.
+"""
+
+
+def test_gallery_page_of_an_example_whose_data_is_missing_says_so(monkeypatch):
+    """An example whose data package is missing is not run, and its page says why
+    and which command installs the package."""
+    conf = _conf(monkeypatch, hidden={"plotnine"})
+    pattern = re.compile(conf["sphinx_gallery_conf"]["filename_pattern"])
+    assert not pattern.search("/examples/plot_diamonds_regression.py")
+    assert pattern.search("/examples/plot_quickstart.py")
+    note = conf["NOT_RUN"]["plot_diamonds_regression"]
+    assert "not installed" in note and "``pip install --no-deps plotnine``" in note
+    source = [_GALLERY_PAGE]
+    conf["_note_examples_not_run"](None, "auto_examples/plot_diamonds_regression", source)
+    head, _, rest = source[0].partition("==========\n")
+    assert head.endswith("An example\n") and rest.startswith("\n.. warning::\n\n   This example")
+    assert "Its introduction." in rest
+    source = [_GALLERY_PAGE]
+    conf["_note_examples_not_run"](None, "auto_examples/plot_quickstart", source)
+    assert source == [_GALLERY_PAGE]
+
+
+def test_gallery_page_of_the_long_example_skipped_says_how_to_run_it(monkeypatch):
+    conf = _conf(monkeypatch, skip_long=True)
+    note = conf["NOT_RUN"][conf["LONG_EXAMPLE"]]
+    assert "SKBP_GALLERY_SKIP_LONG" in note and "python examples/plot_mnist.py" in note
+    pattern = re.compile(conf["sphinx_gallery_conf"]["filename_pattern"])
+    assert not pattern.search("/examples/plot_mnist.py")
+
+
+def test_examples_name_the_install_command_the_docs_give(monkeypatch):
+    """Each example that needs a data package stops with the command its page's
+    note and examples/README.rst give."""
+    readme = (ROOT / "examples" / "README.rst").read_text()
+    for name, (module, install) in _conf(monkeypatch)["GALLERY_DATA"].items():
+        source = (ROOT / "examples" / f"{name}.py").read_text()
+        assert f'find_spec("{module}")' in source and install in source, name
+        package = install.split()[-1]
+        assert re.search(rf"pip install .*{re.escape(package)}", readme), package

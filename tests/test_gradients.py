@@ -1,7 +1,7 @@
 """The compiled loss gradient against central finite differences (float64).
 
 ``skbp._training.loss_grad`` (the single entry for the full-batch loss and
-gradient) is called directly, the way ``fit_lbfgs`` calls it, for every hidden
+gradient) is called directly, the way ``LbfgsTrainer`` calls it, for every hidden
 activation and every output/loss pair, with an L2 penalty, non-uniform sample
 weights, two hidden layers, dense and CSR input and a row chunk smaller than
 the number of rows (so the gradient is accumulated over chunks).

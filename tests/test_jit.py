@@ -151,8 +151,9 @@ def test_weights_do_not_depend_on_which_kernel_a_process_compiled_first(tmp_path
     """An internal kernel (the forward pass, ...) is compiled once per process, in
     the context of the first entry kernel that needs it, and the cache keeps it.
     With a prediction kernel compiled first (in threads), the L-BFGS fit that
-    follows must give the weights of a process that fitted first.  (Measured with
-    the parallel, reference-counting prediction kernel of old: they differed.)"""
+    follows must give the weights of a process that fitted first (a prediction
+    kernel that compiles the forward pass differently, e.g. a parallel one,
+    would make them differ)."""
     import pickle
 
     import numpy as np

@@ -1,4 +1,4 @@
-"""Numbers are never silently wrong (issue 9): overflow, dtype ranges, one class, damaged
+"""Numbers are never silently wrong: overflow, dtype ranges, one class, damaged
 pickles, and the gradient diagnostics (``gradient_norms_``, vanishing and exploding
 gradients reported with a ``GradientWarning``).
 

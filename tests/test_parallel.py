@@ -225,8 +225,8 @@ def _blas_answers(monkeypatch, *answers):
 
 def test_large_products_go_to_the_tiles_only_on_avx512_with_avx2_blas(monkeypatch):
     """``tune[6]``, a property of the machine: Numba's AVX-512 code beside an
-    OpenBLAS known to run kernels without AVX-512 (measured on the Zen 5
-    machine: 1.3-2.2x its speed at every size up to 8192 deep)."""
+    OpenBLAS known to run kernels without AVX-512, which the tiles outrun at
+    every size up to ``DEEP_TILE_K`` deep."""
     cases = [
         (2, [("openblas", "Haswell")], mm.DEEP_TILE_K),
         (2, [("openblas", "Zen")], mm.DEEP_TILE_K),

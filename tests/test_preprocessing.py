@@ -263,18 +263,6 @@ def test_invalid_quantile_range(quantile_range):
         RobustSmoothClipScaler(quantile_range=quantile_range).fit([[0.0], [1.0]])
 
 
-def test_html_repr_links_to_the_api_page():
-    from skbp._base import DOC_URL
-
-    scaler = RobustSmoothClipScaler()
-    link = scaler._get_doc_link()
-    assert link == f"{DOC_URL}generated/skbp.preprocessing.RobustSmoothClipScaler.html"
-    assert link in scaler._repr_html_()
-    api = (ROOT / "docs" / "api.rst").read_text()
-    assert ".. currentmodule:: skbp.preprocessing" in api
-    assert re.search(r"^\s+RobustSmoothClipScaler$", api, re.M)
-
-
 def test_import_does_not_load_the_numba_core():
     """A pipeline's preprocessing step alone starts without loading Numba."""
     code = (

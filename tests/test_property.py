@@ -1,5 +1,5 @@
 """Property test: fit + predict on drawn data and parameters is finite and well-shaped,
-or a ValueError/TypeError -- never another exception, never NaN (issue 9 point 7)."""
+or a ValueError/TypeError -- never another exception, never NaN."""
 
 import warnings
 
