@@ -90,7 +90,7 @@ from ._threads import parallel_available
 #: machine, with products split from 2^20 (until the eleventh session), a
 #: digits fit (200 x 64 x 100 products) ran 1.13x faster on two threads in
 #: some hours and 1.36x slower in others, an L-BFGS fit on 256 x 50 x 100
-#: chunks 1.14x faster and 1.3x slower (``benchmarks/split.py``); and a fit
+#: chunks 1.14x faster and 1.3x slower (``benchmarks/bench.py threads``); and a fit
 #: without a split product has no parallel region, so it skips the governor
 PAR_MIN_WORK = 1 << 22
 #: ... into blocks of at least this many result columns (and at most the

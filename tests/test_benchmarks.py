@@ -68,7 +68,8 @@ def test_a_new_suite_module_is_found_without_touching_the_dispatcher(bench, tmp_
     suites = sys.modules["suites"]
     suites.__path__.append(str(tmp_path))
     try:
-        with pytest.raises(SystemExit, match="broken.py is not a suite.*missing: add_arguments, run"):
+        missing = "broken.py is not a suite.*missing: add_arguments, run"
+        with pytest.raises(SystemExit, match=missing):
             bench.discover()
         (tmp_path / "broken.py").unlink()
         found = bench.discover()

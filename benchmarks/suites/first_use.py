@@ -113,10 +113,11 @@ def run(args):
             runs = []
             for label, prebuilt in ways:
                 with tempfile.TemporaryDirectory() as cache:
-                    runs.append((label, "cold", child("skbp", solver, dtype, max_iter, cache,
-                                                      prebuilt)))  # fmt: skip
-                    if prebuilt:
-                        runs.append(("loaded", "warm", child("skbp", solver, dtype, max_iter, cache)))
+                    cold = child("skbp", solver, dtype, max_iter, cache, prebuilt)
+                    runs.append((label, "cold", cold))
+                    if prebuilt:  # the warm cache is the same whichever way it was filled
+                        warm = child("skbp", solver, dtype, max_iter, cache)
+                        runs.append(("loaded", "warm", warm))
             config = f"{solver} {dtype}"
             for label, cache, d in runs:
                 k = d["kernels"]
