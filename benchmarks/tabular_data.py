@@ -1,4 +1,4 @@
-"""Real tabular data sets that install offline, for ``benchmarks/tabular.py``.
+"""Real tabular data sets that install offline, for the tabular benchmark suite.
 
 Three sources, none downloaded at run time by a data-set hub:
 

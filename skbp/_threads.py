@@ -20,7 +20,7 @@
   ones, re-probing the other option now and then.  A parallel region whose
   worker thread has been descheduled by the operating system waits for it, so
   on a busy machine a naive parallel path is 3-16x slower than the serial one
-  (``benchmarks/contention.py``); the governor falls back to the serial path
+  (``benchmarks/bench.py busy``); the governor falls back to the serial path
   within a step or two and comes back when the cores are free again.
 * :func:`thread_context` sets Numba's thread count (a per-Python-thread
   setting) for one call and restores it afterwards; nothing is set at import.
@@ -302,7 +302,7 @@ class LoadMonitor:
     always runnable, so the snapshot sees it; one that comes and goes may be
     missed, and the governor's timing catches that instead.  Without the
     snapshot a call would stay serial for its first 0.1 s: W2 on two cores
-    took 1.5-5% longer (``benchmarks/governor.py``).  Elsewhere (no
+    took 1.5-5% longer (``benchmarks/bench.py threads``).  Elsewhere (no
     ``/proc``) :meth:`free_cores` returns ``None`` and the governor relies on
     timing alone.
     """

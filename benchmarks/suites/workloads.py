@@ -1,4 +1,4 @@
-"""Training and prediction speed of skbp next to scikit-learn and PyTorch (CPU).
+"""Training and prediction of W1-W4 next to scikit-learn's MLP and PyTorch (CPU).
 
 Every implementation trains on the same standardised synthetic data with the
 same architecture, optimizer, learning rate, batch size, number of epochs and
@@ -7,16 +7,15 @@ without L2 penalty (``alpha=0``).  Only the order of the mini-batches differs
 (each library shuffles with its own generator).  The training table gives the
 median wall time over the repeats and the ratio peer time / skbp time (> 1: skbp
 is faster), the final training loss of each implementation and, for W2, the
-achieved GFLOP/s against the machine's measured GEMM peak.  Then, unless turned
-off: an unshuffled run of skbp and scikit-learn on 1/10 of the rows, whose loss
-curves must agree to rounding (``--no-parity``), and the single-row latency and
-large-batch throughput of ``predict`` on the W1 model (``--no-predict``).
+achieved GFLOP/s against the machine's measured GEMM peak (the physical bound).
+Then, unless turned off: an unshuffled run of skbp and scikit-learn on 1/10 of
+the rows, whose loss curves must agree to rounding (``--no-parity``), and the
+single-row latency and large-batch throughput of ``predict`` on the W1 model
+(``--no-predict``).  Thread scaling of W2 and W3 is the ``threads`` suite.
 
-    python benchmarks/workloads.py                      # default run, float32
-    python benchmarks/workloads.py --quick              # smoke run (< 1 min, warm cache)
-    python benchmarks/workloads.py --repeats 5 --dtype float64 --workloads W1,W4
-    python benchmarks/workloads.py --threads            # also 1 vs all cores, W2/W3
-    python benchmarks/workloads.py --json results.json  # raw numbers
+    python benchmarks/bench.py workloads                 # default run, float32
+    python benchmarks/bench.py workloads --quick         # smoke run
+    python benchmarks/bench.py workloads --repeats 5 --dtype float64 --workloads W1,W4
 
 Workloads (X standardised with StandardScaler; regression targets too):
 
@@ -31,9 +30,9 @@ Workloads (X standardised with StandardScaler; regression targets too):
 
 skbp is warmed up (tiny fits of each estimator with adam and sgd in the run's
 dtype) before anything is timed, so Numba compile / cache-load time is
-excluded; the warm-up time is printed separately (``benchmarks/first_fit.py``
+excluded; the warm-up time is printed separately (the ``first-use`` suite
 measures cold compilation).  PyTorch is optional (``pip install torch``):
-without it the PyTorch columns are skipped with a note.  Threads: every
+without it the PyTorch rows are skipped with a note.  Threads: every
 implementation gets ``--num-threads`` (default: all usable cores): skbp through
 ``n_jobs``, with BLAS limited by ``threadpoolctl`` for skbp and scikit-learn
 alike; PyTorch through ``torch.set_num_threads``.
@@ -41,38 +40,31 @@ alike; PyTorch through ``torch.set_num_threads``.
 On a shared machine, every fit records how many CPU cores *other* processes
 kept busy meanwhile (from /proc/stat).  A fit during which they used more than
 the cores the run leaves free plus ``--max-others`` is "disturbed": it is left
-out of the median when undisturbed fits exist, and
-extra fits are made (``--max-extra``) while most fits are disturbed.  With two
-cores and a concurrent test run, a multi-threaded fit can be 10-100x slower
-(threads wait for a core at every parallel region), so read the "others' CPU"
-and "quiet fits" columns before the times.  The meter is coarse (10 ms clock
-ticks; an average over the fit): even 0.05 cores of bursty load can slow a
-2-thread fit noticeably, so compare runs, and prefer ``--num-threads 1`` on a
-busy machine.
+out of the median when undisturbed fits exist, and extra fits are made
+(``--max-extra``) while most fits are disturbed.  With two cores and a
+concurrent test run, a multi-threaded fit can be 10-100x slower (threads wait
+for a core at every parallel region), so read the "others' CPU" and "quiet
+fits" columns before the times.  The meter is coarse (10 ms clock ticks; an
+average over the fit): even 0.05 cores of bursty load can slow a 2-thread fit
+noticeably, so compare runs, and prefer ``--num-threads 1`` on a busy machine.
 """
 
-import argparse
 import contextlib
 import dataclasses
-import json
-import os
-import platform
-import resource
 import statistics
-import sys
 import time
 import warnings
 
 import numpy as np
-import sklearn
 from sklearn.datasets import make_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
-import skbp
 from skbp import BPClassifier, BPRegressor
+
+from ._common import LoadMeter, gemm_peak, header, log, md_table, plural, usable_cpus
 
 try:
     import torch
@@ -156,62 +148,6 @@ def glorot_init(units, seed=0):
         bound = np.sqrt(6.0 / (fi + fo))
         params.append((rs.uniform(-bound, bound, (fi, fo)), rs.uniform(-bound, bound, fo)))
     return params
-
-
-# ------------------------------------------------------------------- background load
-
-
-def _system_busy_s():
-    """CPU seconds all processes have been busy since boot (Linux), or None."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_s():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-class LoadMeter:
-    """CPU cores used by *other* processes while the block ran (Linux; else NaN).
-
-    On a shared machine this tells a slow measurement caused by a concurrent
-    test run from a slow implementation.  /proc/stat counts in clock ticks
-    (10 ms), so a block shorter than ``min_window`` seconds is followed by an
-    idle wait that makes the observation window ``min_window`` long.
-    """
-
-    def __init__(self, min_window=0.5):
-        self.min_window = min_window
-
-    def __enter__(self):
-        self._t, self._busy, self._own = time.perf_counter(), _system_busy_s(), _own_cpu_s()
-        return self
-
-    def __exit__(self, *exc):
-        wall = time.perf_counter() - self._t
-        if wall < self.min_window:
-            time.sleep(self.min_window - wall)
-            wall = time.perf_counter() - self._t
-        busy = _system_busy_s()
-        if busy is None or self._busy is None:
-            self.others = float("nan")
-        else:
-            own = _own_cpu_s() - self._own
-            self.others = max(0.0, (busy - self._busy - own) / wall)
-        return False
-
-
-def loadavg():
-    try:
-        return os.getloadavg()
-    except OSError:
-        return (float("nan"),) * 3
 
 
 # ---------------------------------------------------------------------------- trainers
@@ -493,66 +429,6 @@ def bench_predict(w, dtype, impls, n_calls, n_rows_big, repeats, threads, log, m
 
 
 # ------------------------------------------------------------------------------ machine
-
-
-def gemm_peak(dtype, n, repeats, max_others=0.1, max_rounds=5, threads=None):
-    """Best GFLOP/s of ``n x n @ n x n`` with numpy, with the current BLAS thread limit.
-
-    Rounds of ``repeats`` products are repeated (up to ``max_rounds``) until one
-    runs while other processes use at most ``max_others`` cores beyond the
-    cores left free by ``threads`` BLAS threads (default: all usable cores).
-    """
-    free = max(0, usable_cpus() - (threads or usable_cpus()))
-    rng = np.random.default_rng(0)
-    A = rng.standard_normal((n, n)).astype(dtype)
-    B = rng.standard_normal((n, n)).astype(dtype)
-    C = np.empty((n, n), dtype=dtype)
-    np.matmul(A, B, out=C)
-    best = np.inf
-    for _ in range(max_rounds):
-        with LoadMeter() as meter:
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                np.matmul(A, B, out=C)
-                best = min(best, time.perf_counter() - t0)
-        if not meter.others > free + max_others:
-            break
-    return 2.0 * n**3 / best / 1e9
-
-
-def machine_info():
-    import numba
-    import scipy
-
-    blas = [
-        f"{d['internal_api']} {d.get('version', '?')} ({d['prefix']}, {d['num_threads']} threads, "
-        f"{d.get('architecture', '?')})"
-        for d in threadpool_info()
-        if d["user_api"] == "blas"
-    ]
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "sklearn": sklearn.__version__,
-        "numba": numba.__version__,
-        "skbp": skbp.__version__,
-        "torch": torch.__version__ if torch is not None else None,
-        "blas": sorted(set(blas)),
-    }
-
-
 def warm_up_skbp(dtype):
     """One tiny fit per estimator/solver in ``dtype`` (Numba compile or cache load)."""
     rng = np.random.default_rng(0)
@@ -568,14 +444,6 @@ def warm_up_skbp(dtype):
 
 
 # ------------------------------------------------------------------------------- output
-
-
-def md_table(header, rows, align=None):
-    align = align or ["l"] + ["r"] * (len(header) - 1)
-    sep = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def fmt_loss(x):
@@ -627,53 +495,16 @@ def predict_table(pred, n_rows_big):
     return md_table(header, rows)
 
 
-def threads_table(tres, impls, n):
-    rows = []
-    for name, by_t in tres.items():
-        for impl in impls:
-            if impl not in by_t[1]:
-                continue
-            d1, dn = by_t[1][impl], by_t[n][impl]
-            t1, tn = d1["median"], dn["median"]
-            others = f"{d1['others_median']:.1f} / {dn['others_median']:.1f}"
-            if d1["disturbed"] or dn["disturbed"]:
-                others += " !"
-            rows.append([name, impl, f"{t1:.3f}", f"{tn:.3f}", f"{t1 / tn:.2f}x", others])
-    header = [
-        "workload", "impl", "1 thread s", f"{n} threads s", f"speed-up 1 -> {n}",
-        f"others' CPU (1 / {n})",
-    ]  # fmt: skip
-    return md_table(header, rows, ["l", "l", "r", "r", "r", "r"])
-
-
 # --------------------------------------------------------------------------------- main
 
 
-def usable_cpus():
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def build_parser():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--quick", action="store_true",
-        help="smoke run: 1/10 of the rows, at most 2 epochs, 1 repeat",
-    )  # fmt: skip
+def add_arguments(p):
     p.add_argument("--repeats", type=int, default=None, help="fits per implementation (3)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help="e.g. W1,W3 (all)")
     p.add_argument(
         "--num-threads", type=int, default=None, metavar="N",
-        help="threads for the main tables (default: all usable cores)",
-    )  # fmt: skip
-    p.add_argument(
-        "--threads", type=int, nargs="?", const=0, default=None, metavar="N",
-        help="also run W2/W3 at 1 and N threads (N default: all usable cores)",
+        help="threads of every implementation (default: all usable cores)",
     )  # fmt: skip
     p.add_argument(
         "--max-others", type=float, default=0.1, metavar="CORES",
@@ -692,31 +523,24 @@ def build_parser():
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     p.add_argument("--no-parity", action="store_true", help="skip the unshuffled parity check")
     p.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
-    p.add_argument("--json", metavar="PATH", help="write the raw numbers to PATH")
     p.add_argument("--verbose", action="store_true", help="log every fit to stderr")
-    return p
 
 
-def parse_args(argv=None):
-    """The command line, checked, with the defaults that depend on ``--quick`` filled in."""
-    p = build_parser()
-    args = p.parse_args(argv)
+def check_args(args):
+    """Fill in the defaults that depend on ``--quick``; SystemExit on a bad value."""
     names = [s.strip().upper() for s in args.workloads.split(",") if s.strip()]
     unknown = [s for s in names if s not in WORKLOADS]
     if unknown or not names:
-        p.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
+        raise SystemExit(f"--workloads: unknown {unknown}; choose from {list(WORKLOADS)}")
     args.workloads = names
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1:
-        p.error("--repeats must be >= 1")
+        raise SystemExit("--repeats must be >= 1")
     if args.max_extra is None:
         args.max_extra = 0 if args.quick else args.repeats
-    for opt in ("num_threads", "threads"):
-        v = getattr(args, opt)
-        if (v is not None and v < 0) or (opt == "num_threads" and v == 0):
-            p.error(f"--{opt.replace('_', '-')} must be a positive integer")
-    return args
+    if args.num_threads is not None and args.num_threads < 1:
+        raise SystemExit("--num-threads must be a positive integer")
 
 
 def scaled(name, quick):
@@ -728,59 +552,48 @@ def scaled(name, quick):
     return w
 
 
+def peers(no_torch=False):
+    """The implementations timed: skbp, scikit-learn, and PyTorch where installed."""
+    return [i for i in IMPLS if i != "torch" or (torch is not None and not no_torch)]
+
+
 @dataclasses.dataclass
 class Run:
     """What the sections of one run share, derived from the command line."""
 
-    args: argparse.Namespace
+    args: object
     dtype: type  # np.float32 or np.float64
     n_cpus: int  # usable cores
-    threads: int  # threads of the main tables
+    threads: int  # threads of every fit
     impls: list  # implementations timed, in IMPLS order
     workloads: dict  # name -> workload, scaled for --quick
-    n_scale: int | None  # the N of --threads (None: no thread-scaling table)
     retry: tuple  # run_workload's max_others, max_extra and budget (shared by all its calls)
 
     @property
     def free(self):
-        """Cores the main tables leave free."""
+        """Cores the run leaves free."""
         return max(0, self.n_cpus - self.threads)
 
     def log(self, msg):
         if self.args.verbose:
-            print(msg, file=sys.stderr, flush=True)
+            log(msg)
 
 
 def make_run(args):
     n_cpus = usable_cpus()
-    use_torch = torch is not None and not args.no_torch
     return Run(
         args=args,
         dtype=np.dtype(args.dtype).type,
         n_cpus=n_cpus,
         threads=args.num_threads or n_cpus,
-        impls=[i for i in IMPLS if i != "torch" or use_torch],
+        impls=peers(args.no_torch),
         workloads={name: scaled(name, args.quick) for name in args.workloads},
-        n_scale=None if args.threads is None else (args.threads or n_cpus),
         retry=(args.max_others, args.max_extra, {"extra_s": args.extra_budget}),
     )
 
 
-def plural(n):
-    return "s" if n > 1 else ""
-
-
-def print_header(run, info, load_start):
+def print_settings(run):
     args = run.args
-    print("# skbp training benchmark" + (" (--quick)" if args.quick else ""))
-    print()
-    print(f"* machine: {info['platform']}; {info['cpu']}; {info['cpu_count']} CPUs")
-    print(
-        f"* python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}, "
-        f"scikit-learn {info['sklearn']}, numba {info['numba']}, skbp {info['skbp']}, "
-        f"torch {info['torch'] or 'not installed'}"
-    )
-    print(f"* BLAS: {'; '.join(info['blas'])}")
     torch_threads = ", torch.set_num_threads" if "torch" in run.impls else ""
     print(f"* threads: {run.threads} (BLAS limited with threadpoolctl{torch_threads}, skbp n_jobs)")
     print(
@@ -789,42 +602,26 @@ def print_header(run, info, load_start):
         f"use more than the {run.free} free core(s) + {args.max_others}), "
         f"{args.extra_budget:g} s for them in all"
     )
-    print(f"* load average at start: {' '.join(f'{x:.2f}' for x in load_start)}")
     if torch is None:
         print("* NOTE: torch is not importable: the PyTorch peer is skipped (pip install torch)")
     elif args.no_torch:
         print("* NOTE: --no-torch: the PyTorch peer is skipped")
 
 
-def print_warm_up(t_warm):
-    print(
-        f"* skbp warm-up (first fits in this process: Numba cache load or compile; "
-        f"excluded from all timings; cold compile: benchmarks/first_fit.py): {t_warm:.2f} s"
-    )
-
-
-GEMM_N = 2048  # the size of the square products that measure the GEMM peak
-
-
 def measure_gemm_peaks(run):
-    """numpy GEMM GFLOP/s by thread count (``run.threads``, and 1 and N for --threads)."""
-    counts = {run.threads} | ({1, run.n_scale} if run.n_scale else set())
-    repeats = 5 if run.args.quick else 7
-    peaks_by_t = {}
-    for t in sorted(counts):
-        with threadpool_limits(limits=t):
-            peaks_by_t[t] = {
-                dt: gemm_peak(dt, GEMM_N, repeats, run.args.max_others, threads=t)
-                for dt in (np.float32, np.float64)
-            }
-    peaks = peaks_by_t[run.threads]
+    """numpy GEMM GFLOP/s at ``run.threads`` BLAS threads, both dtypes; printed."""
+    with threadpool_limits(limits=run.threads):
+        peaks = {
+            dt: gemm_peak(dt, repeats=5 if run.args.quick else 7, threads=run.threads)
+            for dt in (np.float32, np.float64)
+        }
     print(
-        f"* numpy GEMM peak ({GEMM_N}x{GEMM_N} matmul, best of runs, {run.threads} BLAS "
-        f"thread(s)): float32 {peaks[np.float32]:.1f} GFLOP/s, "
+        f"* numpy GEMM peak (the physical bound; 2048x2048 matmul, best of runs, {run.threads} "
+        f"BLAS thread{plural(run.threads)}): float32 {peaks[np.float32]:.1f} GFLOP/s, "
         f"float64 {peaks[np.float64]:.1f} GFLOP/s"
     )
     print()
-    return peaks_by_t
+    return peaks
 
 
 def print_workloads(run):
@@ -876,8 +673,7 @@ def training_problems(results, max_others):
         problems.append(
             f"every fit of {', '.join(disturbed)} ran while other processes used more than "
             f"the free cores + {max_others}: those timings are unreliable (multi-threaded "
-            "ones most); "
-            "rerun on a quiet machine or compare with --num-threads 1"
+            "ones most); rerun on a quiet machine or compare with --num-threads 1"
         )
     return problems
 
@@ -923,18 +719,17 @@ def run_parity(run):
          f"{p['rel_loss_diff']:.1e}", f"{p['max_abs_weight_diff']:.1e}"]
         for name, p in parity.items()
     ]  # fmt: skip
-    header = [
+    head = [
         "workload", "skbp loss_", "sklearn loss_", "max rel. diff of loss_curve_",
         "max abs diff of coefs_",
     ]  # fmt: skip
-    print(md_table(header, rows))
+    print(md_table(head, rows))
     print()
     print(
         "shuffle=False: skbp and scikit-learn see the same mini-batches from the same "
         "initial weights, so their loss curves must agree to rounding."
     )
     print()
-    return parity
 
 
 def run_prediction(run, results):
@@ -943,7 +738,7 @@ def run_prediction(run, results):
     w1 = scaled("W1", args.quick)
     n_calls = 200 if args.quick else 2000
     n_big = 10_000 if args.quick else 100_000
-    n_rep = max(10, args.repeats)
+    n_rep = 3 if args.quick else max(10, args.repeats)
     models = {}
     if "W1" in results:
         models = {impl: d["model"] for impl, d in results["W1"]["impls"].items()}
@@ -965,125 +760,23 @@ def run_prediction(run, results):
         agree = np.mean(np.array(heads["skbp"]) == np.array(heads["sklearn"]))
         print(f"skbp and scikit-learn predictions agree on {100 * agree:.1f}% of 500 rows.")
     print()
-    return pred
 
 
-def run_thread_scaling(run, peaks_by_t):
-    """W2 and W3 at 1 and ``run.n_scale`` threads; printed with the GEMM peaks."""
-    n = run.n_scale
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import cores
-
-    pairing = [cores.two_thread_speedup()]
-    tres = {}
-    for name in ("W2", "W3"):
-        w = scaled(name, run.args.quick)
-        # 1 and n threads alternate, one round of fits at a time: the 2-core VM's
-        # speed drifts within minutes, and blocks of one thread count would
-        # compare different states of the machine
-        rounds = [
-            {
-                t: run_workload(name, w, run.dtype, run.impls, 1, t, run.log, run.retry[0], 0)
-                for t in sorted({1, n})
-            }
-            for _ in range(run.args.repeats)
-        ]
-        tres[name] = {}
-        for t in sorted({1, n}):
-            merged = {}
-            for impl in run.impls:
-                ds = [r[t][impl] for r in rounds]
-                merged[impl] = dict(
-                    ds[-1],
-                    times=[x for d in ds for x in d["times"]],
-                    others_cores=[x for d in ds for x in d["others_cores"]],
-                    notes={note for d in ds for note in d["notes"]},
-                )
-                summarise(merged[impl], w, quiet_limit(t, run.retry[0]))
-            tres[name][t] = merged
-    pairing.append(cores.two_thread_speedup())
-    print(f"## Thread scaling (1 vs {n} threads, {run.args.dtype}, median s)")
-    print()
+def run(args):
+    check_args(args)
+    run_ = make_run(args)
+    header(args, "skbp benchmark: workloads", torch="torch" in run_.impls)
+    print_settings(run_)
+    t_warm = warm_up_skbp(run_.dtype)
     print(
-        "Two threads of independent vector work ran {:.2f}x and {:.2f}x one thread before and "
-        "after this table (about 2x: separate cores; benchmarks/cores.py).".format(*pairing)
+        f"* skbp warm-up (first fits in this process: Numba cache load or compile; "
+        f"excluded from all timings; cold compile: the first-use suite): {t_warm:.2f} s"
     )
-    print()
-    print(threads_table(tres, run.impls, n))
-    print()
-    gp = "; ".join(
-        f"{t} thread{plural(t)}: float32 {p[np.float32]:.1f}, float64 {p[np.float64]:.1f}"
-        for t, p in peaks_by_t.items()
-    )
-    print(f"numpy GEMM peak GFLOP/s, {gp}.")
-    print()
-    return tres
-
-
-def write_json(run, path, info, loads, t_warm, peaks_by_t, results, parity, pred, tres):
-    """The raw numbers of the run (``loads``: load averages at start and end)."""
-    dump = {
-        "args": vars(run.args),
-        "machine": info,
-        "threads": run.threads,
-        "loadavg_start": loads[0],
-        "loadavg_end": loads[1],
-        "skbp_warmup_s": t_warm,
-        "gemm_peak_gflops": {
-            str(t): {np.dtype(k).name: v for k, v in p.items()} for t, p in peaks_by_t.items()
-        },
-        "training": {
-            name: {"workload": res["workload"], "impls": _no_models(res["impls"])}
-            for name, res in results.items()
-        },
-        "parity_unshuffled": parity,
-        "predict": pred,
-        "thread_scaling": None
-        if tres is None
-        else {n: {str(t): _no_models(r) for t, r in by_t.items()} for n, by_t in tres.items()},
-    }
-    with open(path, "w") as f:
-        json.dump(dump, f, indent=1, default=_json_default)
-    print(f"Raw numbers written to {path}.")
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    run = make_run(args)
-    t_start = time.perf_counter()
-    load_start = loadavg()
-    info = machine_info()
-    print_header(run, info, load_start)
-    t_warm = warm_up_skbp(run.dtype)
-    print_warm_up(t_warm)
-    peaks_by_t = measure_gemm_peaks(run)
-    print_workloads(run)
-    results = run_training(run)
-    print_training(run, results, peaks_by_t[run.threads])
-    parity = None if args.no_parity else run_parity(run)
-    pred = None if args.no_predict else run_prediction(run, results)
-    tres = None if run.n_scale is None else run_thread_scaling(run, peaks_by_t)
-    load_end = loadavg()
-    print(
-        f"Total {time.perf_counter() - t_start:.0f} s; load average at end: "
-        f"{' '.join(f'{x:.2f}' for x in load_end)}."
-    )
-    if args.json:
-        loads = (load_start, load_end)
-        write_json(run, args.json, info, loads, t_warm, peaks_by_t, results, parity, pred, tres)
-
-
-def _no_models(impls):
-    return {impl: {k: v for k, v in d.items() if k != "model"} for impl, d in impls.items()}
-
-
-def _json_default(o):
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
-
-
-if __name__ == "__main__":
-    main()
+    peaks = measure_gemm_peaks(run_)
+    print_workloads(run_)
+    results = run_training(run_)
+    print_training(run_, results, peaks)
+    if not args.no_parity:
+        run_parity(run_)
+    if not args.no_predict:
+        run_prediction(run_, results)

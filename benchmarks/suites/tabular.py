@@ -1,4 +1,4 @@
-"""skbp next to its peers on real tabular data that installs offline.
+"""Real tabular sets: skbp against HistGradientBoosting, linear models, MLPs (long).
 
 Every model is cross-validated on the same folds of each set (5 folds by
 default, stratified for classification, ``random_state=0`` everywhere) and
@@ -10,11 +10,13 @@ classification and regression sets of the R package mlbench (from Debian's
 ``r-cran-mlbench``, read with ``pyreadr``), diamonds (from ``plotnine``,
 regression of log(price)) and scikit-learn's digits.
 
-    python benchmarks/tabular.py --quick                 # smoke run: 3 small sets, 2 folds
-    python benchmarks/tabular.py                         # every set, 5 folds
-    python benchmarks/tabular.py --datasets Sonar,Glass --models HGB,BP --threads 1
-    python benchmarks/tabular.py --json raw.json --resume raw.json   # run in pieces
-    python benchmarks/tabular.py --report raw.json --out report.md   # tables only
+    python benchmarks/bench.py tabular --quick           # smoke run: 3 small sets, 2 folds
+    python benchmarks/bench.py tabular                   # every set, 5 folds
+    python benchmarks/bench.py tabular --datasets Sonar,Glass --models HGB,BP --threads 1
+    python benchmarks/bench.py tabular --json raw.json --resume raw.json   # run in pieces
+    python benchmarks/bench.py tabular --report raw.json --out report.md   # tables only
+
+It is long (an hour and more on two cores), so ``bench.py all`` leaves it out.
 
 Models, each with its defaults and ``random_state=0``:
 
@@ -55,7 +57,6 @@ HistGradientBoosting's; the fit-time ratio is the model's total fit time over
 BP's on the same sets (> 1: slower than skbp).
 """
 
-import argparse
 import contextlib
 import importlib.metadata
 import json
@@ -82,7 +83,10 @@ from threadpoolctl import threadpool_limits
 import skbp
 from skbp import BPClassifier, BPRegressor
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ._common import BENCH_DIR, command_line, header
+
+if BENCH_DIR not in sys.path:  # the data loader's documented home: benchmarks/tabular_data.py
+    sys.path.insert(0, BENCH_DIR)
 import tabular_data  # noqa: E402
 
 try:
@@ -95,6 +99,8 @@ try:
 except ImportError:  # optional peer
     pytabkit = None
 
+#: a long suite: ``bench.py all`` runs it only when named
+IN_ALL = False
 SEED = 0
 MODELS = ["HGB", "Linear", "MLP", "BP", "RealMLP", "Tabular"]
 QUICK = ["Ionosphere", "Glass", "Servo"]
@@ -367,7 +373,7 @@ def summary(results, sets, models, task):
 
 def report(results, meta, models):
     out = [
-        "# skbp and its peers on real tabular data (benchmarks/tabular.py)",
+        "## skbp and its peers on real tabular data",
         "",
         f"machine: {meta['cpu']}, {meta['cores']} usable cores",
         "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
@@ -413,8 +419,7 @@ def report(results, meta, models):
     return "\n".join(out)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(p):
     p.add_argument(
         "--datasets",
         help="comma-separated names (default: all): " + ", ".join(tabular_data.DATASETS),
@@ -431,29 +436,23 @@ def parse_args(argv=None):
     p.add_argument("--json", help="write the raw per-fold results to this file")
     p.add_argument("--resume", help="reuse results of a previous --json file (same folds)")
     p.add_argument("--report", help="only print the report of a --json file (no fits)")
-    p.add_argument("--out", help="also write the Markdown report to this file")
-    p.add_argument("--quick", action="store_true", help="3 small sets, 2 folds: a smoke run")
-    return p.parse_args(argv)
 
 
-def show(results, meta, out=None):
-    """Print the report (every model that has a result) and write it to ``out``."""
+def show(results, meta):
+    """Print the report (every model that has a result)."""
     order = list(tabular_data.DATASETS)
     results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0])))
     shown = [m for m in MODELS if any(m in results[s]["models"] for s in results)]
     text = report(results, meta, shown)
     print(text)
-    if out:
-        with open(out, "w") as fh:
-            fh.write(text + "\n")
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def run(args):
+    header(args, "skbp benchmark: tabular", torch=True)
     if args.report:
         with open(args.report) as fh:
             raw = json.load(fh)
-        show(raw["results"], raw["meta"], args.out)
+        show(raw["results"], raw["meta"])
         return
     if args.quick:
         args.folds = 2
@@ -479,7 +478,7 @@ def main(argv=None):
             old_run = json.load(fh)
         results, runs = old_run["results"], old_run["meta"]["runs"]
     run = {
-        "command": "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
+        "command": command_line(),
         "threads": args.threads,
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
@@ -533,8 +532,4 @@ def main(argv=None):
             save()  # after every model, so that an interrupted run can --resume
     run["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     save()
-    show(results, meta, args.out)
-
-
-if __name__ == "__main__":
-    main()
+    show(results, meta)

@@ -1,0 +1,1 @@
+"""The benchmark suites of ``benchmarks/bench.py``, one module per subcommand."""
