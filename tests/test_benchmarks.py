@@ -57,7 +57,7 @@ def test_suite_registers_its_arguments(bench, found, name):
 
 
 def test_a_new_suite_module_is_found_without_touching_the_dispatcher(bench, tmp_path):
-    (tmp_path / "ensemble.py").write_text(
+    (tmp_path / "example_suite.py").write_text(
         '"""Ensembles next to their peers."""\n\n'
         "def add_arguments(parser):\n"
         "    parser.add_argument('--members', type=int, default=5)\n\n"
@@ -73,10 +73,10 @@ def test_a_new_suite_module_is_found_without_touching_the_dispatcher(bench, tmp_
             bench.discover()
         (tmp_path / "broken.py").unlink()
         found = bench.discover()
-        assert "ensemble" in found
+        assert "example-suite" in found
         _, sub = bench.build_parser(found)
-        assert sub.choices["ensemble"].parse_args(["--members", "3"]).members == 3
+        assert sub.choices["example-suite"].parse_args(["--members", "3"]).members == 3
     finally:
         suites.__path__.remove(str(tmp_path))
-        for name in ("suites.ensemble", "suites.broken"):
+        for name in ("suites.example_suite", "suites.broken"):
             sys.modules.pop(name, None)
