@@ -936,13 +936,17 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         ``n_networks``: the networks the fit keeps, and those it trains at once.
         """
         stochastic = self.solver in _STOCHASTIC_SOLVERS
+        spec = embedding_spec(self, X.shape[1], not isinstance(X, np.ndarray))
+        embedding = (0, 0, 0) if spec is None else (
+            len(spec["columns"]), spec["n_frequencies"], spec["embedding_dim"]
+        )  # fmt: skip
         check_fit_memory(
             type(self).__name__, hidden, layer_units, dtype, X.shape[0], solver=self.solver,
             batch_size=self.batch_size, batch_norm=bool(self.batch_norm), dropout=dropout,
             residual=bool(self.residual), early_stopping=stochastic and bool(self.early_stopping),
             validation_fraction=self.validation_fraction, sparse=not isinstance(X, np.ndarray),
             new_network=new_network, new_optimizer=stochastic and new_optimizer,
-            n_networks=n_networks,
+            n_networks=n_networks, embedding=embedding,
         )  # fmt: skip
 
     def _continue(self, layer_units: list[int], embedding: dict[str, Any] | None) -> None:

@@ -19,7 +19,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skbp import BPClassifier, BPRegressor
+from skbp import BPClassifier, BPRegressor, _memory
 from skbp._data import Problem
 from skbp._kernels import ACT_RELU, ACT_TANH, OUT_IDENTITY, OUT_SOFTMAX
 from skbp._layout import Layout
@@ -335,3 +335,19 @@ def test_embedding_features_are_ignored_without_an_embedding():
     a = _fit(BPRegressor(**params), X, y)
     b = _fit(BPRegressor(embedding_features=[0], n_frequencies=5, **params), X, y)
     np.testing.assert_array_equal(a._w, b._w)
+
+
+def test_the_memory_check_counts_the_embedding(monkeypatch):
+    # an embedding whose own parameters (n_e * 2k * d weights) dwarf the network
+    # is refused before anything is allocated, and its parameters are named
+    X, y = _data(n=50)
+    params = dict(hidden_layer_sizes=(4,), numeric_embedding="periodic", n_frequencies=4000,
+                  embedding_dim=100, max_iter=1)  # fmt: skip
+    n_e, k, d = 3, 4000, 100
+    with_emb = _memory.fit_bytes([n_e * d, 4, 1], np.float64, 50, solver="adam",
+                                 embedding=(n_e, k, d))  # fmt: skip
+    without = _memory.fit_bytes([n_e * d, 4, 1], np.float64, 50, solver="adam")
+    assert with_emb - without >= 5 * n_e * 2 * k * d * 8  # weights, gradient, copies, moments
+    monkeypatch.setattr(_memory, "available_memory", lambda: int((without + with_emb) / 2))
+    with pytest.raises(MemoryError, match=r"its network has 2,4\d\d,\d\d\d parameters"):
+        BPRegressor(**params).fit(X, y)
