@@ -163,8 +163,9 @@ def embedding_spec(est: BaseBP, n_features: int, sparse: bool) -> dict[str, Any]
         )
     if sparse:
         raise ValueError(
-            "numeric_embedding='periodic' needs dense X: it embeds each selected column's "
-            "value, zeros included. Convert X with X.toarray(), or set numeric_embedding=None."
+            "numeric_embedding='periodic' needs dense X, not a sparse matrix: it embeds each "
+            "column's value, zeros included. Convert X with X.toarray(), or set "
+            "numeric_embedding=None."
         )
     return {
         "n_inputs": int(n_features),
