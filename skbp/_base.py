@@ -16,6 +16,7 @@ import reprlib
 import threading
 import warnings
 from abc import ABCMeta, abstractmethod
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -118,6 +119,77 @@ def check_hidden_layer_sizes(
         if s <= 0:
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden_layer_sizes!r}.")
     return [int(s) for s in sizes]
+
+
+def embedding_spec(est: BaseBP, n_features: int, sparse: bool) -> dict[str, Any] | None:
+    """The periodic embedding ``est``'s parameters ask for on ``n_features`` columns.
+
+    ``None`` without ``numeric_embedding`` (``embedding_features`` is then
+    ignored); otherwise what :class:`skbp._layout.Layout` takes.  ``ValueError``
+    for a selection that does not fit the data, or sparse data.
+    """
+    if est.numeric_embedding is None:
+        return None
+    selected = est.embedding_features
+    if selected is None:
+        columns = list(range(n_features))
+    else:
+        mask = np.asarray(selected)
+        if mask.dtype == bool:
+            if mask.shape != (n_features,):
+                raise ValueError(
+                    f"embedding_features is a boolean mask of shape {mask.shape}, but X has "
+                    f"{n_features} columns; give one entry per column of X, or column indices."
+                )
+            columns = np.flatnonzero(mask).tolist()
+        elif mask.ndim == 1 and (mask.size == 0 or mask.dtype.kind in "iu"):
+            columns = sorted({int(v) for v in mask})
+            if len(columns) != mask.size or (
+                columns and not 0 <= columns[0] <= columns[-1] < n_features
+            ):
+                raise ValueError(
+                    f"embedding_features={_brief(selected)} must be distinct column indices in "
+                    f"[0, {n_features}) (X has {n_features} columns), or a boolean mask."
+                )
+        else:
+            raise ValueError(
+                f"embedding_features must be None, a boolean mask of the columns of X or "
+                f"integer column indices; got {_brief(selected)}."
+            )
+    if not columns:
+        raise ValueError(
+            "embedding_features selects no column of X; select at least one, or set "
+            "numeric_embedding=None."
+        )
+    if sparse:
+        raise ValueError(
+            "numeric_embedding='periodic' needs dense X, not a sparse matrix: it embeds each "
+            "column's value, zeros included. Convert X with X.toarray(), or set "
+            "numeric_embedding=None."
+        )
+    return {
+        "n_inputs": int(n_features),
+        "columns": columns,
+        "n_frequencies": int(est.n_frequencies),
+        "embedding_dim": int(est.embedding_dim),
+    }
+
+
+def embedded_width(embedding: dict[str, Any] | None, n_features: int) -> int:
+    """The first hidden layer's input width: the embedded columns' outputs and the others."""
+    if embedding is None:
+        return n_features
+    n_e = len(embedding["columns"])
+    return n_e * embedding["embedding_dim"] + n_features - n_e
+
+
+def _embedding_words(embedding: dict[str, Any] | None) -> str:
+    if embedding is None:
+        return "none"
+    return (
+        f"periodic on columns {_brief(embedding['columns'])} with n_frequencies="
+        f"{embedding['n_frequencies']} and embedding_dim={embedding['embedding_dim']}"
+    )
 
 
 # One fit of an estimator object at a time.  A fit replaces the network's arrays
@@ -293,6 +365,11 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         "n_cycles": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_jobs": [None, numbers.Integral],
         "n_ensemble": [Interval(numbers.Integral, 1, None, closed="left")],
+        "numeric_embedding": [None, StrOptions({"periodic"})],
+        "embedding_features": [None, "array-like"],
+        "n_frequencies": [Interval(numbers.Integral, 1, None, closed="left")],
+        "embedding_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "frequency_scale": [Interval(numbers.Real, 0, None, closed="neither")],
     }
 
     @abstractmethod
@@ -308,7 +385,8 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         dropout: float | Iterable[float], batch_norm: bool, residual: bool, l1_ratio: float,
         max_grad_norm: float | None, n_jobs: int | None, weight_decay: float,
         decay_biases: bool, min_learning_rate: float, warmup_fraction: float, n_cycles: int,
-        n_ensemble: int,
+        n_ensemble: int, numeric_embedding: str | None, embedding_features: ArrayLike | None,
+        n_frequencies: int, embedding_dim: int, frequency_scale: float,
     ) -> None:  # fmt: skip
         self.activation = activation
         self.solver = solver
@@ -348,6 +426,11 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self.warmup_fraction = warmup_fraction
         self.n_cycles = n_cycles
         self.n_ensemble = n_ensemble
+        self.numeric_embedding = numeric_embedding
+        self.embedding_features = embedding_features
+        self.n_frequencies = n_frequencies
+        self.embedding_dim = embedding_dim
+        self.frequency_scale = frequency_scale
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -419,6 +502,35 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         layout = self._layout
         values = (*layout.unpack(w), *layout.unpack_bn(w), *layout.unpack_running(run))
         return dict(zip(self._VIEWS, values, strict=True))
+
+    def _embedding_part(self, i: int, name: str) -> np.ndarray:
+        """Part ``i`` of the fitted embedding's parameters (views; an ensemble's stacked)."""
+        if is_ensemble(self):
+            a = np.stack([m._embedding_part(i, name) for m in self.estimators_])
+            a.flags.writeable = False
+            return a
+        layout = self.__dict__.get("_layout")
+        if layout is None or layout.embedding is None:
+            raise AttributeError(
+                f"{type(self).__name__} has no {name}: "
+                + ("it is not fitted" if layout is None else "it has no numeric embedding")
+            )
+        return layout.unpack_embedding(self._w)[i]
+
+    @property
+    def embedding_frequencies_(self) -> np.ndarray:
+        """The periodic embedding's frequencies, ``(n_embedded, n_frequencies)``."""
+        return self._embedding_part(0, "embedding_frequencies_")
+
+    @property
+    def embedding_coefs_(self) -> np.ndarray:
+        """The embedding's weights, ``(n_embedded, 2 * n_frequencies, embedding_dim)``."""
+        return self._embedding_part(1, "embedding_coefs_")
+
+    @property
+    def embedding_intercepts_(self) -> np.ndarray:
+        """The embedding's biases, ``(n_embedded, embedding_dim)``."""
+        return self._embedding_part(2, "embedding_intercepts_")
 
     def _set_views(self) -> None:
         if is_ensemble(self):
@@ -526,14 +638,18 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         return []
 
     # -------------------------------------------------------------------- fit
-    def _initialize(self, layer_units: list[int], dtype: DTypeLike) -> None:
+    def _initialize(
+        self, layer_units: list[int], dtype: DTypeLike, embedding: dict[str, Any] | None
+    ) -> None:
         self.n_iter_ = 0
         self.t_ = 0
         self.n_layers_ = len(layer_units)
         self.out_activation_ = self._output_activation()
-        self._layout = Layout(layer_units, self.batch_norm)
+        self._layout = Layout(layer_units, self.batch_norm, embedding)
         acts = [self.activation] if isinstance(self.activation, str) else list(self.activation)
-        self._w = self._layout.init_params(self._random_state, acts, dtype)
+        self._w = self._layout.init_params(
+            self._random_state, acts, dtype, float(self.frequency_scale)
+        )
         self._bn_run = self._layout.new_running_stats(dtype)
         self._set_views()
         self._best_w = self._w.copy()
@@ -655,8 +771,10 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         )  # fmt: skip
         dropout = _per_hidden_layer(self.dropout, len(hidden), "dropout", _check_dropout)
         n_threads = min(k, effective_n_threads(self.n_jobs))
+        embedding = embedding_spec(self, X_checked.shape[1], not isinstance(X_checked, np.ndarray))
+        n_in = embedded_width(embedding, X_checked.shape[1])
         self._check_memory(
-            X_checked, hidden, [X_checked.shape[1], *hidden, n_outputs], dtype,
+            X_checked, hidden, [n_in, *hidden, n_outputs], dtype,
             any(p > 0 for p in dropout), new_network=first_pass,
             new_optimizer=not (incremental and not first_pass), n_networks=(k, n_threads),
         )  # fmt: skip
@@ -772,7 +890,8 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         """
         n_features = X.shape[1]
         hidden = check_hidden_layer_sizes(self.hidden_layer_sizes, n_features, self.n_outputs_)
-        layer_units = [n_features] + hidden + [self.n_outputs_]
+        embedding = embedding_spec(self, n_features, not isinstance(X, np.ndarray))
+        layer_units = [embedded_width(embedding, n_features)] + hidden + [self.n_outputs_]
         activations = _per_hidden_layer(
             self.activation, len(hidden), "activation", _check_activation
         )
@@ -790,9 +909,9 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         }  # fmt: skip
         if first_pass:
             self._check_memory(**memory)
-            self._initialize(layer_units, dtype)
+            self._initialize(layer_units, dtype, embedding)
         else:
-            self._continue(layer_units)  # (its errors first: the sizes may be wrong)
+            self._continue(layer_units, embedding)  # (its errors first: the sizes may be wrong)
             self._check_memory(**memory)
         layout = self._layout
         layout.codes[: len(hidden)] = [ACTIVATION_CODES[a] for a in activations]
@@ -818,18 +937,30 @@ class BaseBP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         ``n_networks``: the networks the fit keeps, and those it trains at once.
         """
         stochastic = self.solver in _STOCHASTIC_SOLVERS
+        spec = embedding_spec(self, X.shape[1], not isinstance(X, np.ndarray))
+        embedding = (0, 0, 0) if spec is None else (
+            len(spec["columns"]), spec["n_frequencies"], spec["embedding_dim"]
+        )  # fmt: skip
         check_fit_memory(
             type(self).__name__, hidden, layer_units, dtype, X.shape[0], solver=self.solver,
             batch_size=self.batch_size, batch_norm=bool(self.batch_norm), dropout=dropout,
             residual=bool(self.residual), early_stopping=stochastic and bool(self.early_stopping),
             validation_fraction=self.validation_fraction, sparse=not isinstance(X, np.ndarray),
             new_network=new_network, new_optimizer=stochastic and new_optimizer,
-            n_networks=n_networks,
+            n_networks=n_networks, embedding=embedding,
         )  # fmt: skip
 
-    def _continue(self, layer_units: list[int]) -> None:
+    def _continue(self, layer_units: list[int], embedding: dict[str, Any] | None) -> None:
         """Check that warm_start/partial_fit can continue the fitted network."""
         self._packed_params()
+        if self._layout.embedding != embedding:
+            raise ValueError(
+                "warm_start and partial_fit continue the fitted network, whose numeric "
+                f"embedding is {_embedding_words(self._layout.embedding)}; the parameters "
+                f"now ask for {_embedding_words(embedding)}. Set numeric_embedding, "
+                "embedding_features, n_frequencies and embedding_dim back, or fit from "
+                "scratch with warm_start=False."
+            )
         if list(self._layout.sizes) != layer_units or (
             self._layout.batch_norm != bool(self.batch_norm)
         ):
@@ -1188,6 +1319,9 @@ def _state_problems(state: dict[str, Any], param_names: Iterable[str]) -> list[s
     # would give the layout offsets that wrap around
     exact = sum(a * b + b for a, b in itertools.pairwise(sizes))
     exact += 2 * sum(sizes[1:-1]) if layout.batch_norm else 0
+    if layout.embedding is not None:
+        n_e, k, d = len(layout.emb_cols), layout.emb_k, layout.emb_d
+        exact += n_e * (k + 2 * k * d + d)
     w = state["_w"]
     if not (_plain_array(w) and w.dtype in (np.float32, np.float64)):
         return ["the weight vector _w is not a 1-D float32/float64 array"]
@@ -1214,7 +1348,7 @@ def _state_problems(state: dict[str, Any], param_names: Iterable[str]) -> list[s
             problems.append(f"{name} holds NaN or infinite values")
         elif name.endswith("_run") and (state[name][layout.act_width :] < 0).any():
             problems.append(f"{name} holds negative variances")
-    problems += _network_problems(state, sizes)
+    problems += _network_problems(state, sizes, layout.n_inputs)
     if "_optimizer" in state:
         problems += _optimizer_problems(state["_optimizer"], w.dtype, n)
     problems += _book_problems(state, n_trans)
@@ -1235,12 +1369,13 @@ def _loaded_fields(state: dict[str, Any], required: Iterable[str]) -> list[str]:
     return []
 
 
-def _network_problems(state: dict[str, Any], sizes: list[int]) -> list[str]:
-    """The counts, output and dropout codes and column names against the layer ``sizes``."""
+def _network_problems(state: dict[str, Any], sizes: list[int], n_inputs: int) -> list[str]:
+    """The counts, output and dropout codes and column names against the layer ``sizes``
+    and the network's ``n_inputs`` input columns."""
     problems = []
     n_trans = len(sizes) - 1
     for name, want, what in (
-        ("n_features_in_", sizes[0], "the input layer has {}"),
+        ("n_features_in_", n_inputs, "the network takes {} input columns"),
         ("n_outputs_", sizes[-1], "the output layer has {}"),
         ("n_layers_", len(sizes), "there are {} layers"),
     ):
@@ -1268,10 +1403,10 @@ def _network_problems(state: dict[str, Any], sizes: list[int]) -> list[str]:
         )
     names = state.get("feature_names_in_")
     if "feature_names_in_" in state and not (
-        _plain_array(names) and names.shape == (sizes[0],)
+        _plain_array(names) and names.shape == (n_inputs,)
         and all(isinstance(v, str) for v in names)
     ):  # fmt: skip
-        problems.append(f"feature_names_in_ is not {sizes[0]} column names")
+        problems.append(f"feature_names_in_ is not {n_inputs} column names")
     return problems
 
 
@@ -1286,7 +1421,7 @@ def _ensemble_problems(cls: type[BaseBP], state: dict[str, Any]) -> list[str]:
     if problems:
         return problems
     sizes = [int(v) for v in state["_layout"].sizes]
-    problems = _network_problems(state, sizes)
+    problems = _network_problems(state, sizes, state["_layout"].n_inputs)
     if not _numbers(state["loss_curve_"]):
         problems.append("loss_curve_ is not a list of numbers")
     if not _number(state["loss_"]):
@@ -1386,7 +1521,18 @@ def _parameter_problems(cls: type[BaseBP], state: dict[str, Any]) -> list[str]:
     sizes = [int(v) for v in layout.sizes]
     hidden, n_hidden = sizes[1:-1], len(sizes) - 2
     try:
-        want = check_hidden_layer_sizes(params["hidden_layer_sizes"], sizes[0], sizes[-1])
+        want = embedding_spec(SimpleNamespace(**params), layout.n_inputs, sparse=False)
+    except ValueError as exc:
+        want = f"none: {exc}"
+    if want != layout.embedding:
+        problems.append(
+            f"numeric_embedding={_brief(params['numeric_embedding'])}, embedding_features="
+            f"{_brief(params['embedding_features'])}, n_frequencies={params['n_frequencies']!r} "
+            f"and embedding_dim={params['embedding_dim']!r} but the fitted network's embedding "
+            f"is {_embedding_words(layout.embedding)}"
+        )
+    try:
+        want = check_hidden_layer_sizes(params["hidden_layer_sizes"], layout.n_inputs, sizes[-1])
     except (TypeError, ValueError):
         want = None
     if want != hidden:

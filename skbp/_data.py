@@ -171,6 +171,8 @@ class Workspace:
             rng=np.zeros(1, dtype=np.uint64),
             part=np.empty((len(layout.param_blocks()), 4)),
             bnsum=np.empty(2 * layout.max_hidden if layout.batch_norm else 0),
+            # the embedding's features, then its outputs' gradient (skbp._kernels._embed)
+            emb=buf(rows * len(layout.emb_cols) * (2 * layout.emb_k + layout.emb_d)),
         )
         self.grad = np.empty(layout.n_params, dtype=dtype)
 

@@ -255,7 +255,48 @@ default=(100,)
         prediction ``n_ensemble`` forward passes.  ``warm_start`` and
         ``partial_fit`` train every member on.  1 trains one network, as
         scikit-learn does.  E.g. ``BPClassifier(n_ensemble=8, random_state=0)``.
-        See ``docs/toolkit.md``."""
+        See ``docs/toolkit.md``.
+
+    numeric_embedding : {None, 'periodic'}, default=None
+        Embed numeric input columns before the first hidden layer.
+        ``'periodic'`` is the PLR embedding of Gorishniy et al. (2022, "On
+        Embeddings for Numerical Features in Tabular Deep Learning"): each
+        embedded column ``x_j`` becomes ``relu([cos(2 pi c_j x_j), sin(2 pi
+        c_j x_j)] @ V_j + b_j)``, with ``n_frequencies`` learned frequencies
+        ``c_j`` and a learned linear map ``V_j``, ``b_j`` of its own to
+        ``embedding_dim`` outputs; the embedded columns' outputs, then the
+        other columns as they are, are the first hidden layer's input.  Its
+        parameters train with the rest (every solver, schedules, early
+        stopping, warm start, ``partial_fit``).  ``alpha`` and
+        ``weight_decay`` reach its weights ``V_j`` but not its frequencies nor
+        its biases (unless ``decay_biases``), as the paper's code leaves the
+        frequencies undecayed.  RealMLP's PBLD variant (a learned phase instead
+        of the cos/sin pairs, the raw value appended) is not implemented.
+        Dense input only.  None: the columns go to the first layer as they are.
+
+    embedding_features : array-like of bool or int, default=None
+        The columns the embedding embeds: a boolean mask of the columns of
+        ``X`` or their indices (the outputs follow the columns' order).  None
+        embeds every column.  Ignored without ``numeric_embedding``.
+
+    n_frequencies : int, default=16
+        Number ``k`` of learned frequencies per embedded column (``2k``
+        periodic features).  The reference package ``rtdl_num_embeddings``
+        defaults to 48; RealMLP-TD (``pytabkit``) uses 8 (16 features).
+
+    embedding_dim : int, default=16
+        Number ``d`` of outputs per embedded column: the first hidden layer's
+        input grows by ``d - 1`` per embedded column.  ``rtdl_num_embeddings``
+        defaults to 24, RealMLP-TD uses 4.
+
+    frequency_scale : float, default=0.1
+        Standard deviation ``sigma`` of the frequencies' initialisation, a
+        normal distribution truncated at ``3 sigma`` (as
+        ``rtdl_num_embeddings``); the paper calls it an important
+        hyper-parameter, to tune on a log scale (its search space is 0.01 to
+        100).  0.1 is RealMLP-TD's ``plr_sigma`` for standardised inputs
+        (``rtdl_num_embeddings`` defaults to 0.01).  Larger values fit faster
+        oscillations of a column.  See ``docs/toolkit.md``."""
 
 _COMMON_ATTRIBUTES = """
     loss_ : float
@@ -327,6 +368,17 @@ _COMMON_ATTRIBUTES = """
 
     bn_running_means_, bn_running_vars_ : list of ndarray
         Batch norm's running mean and variance per hidden layer, used by predict.
+
+    embedding_frequencies_ : ndarray of shape (n_embedded, n_frequencies)
+        With ``numeric_embedding``: the learned frequencies ``c_j`` of each
+        embedded column (views of the parameter vector, as ``coefs_``).
+
+    embedding_coefs_ : ndarray of shape (n_embedded, 2 * n_frequencies, embedding_dim)
+        With ``numeric_embedding``: each embedded column's weights ``V_j``
+        (rows: the cosines, then the sines).
+
+    embedding_intercepts_ : ndarray of shape (n_embedded, embedding_dim)
+        With ``numeric_embedding``: each embedded column's biases ``b_j``.
 
     estimators_ : list of estimators
         With ``n_ensemble > 1`` only: the members, fitted estimators of this
@@ -461,7 +513,9 @@ class BPClassifier(ClassifierMixin, BaseBP):
         max_grad_norm: float | None = None, class_weight: dict[Any, float] | str | None = None,
         label_smoothing: float = 0.0, n_jobs: int | None = None, weight_decay: float = 0.0,
         decay_biases: bool = False, min_learning_rate: float = 0.0, warmup_fraction: float = 0.1,
-        n_cycles: int = 4, n_ensemble: int = 1,
+        n_cycles: int = 4, n_ensemble: int = 1, numeric_embedding: str | None = None,
+        embedding_features: ArrayLike | None = None, n_frequencies: int = 16,
+        embedding_dim: int = 16, frequency_scale: float = 0.1,
     ) -> None:  # fmt: skip
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
@@ -479,7 +533,9 @@ class BPClassifier(ClassifierMixin, BaseBP):
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
             n_jobs=n_jobs, weight_decay=weight_decay, decay_biases=decay_biases,
             min_learning_rate=min_learning_rate, warmup_fraction=warmup_fraction,
-            n_cycles=n_cycles, n_ensemble=n_ensemble,
+            n_cycles=n_cycles, n_ensemble=n_ensemble, numeric_embedding=numeric_embedding,
+            embedding_features=embedding_features, n_frequencies=n_frequencies,
+            embedding_dim=embedding_dim, frequency_scale=frequency_scale,
         )  # fmt: skip
 
     def _validate_input(
@@ -863,6 +919,8 @@ class BPRegressor(RegressorMixin, BaseBP):
         max_grad_norm: float | None = None, n_jobs: int | None = None,
         weight_decay: float = 0.0, decay_biases: bool = False, min_learning_rate: float = 0.0,
         warmup_fraction: float = 0.1, n_cycles: int = 4, n_ensemble: int = 1,
+        numeric_embedding: str | None = None, embedding_features: ArrayLike | None = None,
+        n_frequencies: int = 16, embedding_dim: int = 16, frequency_scale: float = 0.1,
     ) -> None:  # fmt: skip
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -878,7 +936,9 @@ class BPRegressor(RegressorMixin, BaseBP):
             residual=residual, l1_ratio=l1_ratio, max_grad_norm=max_grad_norm,
             n_jobs=n_jobs, weight_decay=weight_decay, decay_biases=decay_biases,
             min_learning_rate=min_learning_rate, warmup_fraction=warmup_fraction,
-            n_cycles=n_cycles, n_ensemble=n_ensemble,
+            n_cycles=n_cycles, n_ensemble=n_ensemble, numeric_embedding=numeric_embedding,
+            embedding_features=embedding_features, n_frequencies=n_frequencies,
+            embedding_dim=embedding_dim, frequency_scale=frequency_scale,
         )  # fmt: skip
 
     def _validate_input(

@@ -25,6 +25,13 @@ Conventions shared by every kernel (the records are ``skbp._records``):
   values (``B < 0`` rather than ``False``): Numba types a constant argument
   as a literal and would compile the callee once per caller.
 
+With a periodic embedding (``net.emb_cols`` not empty; dense input only) the
+first layer's input is not ``X`` but, per row, each embedded column ``x_j``'s
+``relu([cos(2 pi c_j x_j), sin(2 pi c_j x_j)] V_j + b_j)`` followed by the
+other columns (:func:`_embed`), gathered into ``bufs.X0``; its backward pass
+(:func:`_embed_grad`) runs after the first layer's.  Without one, the same
+compiled code skips it at run time.
+
 A hidden layer computes ``z = h W + b``, then (``batch_norm``) ``y = gamma *
 (z - mean) / sqrt(var + eps) + beta``, then ``a = f(y)``, then (``dropout``)
 ``a *= mask``, then (``residual``) ``h' = a + h``.
@@ -332,6 +339,109 @@ def _first_layer(data, rows, X0, W, Z, tune):
         matmul(A, no, W, no, Z, no, tune)
 
 
+#: 2 pi, the period of the embedding's features in units of ``c x``
+_TWO_PI = 2.0 * math.pi
+
+
+@jit()
+def _emb_offsets(net):
+    """Where the embedding's frequencies, weights and biases start in ``w``."""
+    n_e, k = net.emb_cols.shape[0], net.emb_k
+    f0 = net.emb_off
+    c0 = f0 + n_e * k
+    return f0, c0, c0 + n_e * 2 * k * net.emb_d
+
+
+@jit()
+def _embed(data, rows, w, net, X0, E):
+    """The first layer's input of a network with a periodic embedding, into ``X0``.
+
+    Per row: each embedded column's ``relu(v V_j + b_j)`` with ``v = [cos(2 pi
+    c_j x), sin(2 pi c_j x)]`` (its ``d`` outputs, column after column), then
+    the passed-through columns.  The features ``v`` are kept in ``E`` (``(B,
+    n_e * 2k)`` from its start) for the backward pass; the outputs in ``X0``
+    give the ReLU's derivative.  The angle is computed in float64 whatever the
+    dtype.
+    """
+    emb_cols, pass_cols, k, d = net.emb_cols, net.pass_cols, net.emb_k, net.emb_d
+    Xd = data.Xd
+    B = rows.shape[0]
+    n_e = emb_cols.shape[0]
+    n_p = pass_cols.shape[0]
+    k2 = 2 * k
+    A = _view(X0, 0, B, n_e * d + n_p)
+    V = _view(E, 0, B, n_e * k2)
+    f0, c0, b0 = _emb_offsets(net)
+    for i in range(B):
+        r = rows[i]
+        for c in range(n_e):
+            x = _TWO_PI * Xd[r, emb_cols[c]]
+            vb = c * k2
+            for f in range(k):
+                a = x * w[f0 + c * k + f]
+                V[i, vb + f] = math.cos(a)
+                V[i, vb + k + f] = math.sin(a)
+            ab = c * d
+            for e in range(d):
+                A[i, ab + e] = w[b0 + ab + e]
+            wc = c0 + c * k2 * d
+            for q in range(k2):
+                v = V[i, vb + q]
+                for e in range(d):
+                    A[i, ab + e] += v * w[wc + q * d + e]
+            for e in range(d):
+                y = A[i, ab + e]
+                A[i, ab + e] = 0.0 if y < 0 else y
+        for p in range(n_p):
+            A[i, n_e * d + p] = Xd[r, pass_cols[p]]
+
+
+@jit()
+def _embed_grad(data, rows, w, net, X0, E, B_max, grad, accumulate):
+    """Backward of :func:`_embed`: write (or add) the embedding's parameter gradient.
+
+    On entry ``E`` holds the features ``v`` (from its start) and, from ``B_max
+    * n_e * 2k``, the gradient w.r.t. the embedded columns' outputs (``(B, n_e *
+    d)``); that block is overwritten with the gradient w.r.t. their
+    pre-activations.  ``d cos(a) / dc = -2 pi x sin(a)``, ``d sin(a) / dc =
+    2 pi x cos(a)``.
+    """
+    emb_cols, k, d = net.emb_cols, net.emb_k, net.emb_d
+    Xd = data.Xd
+    B = rows.shape[0]
+    n_e = emb_cols.shape[0]
+    k2 = 2 * k
+    A = _view(X0, 0, B, n_e * d + net.pass_cols.shape[0])  # the first layer's input
+    V = _view(E, 0, B, n_e * k2)
+    G = _view(E, B_max * n_e * k2, B, n_e * d)
+    f0, c0, b0 = _emb_offsets(net)
+    if not accumulate:
+        _fill(grad[f0 : b0 + n_e * d], 0.0)
+    for i in range(B):
+        r = rows[i]
+        for c in range(n_e):
+            x = _TWO_PI * Xd[r, emb_cols[c]]
+            ab = c * d
+            for e in range(d):
+                g = 0.0 if A[i, ab + e] <= 0 else G[i, ab + e]
+                G[i, ab + e] = g
+                grad[b0 + ab + e] += g
+            vb = c * k2
+            wc = c0 + c * k2 * d
+            for q in range(k2):
+                v = V[i, vb + q]
+                s = 0.0
+                for e in range(d):
+                    g = G[i, ab + e]
+                    grad[wc + q * d + e] += v * g
+                    s += w[wc + q * d + e] * g
+                # s = dL/dv_q; v_q is cos(a_f) for q < k, sin(a_f) after
+                if q < k:
+                    grad[f0 + c * k + q] -= s * x * V[i, vb + k + q]
+                else:
+                    grad[f0 + c * k + q - k] += s * x * V[i, vb + q - k]
+
+
 @jit()
 def _batch_norm(Z, gamma, beta, train, momentum, sw, rows, Zhat, mean, invstd, run_mean, run_var):
     """Normalise the columns of ``Z`` in place, ``Z = gamma * zhat + beta``.
@@ -444,7 +554,10 @@ def forward(data, rows, w, net, train, sample_mask, bn_momentum, rng, bufs, bn_r
         b = w[int_off[l] : int_off[l] + fo]
         off = B_max * act_off[l]
         Z = _view(acts, off, B, fo)
-        if l == 0:
+        if l == 0 and net.emb_cols.shape[0] > 0:
+            _embed(data, rows, w, net, bufs.X0, bufs.emb)
+            matmul(_view(bufs.X0, 0, B, fi), no, W, no, Z, no, tune)
+        elif l == 0:
             _first_layer(data, rows, bufs.X0, W, Z, tune)
         else:
             matmul(_view(acts, B_max * act_off[l - 1], B, fi), no, W, no, Z, no, tune)
@@ -605,6 +718,12 @@ def backward(data, rows, w, net, bufs, bn_run, grad, accumulate):
             else:
                 A = _view(acts, B_max * act_off[l - 1], B, fi)
             matmul(A, T, D, N, gW, accumulate, tune)  # dW = H^T D
+        if l == 0 and net.emb_cols.shape[0] > 0:
+            # the gradient reaching the embedded columns' outputs, G = D W[:n_e d]^T
+            n_ed = net.emb_cols.shape[0] * net.emb_d
+            G = _view(bufs.emb, B_max * net.emb_cols.shape[0] * 2 * net.emb_k, B, n_ed)
+            matmul(D, N, _view(w, coef_off[0], n_ed, fo), T, G, N, tune)
+            _embed_grad(data, rows, w, net, X0, bufs.emb, B_max, grad, accumulate)
         if l > 0:
             W = _view(w, coef_off[l], fi, fo)
             Gprev = _view(deltas, B_max * act_off[l - 1], B, fi)

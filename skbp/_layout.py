@@ -3,13 +3,16 @@
 All weights and biases of a network live in one contiguous 1-D array ``w``:
 first every weight matrix (row-major, ``fan_in x fan_out``), then every bias
 vector, in layer order -- the same packing as scikit-learn's ``_pack``, so the
-vector can be handed to L-BFGS as it is.  ``coefs_`` and ``intercepts_`` are
-views into it, and the compiled kernels receive ``w`` plus the integer offset
-table below, so the depth of a network never creates a new compiled version.
+vector can be handed to L-BFGS as it is.  Batch norm's scales and shifts
+follow, then the periodic embedding's parameters (:class:`Layout`).
+``coefs_`` and ``intercepts_`` are views into it, and the compiled kernels
+receive ``w`` plus the integer offset table below, so the depth of a network
+never creates a new compiled version.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,10 +33,27 @@ class Layout:
     Parameters
     ----------
     layer_units : sequence of int
-        Widths of all layers, input and output included.
+        Widths of all layers, input and output included.  With an embedding
+        the input layer is the first hidden layer's input: the embedded
+        columns' outputs then the passed-through columns.
+    batch_norm : bool, default=False
+    embedding : dict or None, default=None
+        The periodic (PLR) embedding of numeric input columns: ``n_inputs``
+        (the data's width), ``columns`` (the embedded input columns, strictly
+        increasing), ``n_frequencies`` (k) and ``embedding_dim`` (d).  Each
+        embedded column ``j`` becomes ``relu([cos(2 pi c_j x_j), sin(2 pi c_j
+        x_j)] @ V_j + b_j)``, its ``d`` outputs in the order of the columns,
+        followed by the other columns as they are.  Its parameters come after
+        everything else in the flat vector: the frequencies ``c`` ``(n_e, k)``,
+        the weights ``V`` ``(n_e, 2k, d)``, the biases ``b`` ``(n_e, d)``.
     """
 
-    def __init__(self, layer_units: Sequence[int] | np.ndarray, batch_norm: bool = False) -> None:
+    def __init__(
+        self,
+        layer_units: Sequence[int] | np.ndarray,
+        batch_norm: bool = False,
+        embedding: dict[str, Any] | None = None,
+    ) -> None:
         self.sizes = np.asarray(layer_units, dtype=np.int64)
         self.batch_norm = bool(batch_norm)
         n_trans = len(self.sizes) - 1
@@ -56,7 +76,8 @@ class Layout:
         if self.batch_norm and n_trans > 1:
             self.bn_off[:-1] = n_base + np.concatenate([[0], np.cumsum(2 * hidden)[:-1]])
             n_base += int(2 * hidden.sum())
-        self.n_params = n_base
+        self._set_embedding(embedding, n_base)
+        self.n_params = n_base + self.n_emb_params
         self.n_coef_params = int(n_coef.sum())
         #: start of each layer's output block in a per-row activation buffer
         self.act_off = np.zeros(n_trans, dtype=np.int64)
@@ -68,6 +89,43 @@ class Layout:
         self.codes = np.zeros(n_trans, dtype=np.int64)
         #: 1 where a transition adds a residual skip (set by ``set_residual``)
         self.res = np.zeros(n_trans, dtype=np.int64)
+
+    def _set_embedding(self, embedding: dict[str, Any] | None, start: int) -> None:
+        """The embedding's fields; its parameters start at ``start`` in the flat vector."""
+        self.embedding = None if embedding is None else dict(embedding)
+        #: where the embedding's frequencies start (its weights, then biases, follow)
+        self.emb_off = start
+        if embedding is None:
+            self.n_inputs = int(self.sizes[0])
+            self.emb_cols = np.zeros(0, dtype=np.int64)
+            self.pass_cols = np.zeros(0, dtype=np.int64)
+            self.emb_k = self.emb_d = self.n_emb_params = 0
+            return
+        self.n_inputs = int(embedding["n_inputs"])
+        self.emb_cols = np.asarray(embedding["columns"], dtype=np.int64)
+        others = np.ones(self.n_inputs, dtype=bool)
+        others[self.emb_cols] = False
+        self.pass_cols = np.flatnonzero(others).astype(np.int64)
+        k = self.emb_k = int(embedding["n_frequencies"])
+        d = self.emb_d = int(embedding["embedding_dim"])
+        self.n_emb_params = len(self.emb_cols) * (k + 2 * k * d + d)
+
+    def emb_coef_range(self) -> tuple[int, int]:
+        """Where the embedding's weight matrices lie in the flat vector (``(0, 0)``: none)."""
+        if self.embedding is None:
+            return 0, 0
+        start = self.emb_off + len(self.emb_cols) * self.emb_k
+        return start, start + len(self.emb_cols) * 2 * self.emb_k * self.emb_d
+
+    def unpack_embedding(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The embedding's frequencies, weights and biases as views into ``w``."""
+        n_e, k, d = len(self.emb_cols), self.emb_k, self.emb_d
+        c0, c1 = self.emb_coef_range()
+        return (
+            w[self.emb_off : c0].reshape(n_e, k),
+            w[c0:c1].reshape(n_e, 2 * k, d),
+            w[c1 : c1 + n_e * d].reshape(n_e, d),
+        )
 
     def set_residual(self, residual: bool) -> int:
         """Skip connections between consecutive hidden layers of equal width.
@@ -92,7 +150,8 @@ class Layout:
         # imply.  The rebuilt arrays are writable (unlike a read-only memmap's).
         try:
             plain = {"layer_units": state["sizes"], "batch_norm": state["batch_norm"],
-                     "activation_codes": state["codes"], "residual": state["res"]}  # fmt: skip
+                     "activation_codes": state["codes"], "residual": state["res"],
+                     "embedding": state.get("embedding")}  # fmt: skip
         except (KeyError, TypeError) as exc:
             raise ValueError("not a skbp network layout: it lacks its layer sizes") from exc
         fresh = Layout.from_state(plain)
@@ -108,14 +167,24 @@ class Layout:
         """The layout as builtins (what an estimator pickles, and skops can load untrusted).
 
         Everything else of a layout follows from the layer sizes, batch norm,
-        the activation codes and the residual flags: :meth:`from_state`.
+        the activation codes, the residual flags and the embedding:
+        :meth:`from_state`.  (A layout without an embedding has no
+        ``"embedding"`` entry, as before embeddings existed.)
         """
-        return {
+        state = {
             "layer_units": [int(v) for v in self.sizes],
             "batch_norm": self.batch_norm,
             "activation_codes": [int(v) for v in self.codes],
             "residual": [int(v) for v in self.res],
         }
+        if self.embedding is not None:
+            state["embedding"] = {
+                "n_inputs": self.n_inputs,
+                "columns": [int(v) for v in self.emb_cols],
+                "n_frequencies": self.emb_k,
+                "embedding_dim": self.emb_d,
+            }
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Layout:
@@ -144,7 +213,8 @@ class Layout:
                     f"not a skbp network layout: a residual skip at transition {l} joins "
                     f"layers of widths {units[l]} and {units[l + 1]} ({state!r})"
                 )
-        layout = cls(units, batch_norm)
+        embedding = _loaded_embedding(state.get("embedding"), units[0], state)
+        layout = cls(units, batch_norm, embedding)
         layout.codes[:] = codes
         layout.res[:] = res
         return layout
@@ -162,18 +232,21 @@ class Layout:
         if views is None:  # made once; views share memory with the arrays
             views = []
             for a in (self.sizes, self.coef_off, self.int_off, self.act_off, self.bn_off,
-                      self.codes, self.res):  # fmt: skip
+                      self.codes, self.res, self.emb_cols, self.pass_cols):  # fmt: skip
                 v = a.view()
                 v.flags.writeable = False
                 views.append(v)
             self._views = views = tuple(views)
-        return Net(*views, tune, drop_p, int(out_code), self.param_blocks())
+        return Net(*views[:7], tune, drop_p, int(out_code), self.param_blocks(), *views[7:],
+                   self.emb_k, self.emb_d, self.emb_off)  # fmt: skip
 
     def param_blocks(self) -> np.ndarray:
         """The blocks an update sweeps (``skbp._update.param_blocks``), read-only, made once."""
         blocks = self.__dict__.get("_blocks")
         if blocks is None:
-            blocks = self._blocks = param_blocks(self.sizes, self.coef_off, self.n_params)
+            blocks = self._blocks = param_blocks(
+                self.sizes, self.coef_off, self.n_params, self.emb_coef_range()
+            )
             blocks.flags.writeable = False
         return blocks
 
@@ -257,6 +330,7 @@ class Layout:
         random_state: np.random.RandomState,
         activations: str | Sequence[str],
         dtype: DTypeLike,
+        frequency_scale: float = 0.1,
     ) -> np.ndarray:
         """Glorot-uniform initialisation, drawn exactly as scikit-learn's MLP.
 
@@ -267,6 +341,12 @@ class Layout:
         layer and 6 otherwise; ``activations`` names each hidden layer's
         activation (the output layer uses the last hidden layer's rule, as
         scikit-learn uses its one hidden activation everywhere).
+
+        The embedding's parameters are drawn after all of those (so they leave
+        them as they are): the frequencies from a normal distribution of
+        standard deviation ``frequency_scale`` truncated at three of them, the
+        weights and biases uniformly in ``+-1 / sqrt(2k)``, as the reference
+        implementation of the PLR embedding (``rtdl_num_embeddings``).
         """
         if isinstance(activations, str):
             activations = [activations]
@@ -279,7 +359,47 @@ class Layout:
             bound = np.sqrt(factor / (fi + fo))
             coefs.append(random_state.uniform(-bound, bound, (fi, fo)))
             intercepts.append(random_state.uniform(-bound, bound, fo))
-        return self.pack(coefs, intercepts, dtype)
+        w = self.pack(coefs, intercepts, dtype)
+        if self.embedding is not None:
+            freq, emb_coefs, emb_intercepts = self.unpack_embedding(w)
+            freq[:] = _truncated_normal(random_state, frequency_scale, freq.shape)
+            bound = 1.0 / np.sqrt(2 * self.emb_k)
+            emb_coefs[:] = random_state.uniform(-bound, bound, emb_coefs.shape)
+            emb_intercepts[:] = random_state.uniform(-bound, bound, emb_intercepts.shape)
+        return w
+
+
+def _truncated_normal(
+    random_state: np.random.RandomState, scale: float, shape: tuple[int, ...]
+) -> np.ndarray:
+    """Normal draws of standard deviation ``scale``, those beyond ``3 * scale`` drawn again."""
+    out = random_state.normal(0.0, scale, shape)
+    bad = np.abs(out) > 3 * scale
+    while bad.any():
+        out[bad] = random_state.normal(0.0, scale, int(bad.sum()))
+        bad = np.abs(out) > 3 * scale
+    return out
+
+
+def _loaded_embedding(value: object, n_first: int, state: object) -> dict[str, Any] | None:
+    """A layout state's embedding, checked against the first layer's width ``n_first``."""
+    if value is None:
+        return None
+    try:
+        n_inputs = int(value["n_inputs"])
+        columns = [int(v) for v in value["columns"]]
+        k, d = int(value["n_frequencies"]), int(value["embedding_dim"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a skbp network layout: {state!r}") from exc
+    if not (
+        columns and k >= 1 and d >= 1 and 0 <= columns[0] and columns[-1] < n_inputs
+        and all(a < b for a, b in itertools.pairwise(columns))
+        and n_first == len(columns) * d + n_inputs - len(columns)
+    ):  # fmt: skip
+        raise ValueError(
+            f"not a skbp network layout: its embedding does not fit its input layer ({state!r})"
+        )
+    return {"n_inputs": n_inputs, "columns": columns, "n_frequencies": k, "embedding_dim": d}
 
 
 def _same(a: object, b: object) -> bool:

@@ -129,11 +129,15 @@ def available_memory() -> int | None:
     return avail
 
 
-def n_parameters(layer_units: Sequence[int], batch_norm: bool) -> int:
-    """Weights, biases and batch norm's scales and shifts of a network of these widths."""
+def n_parameters(
+    layer_units: Sequence[int], batch_norm: bool, embedding: tuple[int, int, int] = (0, 0, 0)
+) -> int:
+    """Weights, biases and batch norm's scales and shifts of a network of these widths,
+    and the periodic embedding's parameters (``embedding``: its columns, k and d)."""
     units = [int(u) for u in layer_units]
     n = sum(a * b + b for a, b in pairwise(units))
-    return n + (2 * sum(units[1:-1]) if batch_norm else 0)
+    n_e, k, d = embedding
+    return n + (2 * sum(units[1:-1]) if batch_norm else 0) + n_e * (k + 2 * k * d + d)
 
 
 def _batch_rows(batch_size: str | int, n_rows: int) -> int:
@@ -161,6 +165,7 @@ def fit_bytes(
     new_network: bool = True,
     new_optimizer: bool = True,
     n_networks: tuple[int, int] = (1, 1),
+    embedding: tuple[int, int, int] = (0, 0, 0),
 ) -> int:
     """Bytes of the arrays a fit allocates and keeps alive together.
 
@@ -176,11 +181,13 @@ def fit_bytes(
     fit needs more than this: it is the bound below which a fit is never refused.
     ``n_networks``: an ensemble's ``(k, m)``, ``k`` networks each with its
     parameters and optimizer state, ``m`` of them training at once (each with
-    its work buffers and, for L-BFGS, scipy's arrays).
+    its work buffers and, for L-BFGS, scipy's arrays).  ``embedding``: the
+    periodic embedding's ``(columns, k, d)``, its parameters and its per-row
+    buffer (``layer_units[0]`` is then the embedded width).
     """
     units = [int(u) for u in layer_units]
     size = np.dtype(dtype).itemsize
-    n_params = n_parameters(units, batch_norm)
+    n_params = n_parameters(units, batch_norm, embedding)
     kept = 2 if new_network else 0  # the weights and the copy to restore
     copies = 0  # those of a network while it trains
     if solver == "lbfgs":
@@ -205,6 +212,7 @@ def fit_bytes(
     keep = dropout or (residual and any(a == b for a, b in pairwise(hidden)))
     per_row = sum(widths) * (2 + int(keep) + int(dropout) + int(batch_norm))
     per_row += (0 if sparse else units[0]) + max(hidden, default=0)
+    per_row += embedding[0] * (2 * embedding[1] + embedding[2])
     k, at_once = n_networks
     buffers = max(1, rows) * per_row * size
     return k * kept * n_params * size + at_once * (copies * n_params * size + extra + buffers)
@@ -229,7 +237,9 @@ def check_fit_memory(
     avail = available_memory()
     if avail is None or need <= HEADROOM * avail:
         return
-    n_params = n_parameters(layer_units, bool(options.get("batch_norm", False)))
+    n_params = n_parameters(
+        layer_units, bool(options.get("batch_norm", False)), options.get("embedding", (0, 0, 0))
+    )
     raise MemoryError(
         f"This {name} needs at least {need / _GIB:.1f} GiB of memory to fit, more than "
         f"{HEADROOM:.0%} of the {avail / _GIB:.1f} GiB available (the rest is for "

@@ -15,11 +15,17 @@ from collections import namedtuple
 #: of the activation buffers; hidden activation codes; residual flags (1 where
 #: ``h_{l+1} = ... + h_l``); the matrix-product tuning (``skbp._matmul``);
 #: dropout probabilities; the output activation's code; the blocks of the
-#: parameter vector an update sweeps (``skbp._update.param_blocks``).  (Whether
+#: parameter vector an update sweeps (``skbp._update.param_blocks``); the
+#: periodic embedding of numeric inputs (``skbp._layout.Layout``): the input
+#: columns it embeds ``emb_cols`` and those passed through ``pass_cols`` (both
+#: size 0 without an embedding), its frequencies ``emb_k`` and width ``emb_d``
+#: per column, and where its parameters start in ``w`` (``emb_off``).  (Whether
 #: the network has batch norm is said by the kernels' ``bn_run`` argument:
 #: ``None`` without.)
 Net = namedtuple(
-    "Net", "sizes coef_off int_off act_off bn_off codes res tune drop_p out_code blocks"
+    "Net",
+    "sizes coef_off int_off act_off bn_off codes res tune drop_p out_code blocks "
+    "emb_cols pass_cols emb_k emb_d emb_off",
 )
 
 #: Rows to train on or predict: a dense ``Xd`` or the CSR arrays ``Xdat``,
@@ -40,8 +46,12 @@ Data = namedtuple("Data", "Xd Xdat Xind Xptr sparse Y sw")
 #: compiled specialisation of its own: compile time): ``ridx`` (``rows`` row
 #: indices), ``rng`` (a generator state for passes that draw no dropout mask)
 #: ``part`` (float64 partial sums, one row of 4 per parameter block) and
-#: ``bnsum`` (batch norm's float64 column sums, twice the widest hidden layer).
-Buffers = namedtuple("Buffers", "rows X0 acts deltas fa masks bnz bnstat dz ridx rng part bnsum")
+#: ``bnsum`` (batch norm's float64 column sums, twice the widest hidden layer);
+#: ``emb``, the periodic embedding's cos/sin features of each row then its
+#: gradient w.r.t. the embedded columns' outputs (size 0 without an embedding).
+Buffers = namedtuple(
+    "Buffers", "rows X0 acts deltas fa masks bnz bnstat dz ridx rng part bnsum emb"
+)
 
 #: The penalty ``alpha * (l1_ratio * ||W||_1 + (1 - l1_ratio) / 2 * ||W||^2)``
 #: and gradient clipping (``max_grad_norm <= 0``: off).

@@ -33,6 +33,13 @@ from ._optim import SOLVER_SGD, adam_step, decay_step, sgd_step
 
 #: entries per block of the parameter vector
 BLOCK = 4096
+#: the ``layer`` of the blocks past the weight matrices (biases, batch norm,
+#: the embedding's frequencies and biases): neither penalised nor decayed
+#: (unless ``decay_biases``), in no layer's gradient norm
+REST = -1
+#: the ``layer`` of the periodic embedding's weight blocks: penalised and
+#: decayed as weights, in no layer's gradient norm
+EMB_WEIGHTS = -2
 #: vectors at least this long are updated in parallel
 PAR_MIN_PARAMS = 1 << 16
 #: columns of the per-block partial sums
@@ -41,13 +48,17 @@ _GRAD_SQ, _PEN_SQ, _PEN_ABS, _FIN_SQ = 0, 1, 2, 3
 _FINISH, _STEP, _BOTH = 0, 1, 2
 
 
-def param_blocks(sizes, coef_off, n_params):
-    """``(n_blocks, 3)`` table of ``start, stop, layer`` (``-1`` past the weights).
+def param_blocks(sizes, coef_off, n_params, emb_coefs=(0, 0)):
+    """``(n_blocks, 3)`` table of ``start, stop, layer``.
 
-    Each weight matrix is cut into blocks of :data:`BLOCK` entries; the rest of
-    the vector (biases, batch norm) follows in blocks of its own.  Plain NumPy:
-    made once per network (``skbp._layout.Layout.net``), so the kernels
-    allocate nothing (an allocation is a compiled specialisation of its own).
+    Each weight matrix is cut into blocks of :data:`BLOCK` entries (``layer``
+    its index); the rest of the vector (biases, batch norm, the periodic
+    embedding) follows in blocks of its own, ``layer`` :data:`REST`, except the
+    embedding's weight matrices ``w[emb_coefs[0]:emb_coefs[1]]``, which are
+    penalised and decayed as weights but have no layer: :data:`EMB_WEIGHTS`.
+    Plain NumPy: made once per network (``skbp._layout.Layout.net``), so the
+    kernels allocate nothing (an allocation is a compiled specialisation of its
+    own).
     """
     n_trans = len(sizes) - 1
     rows = []
@@ -56,7 +67,11 @@ def param_blocks(sizes, coef_off, n_params):
         stop = start + int(sizes[l]) * int(sizes[l + 1])
         rows += [(s, min(s + BLOCK, stop), l) for s in range(start, stop, BLOCK)]
     n_coef = int(coef_off[n_trans - 1]) + int(sizes[n_trans - 1]) * int(sizes[n_trans])
-    rows += [(s, min(s + BLOCK, n_params), -1) for s in range(n_coef, n_params, BLOCK)]
+    e0, e1 = (int(v) for v in emb_coefs)
+    if e1 <= e0:
+        e0 = e1 = n_params
+    for start, stop, code in ((n_coef, e0, REST), (e0, e1, EMB_WEIGHTS), (e1, n_params, REST)):
+        rows += [(s, min(s + BLOCK, stop), code) for s in range(start, stop, BLOCK)]
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
@@ -101,7 +116,7 @@ def _finish_rest(grad, inv):
 @jit()
 def _finish_one(b, blocks, w, grad, a1, a2, inv, part):
     s, e, layer = blocks[b, 0], blocks[b, 1], blocks[b, 2]
-    if layer >= 0:
+    if layer != REST:
         g2, sq, ab, f2 = _finish_coef(w[s:e], grad[s:e], a1, a2, inv)
     else:
         g2, sq, ab = 0.0, 0.0, 0.0
@@ -213,8 +228,9 @@ def update_blocks(blocks, w, grad, sw_sum, part, gnorm, penalty, opt, lr, par):
 def _step_one(b, blocks, w, grad, scale, solver, m, v, hp):
     lr, momentum, nesterov, t, b1, b2, eps, wd, decay_biases = hp
     s, e = blocks[b, 0], blocks[b, 1]
-    # blocks past the weights (layer -1) hold the biases and batch norm's parameters
-    if wd > 0.0 and (blocks[b, 2] >= 0 or decay_biases):
+    # blocks past the weights (REST) hold the biases, batch norm's parameters
+    # and the embedding's frequencies and biases
+    if wd > 0.0 and (blocks[b, 2] != REST or decay_biases):
         decay_step(w[s:e], lr * wd)
     if solver == SOLVER_SGD:
         sgd_step(w[s:e], grad[s:e], m[s:e], lr, momentum, nesterov, scale)

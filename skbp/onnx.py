@@ -9,9 +9,9 @@ them, alone or inside a ``Pipeline``, like any scikit-learn estimator::
 
     onx = to_onnx(model, X[:1])
 
-The graph is the network's inference pass exactly as skbp computes it: every
-hidden activation (per layer, ``leaky_relu``, ``elu``, ``selu``, ``gelu`` and
-``mish`` included), batch
+The graph is the network's inference pass exactly as skbp computes it: the
+periodic embedding of numeric columns, every hidden activation (per layer,
+``leaky_relu``, ``elu``, ``selu``, ``gelu`` and ``mish`` included), batch
 normalisation with the running statistics, residual skips, no dropout, and the
 output activation (softmax, logistic, identity, or ``exp`` for the Poisson
 loss).  Classifiers output labels and probabilities (binary, multiclass and
@@ -177,10 +177,38 @@ def _network_output(scope, operator, container):
     return g.node("Div", [P, g.const("n_members", float(len(members)))], name="ensemble_mean")
 
 
+def _embedding(g, est, h):
+    """The first layer's input of a network with a periodic embedding (``skbp._kernels._embed``).
+
+    The embedded columns ``(n, n_e)`` become angles ``2 pi x c`` ``(n, n_e, k)``,
+    their cosines and sines ``v`` ``(n, n_e, 2k)``, then per column ``relu(v V_j
+    + b_j)`` as one batched ``MatMul`` over the columns, flattened to ``(n, n_e
+    d)`` and followed by the passed-through columns.
+    """
+    layout = est._layout
+    n_e, k, d = len(layout.emb_cols), layout.emb_k, layout.emb_d
+    x = g.node("Gather", [h, g.const("embedded", layout.emb_cols, np.int64)], axis=1)
+    x = g.node("Reshape", [x, g.const("shape", [-1, n_e, 1], np.int64)])
+    x = g.node("Mul", [x, g.const("two_pi", 2 * np.pi)])  # the kernel's order
+    a = g.node("Mul", [x, g.const("frequencies", est.embedding_frequencies_.reshape(1, n_e, k))])
+    v = g.node("Concat", [g.node("Cos", [a]), g.node("Sin", [a])], axis=2)
+    v = g.node("Transpose", [v], perm=[1, 0, 2])  # (n_e, n, 2k): one product per column
+    z = g.node("MatMul", [v, g.const("embedding_coefs", est.embedding_coefs_)])
+    z = g.node("Transpose", [z], perm=[1, 0, 2])
+    z = g.node("Add", [z, g.const("embedding_intercepts", est.embedding_intercepts_[None])])
+    z = g.node("Reshape", [g.node("Relu", [z]), g.const("shape", [-1, n_e * d], np.int64)])
+    if not len(layout.pass_cols):
+        return z
+    rest = g.node("Gather", [h, g.const("passed", layout.pass_cols, np.int64)], axis=1)
+    return g.node("Concat", [z, rest], axis=1, name="embedded_input")
+
+
 def _member_output(g, est, h):
     """One network's output for the input ``h`` (a single network, or a member)."""
     layout = est._layout
     last = est.n_layers_ - 2  # the output layer's transition
+    if layout.embedding is not None:
+        h = _embedding(g, est, h)
 
     def affine(l, h):
         z = g.node("MatMul", [h, g.const("coef", est.coefs_[l])])

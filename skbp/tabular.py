@@ -230,6 +230,8 @@ class _ColumnEncoder(TransformerMixin, BaseEstimator):
                 SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True),
             )
             parts.append(self.numeric_.fit_transform(_numeric_block(X, numeric)))
+        # the encoded numbers come first, the imputer's missing-value indicators after them
+        self.n_numeric_out_ = parts[0].shape[1] - _n_indicators(self.numeric_) if parts else 0
         self.onehot_ = None
         if small.any():
             self.onehot_ = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
@@ -297,6 +299,12 @@ class _ColumnEncoder(TransformerMixin, BaseEstimator):
         if not parts:
             return np.zeros((n_rows, 0))
         return np.ascontiguousarray(np.hstack(parts), dtype=np.float64)
+
+
+def _n_indicators(numeric: Any) -> int:
+    """The number of missing-value indicator columns the numeric pipeline adds."""
+    indicator = getattr(numeric[-1], "indicator_", None)
+    return 0 if indicator is None else len(indicator.features_)
 
 
 # --------------------------------------------------------------- estimators
@@ -405,6 +413,24 @@ None, default='from_dtype'
     tol : float, default=1e-4
         Least improvement of the validation score that counts.  skbp's default.
 {extra}
+    numeric_embedding : {{None, 'periodic'}}, default=None
+        Embed each encoded numeric column with learned periodic features
+        before the first layer (the PLR embedding; see
+        :class:`~skbp.{network}`).  The missing-value indicators, one-hot
+        and target-encoded columns are passed through as they are.  None for
+        now: whether it becomes the default waits on the benchmark.  RealMLP-TD
+        uses its PBLD variant, which skbp does not have.
+
+    n_frequencies : int, default=16
+        Frequencies per embedded column (see :class:`~skbp.{network}`).
+
+    embedding_dim : int, default=16
+        Outputs per embedded column (see :class:`~skbp.{network}`).
+
+    frequency_scale : float, default=0.1
+        Standard deviation of the frequencies' initialisation.  Source:
+        RealMLP-TD's ``plr_sigma``, for inputs scaled as these are.
+
     n_ensemble : int, default=1
         Number of networks trained, each from its own initial weights and
         shuffling, and averaged (see :class:`~skbp.{network}`).  An ensemble
@@ -461,7 +487,8 @@ _NOTES_DOC = """
     dropout, decoupled weight decay, Adam with ``beta_2=0.95``, 256 epochs of
     256 rows, {recipe_extra}and the best epoch on a validation split.  What
     skbp's network has no counterpart for yet is left out: RealMLP's numeric
-    embeddings (PBLD), its NTK parametrisation, the learned scaling layer, the
+    embeddings (PBLD; skbp's PLR embedding is an option, ``numeric_embedding``,
+    off by default), its NTK parametrisation, the learned scaling layer, the
     parametric activations, learned embeddings of large categories, and the
     schedules of dropout and weight decay.  Ensembles are not there yet either.
 
@@ -504,6 +531,10 @@ _COMMON_CONSTRAINTS: dict = {
     "scoring": [str, callable, None],
     "tol": [Interval(numbers.Real, 0, None, closed="left")],
     "n_ensemble": [Interval(numbers.Integral, 1, None, closed="left")],
+    "numeric_embedding": [None, StrOptions({"periodic"})],
+    "n_frequencies": [Interval(numbers.Integral, 1, None, closed="left")],
+    "embedding_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+    "frequency_scale": [Interval(numbers.Real, 0, None, closed="neither")],
     "dtype": [StrOptions({"float32", "float64"})],
     "random_state": ["random_state"],
     "n_jobs": [None, numbers.Integral],
@@ -516,7 +547,8 @@ _NETWORK_PARAMS = (
     "warmup_fraction", "min_learning_rate", "n_cycles", "max_iter", "batch_size", "dropout",
     "weight_decay", "decay_biases", "alpha", "beta_1", "beta_2", "epsilon", "early_stopping",
     "validation_fraction", "n_iter_no_change", "scoring", "tol", "n_ensemble", "random_state",
-    "n_jobs", "verbose",
+    "n_jobs", "verbose", "numeric_embedding", "n_frequencies", "embedding_dim",
+    "frequency_scale",
 )  # fmt: skip
 
 
@@ -572,7 +604,15 @@ class _TabularBase(BaseEstimator):
         raise NotImplementedError
 
     def _network_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _NETWORK_PARAMS}
+        params = {name: getattr(self, name) for name in _NETWORK_PARAMS}
+        # the embedding takes the encoded numbers only (the encoder puts them first);
+        # a table without numeric columns has nothing to embed
+        n_numeric = getattr(getattr(self, "preprocessor_", None), "n_numeric_out_", 0)
+        if self.numeric_embedding is not None and n_numeric == 0:
+            params["numeric_embedding"] = None
+        elif self.numeric_embedding is not None:
+            params["embedding_features"] = np.arange(n_numeric)
+        return params
 
     def _checked_xy(self, X: Any, y: object, y_numeric: bool) -> tuple[Any, np.ndarray]:
         """The training table (:meth:`_checked_table`) and its target, one row each;
@@ -728,7 +768,8 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
         n_iter_no_change: float = np.inf, scoring: str | Callable[..., float] | None = None,
         tol: float = 1e-4, label_smoothing: float = 0.1,
         class_weight: dict[Any, float] | str | None = None,
-        n_ensemble: int = 1, dtype: str = "float32",
+        n_ensemble: int = 1, numeric_embedding: str | None = None, n_frequencies: int = 16,
+        embedding_dim: int = 16, frequency_scale: float = 0.1, dtype: str = "float32",
         random_state: int | np.random.RandomState | None = None, n_jobs: int | None = None,
         verbose: bool = False,
     ) -> None:  # fmt: skip
@@ -759,6 +800,10 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
         self.label_smoothing = label_smoothing
         self.class_weight = class_weight
         self.n_ensemble = n_ensemble
+        self.numeric_embedding = numeric_embedding
+        self.n_frequencies = n_frequencies
+        self.embedding_dim = embedding_dim
+        self.frequency_scale = frequency_scale
         self.dtype = dtype
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -936,8 +981,9 @@ class TabularRegressor(RegressorMixin, _TabularBase):
         beta_1: float = 0.9, beta_2: float = 0.95, epsilon: float = 1e-8,
         early_stopping: bool = False, validation_fraction: float = 0.2,
         n_iter_no_change: float = np.inf, scoring: str | Callable[..., float] | None = None,
-        tol: float = 1e-4, n_ensemble: int = 1, dtype: str = "float32",
-        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4, n_ensemble: int = 1, numeric_embedding: str | None = None,
+        n_frequencies: int = 16, embedding_dim: int = 16, frequency_scale: float = 0.1,
+        dtype: str = "float32", random_state: int | np.random.RandomState | None = None,
         n_jobs: int | None = None, verbose: bool = False,
     ) -> None:  # fmt: skip
         self.categorical_features = categorical_features
@@ -965,6 +1011,10 @@ class TabularRegressor(RegressorMixin, _TabularBase):
         self.scoring = scoring
         self.tol = tol
         self.n_ensemble = n_ensemble
+        self.numeric_embedding = numeric_embedding
+        self.n_frequencies = n_frequencies
+        self.embedding_dim = embedding_dim
+        self.frequency_scale = frequency_scale
         self.dtype = dtype
         self.random_state = random_state
         self.n_jobs = n_jobs

@@ -1,8 +1,8 @@
 """ONNX export (``skbp.onnx``): onnxruntime's labels equal skbp's, its outputs within 1e-4.
 
-Every option that changes inference is covered -- each hidden activation and
-per-layer activations, batch norm (running statistics), residual skips,
-dropout (off at inference) -- for binary, multiclass and multilabel
+Every option that changes inference is covered -- the periodic embedding,
+each hidden activation and per-layer activations, batch norm (running
+statistics), residual skips, dropout (off at inference) -- for binary, multiclass and multilabel
 classification, single- and multi-output regression and the Poisson loss, in
 float32 and float64, alone and inside a ``Pipeline``.
 """
@@ -215,3 +215,25 @@ def test_ensemble_graph_averages_the_members(target, dtype):
     np.testing.assert_array_equal(labels, est.predict(X))
     np.testing.assert_allclose(proba, est.predict_proba(X), rtol=0, atol=1e-4)
     assert not np.allclose(proba, est.estimators_[0].predict_proba(X), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(numeric_embedding="periodic", embedding_features=[0, 2], n_frequencies=3),
+        dict(numeric_embedding="periodic", embedding_dim=2, batch_norm=True, n_ensemble=2),
+    ],
+    ids=["some_columns", "all_columns_batch_norm_ensemble"],
+)
+def test_periodic_embedding(kw, dtype):
+    X, y = IRIS
+    X = scaled(X).astype(dtype)
+    est = BPClassifier((8,), max_iter=30, random_state=0, frequency_scale=0.5, **kw).fit(X, y)
+    labels, proba = run_onnx(to_onnx(est, X[:1], options={"zipmap": False}), X)
+    np.testing.assert_array_equal(labels, est.predict(X))
+    np.testing.assert_allclose(proba, est.predict_proba(X), rtol=0, atol=1e-4)
+    reg = BPRegressor(hidden_layer_sizes=(8,), max_iter=30, random_state=0, **kw)
+    reg.fit(X, X[:, 3] * 2)
+    (values,) = run_onnx(to_onnx(reg, X[:1]), X)
+    np.testing.assert_allclose(values.ravel(), reg.predict(X), rtol=1e-4, atol=1e-4)

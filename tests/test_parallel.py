@@ -454,6 +454,18 @@ _CONFIGS = {
         False,
     ),
     "sparse": (BPClassifier, dict(hidden_layer_sizes=(32, 16)), np.float64, True),
+    "periodic-embedding": (
+        BPClassifier,
+        dict(
+            hidden_layer_sizes=(32,),
+            numeric_embedding="periodic",
+            n_frequencies=4,
+            embedding_dim=4,
+            embedding_features=list(range(0, 40, 3)),
+        ),
+        np.float64,
+        False,
+    ),  # fmt: skip
     "adamw-f32": (
         BPClassifier,
         dict(

@@ -180,6 +180,42 @@ FAMILIES = {
         ),
         y=Y_TWO,
     ),  # fmt: skip
+    "periodic_embedding": lambda: _fit(
+        BPClassifier(
+            (6,),
+            numeric_embedding="periodic",
+            embedding_features=[0, 2],
+            n_frequencies=3,
+            embedding_dim=2,
+            max_iter=5,
+            random_state=0,
+        )
+    ),  # fmt: skip
+    "periodic_embedding_all_lbfgs_float32": lambda: _fit(
+        BPRegressor(
+            hidden_layer_sizes=(6,),
+            solver="lbfgs",
+            numeric_embedding="periodic",
+            n_frequencies=2,
+            embedding_dim=3,
+            max_iter=5,
+            random_state=0,
+        ),
+        X=X_IRIS.astype(np.float32),
+        y=Y_TWO.astype(np.float32),
+    ),  # fmt: skip
+    "ensemble_periodic_embedding": lambda: _fit(
+        BPClassifier(
+            (6,),
+            numeric_embedding="periodic",
+            embedding_features=[True, False, True, True],
+            n_frequencies=2,
+            embedding_dim=2,
+            max_iter=5,
+            random_state=0,
+            n_ensemble=2,
+        )
+    ),  # fmt: skip
 }
 
 
@@ -336,6 +372,9 @@ def _optimizer_array(key, fn):
     return lambda st: st["_optimizer"].update({key: fn(st["_optimizer"][key])})
 
 
+#: the layout entry of the "periodic_embedding" model's embedding
+_EMBEDDING = {"n_inputs": 4, "columns": [0, 2], "n_frequencies": 3, "embedding_dim": 2}
+
 #: (model, damage, what the error names): every checked field, each alone
 REFUSED = {
     # the arrays against the layout and the weights' dtype
@@ -413,6 +452,63 @@ REFUSED = {
         "a residual skip at transition 1",
     ),  # fmt: skip
     "layout_batch_norm_int": ("adam", _nested("_layout", batch_norm=1), "network layout"),
+    # the periodic embedding: its layout entry, its parameters
+    "embedding_column_out_of_range": (
+        "periodic_embedding",
+        _nested("_layout", embedding={**_EMBEDDING, "columns": [0, 4]}),
+        "its embedding does not fit its input layer",
+    ),
+    "embedding_columns_unsorted": (
+        "periodic_embedding",
+        _nested("_layout", embedding={**_EMBEDDING, "columns": [2, 0]}),
+        "its embedding does not fit its input layer",
+    ),
+    "embedding_dim_against_first_layer": (
+        "periodic_embedding",
+        _nested("_layout", embedding={**_EMBEDDING, "embedding_dim": 3}),
+        "its embedding does not fit its input layer",
+    ),
+    "embedding_frequencies_against_weights": (
+        "periodic_embedding",
+        _nested("_layout", embedding={**_EMBEDDING, "n_frequencies": 4}),
+        "_w has",
+    ),
+    "embedding_dropped_from_layout": (
+        "periodic_embedding",
+        lambda st: st["_layout"].pop("embedding"),
+        "_w has",
+    ),
+    "embedding_entry_not_a_dict": (
+        "periodic_embedding",
+        _nested("_layout", embedding=[0, 2]),
+        "not a skbp network layout",
+    ),
+    "embedding_parameter_n_frequencies": (
+        "periodic_embedding",
+        _set(n_frequencies=5),
+        "n_frequencies=5 and embedding_dim=2 but the fitted network's embedding is periodic",
+    ),
+    "embedding_parameter_features": (
+        "periodic_embedding",
+        _set(embedding_features=[1]),
+        "embedding_features=[1]",
+    ),
+    "embedding_parameter_off": (
+        "periodic_embedding",
+        _set(numeric_embedding=None),
+        "numeric_embedding=None",
+    ),
+    "embedding_parameter_on": ("adam", _set(numeric_embedding="periodic"), "embedding is none"),
+    "embedding_frequency_scale": (
+        "periodic_embedding",
+        _set(frequency_scale=0.0),
+        "'frequency_scale' parameter",
+    ),
+    "embedding_member_differs": (
+        "ensemble_periodic_embedding",
+        lambda st: st["estimators_"].__setitem__(0, fitted("periodic_embedding")[0]),
+        "estimators_",
+    ),
     # the counts against the layout
     "n_features_in": ("adam", _set(n_features_in_=5), "n_features_in_=5 but"),
     "n_outputs": ("adam", _set(n_outputs_=2), "n_outputs_=2 but"),

@@ -330,3 +330,29 @@ def test_n_ensemble_averages_the_members_probabilities():
     assert not np.allclose(members[0].predict_proba(Xt), expected)
     with pytest.raises(ValueError, match="n_ensemble"):
         TabularClassifier(n_ensemble=0, **FAST).fit(X, labels)
+
+
+def test_numeric_embedding_embeds_the_encoded_numbers_only():
+    X, y = make_table()
+    X = X.drop(columns="city")  # no target encoding: its training rows are cross-fitted
+    reg = TabularRegressor(numeric_embedding="periodic", n_frequencies=4, embedding_dim=3, **FAST)
+    reg.fit(X, y)
+    names = reg.preprocessor_.get_feature_names_out(X.columns)
+    embedded = names[reg.network_._layout.emb_cols].tolist()
+    # the numbers, not their missing-value indicators, one-hot or target-encoded columns
+    assert embedded == ["num", "count"]
+    assert any(n.startswith("missingindicator_") for n in names)
+    assert reg.network_.embedding_frequencies_.shape == (2, 4)
+    # the same network as the encoded table handed to BPRegressor by hand
+    net = clone(reg.network_).set_params(embedding_features=[0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net.fit(reg._encoded(X), (y - reg.y_mean_) / reg.y_scale_)
+    assert_array_equal(net._w, reg.network_._w)
+    assert TabularRegressor().numeric_embedding is None  # off by default, for now
+    # a table without numbers has nothing to embed
+    cats = X[["color", "flag"]]
+    clf = TabularClassifier(numeric_embedding="periodic", **FAST).fit(cats, y > np.median(y))
+    assert clf.network_.numeric_embedding is None
+    with pytest.raises(ValueError, match="frequency_scale"):
+        TabularRegressor(numeric_embedding="periodic", frequency_scale=0, **FAST).fit(X, y)
