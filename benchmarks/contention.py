@@ -159,7 +159,7 @@ def main(argv=None):
     import numba
 
     import skbp
-    from skbp._threads import parallel_available
+    from skbp._runtime import parallel_available
 
     parallel_available()
     print(

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.datasets import make_classification
 
 from skbp import BPClassifier
-from skbp._threads import max_threads
+from skbp._runtime import max_threads
 
 
 def main():

@@ -9,7 +9,7 @@ Fits W2 of ``workloads.py`` (60,000 x 784 float32, (256, 128), Adam, batch
   runnable tasks (``LoadMonitor._snapshot_ok`` off), so each fit runs its first
   0.1 s serially while the monitor waits for its first window (skbp before the
   eleventh session);
-* ``off``: the governor switched off (``skbp._threads.ADAPTIVE``), every step
+* ``off``: the governor switched off (``skbp._runtime.ADAPTIVE``), every step
   on all cores.
 
 A second's pause before each fit lets the load monitor's last reading go stale,
@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cores  # noqa: E402
 import workloads  # noqa: E402
 
-import skbp._threads as th  # noqa: E402
+import skbp._runtime as th  # noqa: E402
 from skbp import BPClassifier  # noqa: E402
 
 SETTINGS = ("serial", "on", "no-snapshot", "off")

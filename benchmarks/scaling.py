@@ -42,7 +42,7 @@ import cores  # noqa: E402
 import workloads  # noqa: E402
 
 import skbp._matmul as mm  # noqa: E402
-import skbp._threads as th  # noqa: E402
+import skbp._runtime as th  # noqa: E402
 from skbp import BPClassifier  # noqa: E402
 
 # (M, K, N, trans_x, trans_y) of one W2 update at batch 128: forward, then

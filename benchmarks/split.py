@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cores  # noqa: E402
 
 import skbp._matmul as mm  # noqa: E402
-import skbp._threads as th  # noqa: E402
+import skbp._runtime as th  # noqa: E402
 from skbp import BPClassifier  # noqa: E402
 
 SHAPES = [(128, 128), (128, 256), (256, 256), (256, 512), (512, 512)]  # (F, H)

@@ -26,7 +26,7 @@ def _info() -> None:
 
     from ._cache import describe as describe_cache
     from ._prebuilt import describe
-    from ._threads import parallel_available
+    from ._runtime import parallel_available
 
     print(
         f"skbp {skbp.__version__} (scikit-learn {sklearn.__version__}, numba {numba.__version__})"

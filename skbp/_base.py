@@ -38,7 +38,7 @@ from ._matmul import SMALL_WORK
 from ._memory import check_fit_memory
 from ._optim import SCHEDULE_CODES, OptimizerState
 from ._predict import network_output, small_output
-from ._threads import thread_context
+from ._runtime import thread_context
 from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig, ValidationSet
 from .exceptions import PrecisionWarning
 

@@ -42,8 +42,7 @@ def dispatchers() -> Iterator[tuple[str, CPUDispatcher]]:
 #: L-BFGS's full-batch loss and gradient, prediction; dense and sparse input),
 #: ``"more"`` their batch-norm versions (with dropout and residual
 #: connections).  The two compile disjoint entry kernels, so two processes can
-#: fill the cache with them at once (measured, float64 on the 2-core machine:
-#: 24 s and 21 s in processes of their own, 31 s together in one).
+#: fill the cache with them at once, in about the time of the longer one.
 PARTS = ("plain", "more")
 
 

@@ -29,14 +29,14 @@ import numpy as np
 from ._data import Workspace, empty_data, readonly
 from ._kernels import predict
 from ._matmul import tune_array
+from ._runtime import max_threads, parallel_available
 from ._steps import GovernedSteps
-from ._threads import max_threads, parallel_available
 
 if TYPE_CHECKING:
     from ._base import BaseBP
     from ._data import Problem
     from ._records import Buffers, Data, Net
-    from ._threads import ThreadGovernor
+    from ._runtime import ThreadGovernor
 
 #: rows per chunk for prediction and the full-batch (L-BFGS) gradient
 CHUNK_ROWS = 256

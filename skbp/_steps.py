@@ -13,13 +13,13 @@ import time
 from typing import TYPE_CHECKING
 
 from . import _matmul, _update
-from ._threads import parallel_available
+from ._runtime import parallel_available
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._layout import Layout
-    from ._threads import ThreadGovernor
+    from ._runtime import ThreadGovernor
 
 #: a governed step of training or prediction aims at this much wall time (seconds)
 STEP_SECONDS = 0.02

@@ -34,8 +34,8 @@ from ._predict import (
     workspace,
 )
 from ._records import Epoch, Optimizer, Penalty
+from ._runtime import ThreadGovernor
 from ._steps import GovernedSteps, has_parallel_work
-from ._threads import ThreadGovernor
 from .exceptions import DivergenceWarning, GradientWarning
 
 if TYPE_CHECKING:
