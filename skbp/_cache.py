@@ -754,6 +754,68 @@ def install(dispatcher):
     return dispatcher
 
 
+#: the list of what ``python -m skbp compile`` left in a cache folder, and its tag
+MANIFEST = "skbp-compiled.manifest"
+_MANIFEST_MAGIC = b"skbp-nbm-sha256\n"
+
+
+def _manifest_stamp():
+    import numba
+
+    return (CACHE_FORMAT, PACKAGE_STAMP, numba.__version__)
+
+
+def read_manifest(folder):
+    """``{dtype: {kernel name: [signature, ...]}}`` that ``python -m skbp compile``
+    left in the cache ``folder`` for these sources and this Numba; ``{}`` if none.
+
+    Sealed like the index files, so a file skbp did not write is never unpickled.
+    """
+    path = os.path.join(folder, MANIFEST)
+    try:
+        with open(path, "rb") as f:
+            stamp, entries = pickle.loads(_unsealed(_MANIFEST_MAGIC, f.read(), path))
+    except Exception:  # none, damaged, or not skbp's
+        return {}
+    return entries if stamp == _manifest_stamp() and isinstance(entries, dict) else {}
+
+
+def write_manifest(folder, entries):
+    """Record ``{dtype: {kernel name: [signature, ...]}}`` in the cache ``folder``
+    (with what it held for other dtypes); a folder that will not take it: nothing."""
+    path = os.path.join(folder, MANIFEST)
+    with contextlib.suppress(OSError), _locked(path + ".lock"):
+        data = pickle.dumps((_manifest_stamp(), {**read_manifest(folder), **entries}))
+        tmp = f"{path}.tmp.{uuid.uuid4().hex[:16]}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(_sealed(_MANIFEST_MAGIC, data))
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def in_index(dispatcher, signatures):
+    """Whether the cache index of the entry kernel ``dispatcher`` lists every one of
+    ``signatures`` for this CPU and this code, with its data file present.
+
+    Reads the index only (no machine code is loaded): what a warm ``python -m
+    skbp compile`` checks.  A data file damaged since is still a miss when a fit
+    loads it, and compiled then.
+    """
+    cache = getattr(dispatcher, "_cache", None)
+    if not isinstance(cache, SafeFunctionCache) or not cache._enabled:
+        return False
+    overloads = cache._cache_file._load_index()
+    codegen = dispatcher.targetctx.codegen()
+    for sig in signatures:
+        name = overloads.get(cache._index_key(sig, codegen))
+        if name is None or not os.path.exists(cache._cache_file._data_path(name)):
+            return False
+    return True
+
+
 def cache_folder():
     """Where skbp's kernels are cached in this process (``None``: not cached)."""
     from . import _epoch

@@ -277,6 +277,15 @@ def build(folder: str | None = None, dtypes=("float64", "float32"), out=print) -
     import tempfile
     import time
 
+    from ._numba_support import plain_reason
+
+    reason = plain_reason()
+    if reason is not None:
+        raise RuntimeError(
+            f"a store holds the kernels of skbp's own compile path, which this process "
+            f"does not use ({reason}): unset SKBP_PLAIN_NUMBA, or install a Numba in the "
+            f"tested range"
+        )
     from ._cache import PACKAGE_STAMP
     from ._compile import worker_env
 
