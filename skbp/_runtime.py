@@ -76,6 +76,22 @@ _controller = None
 _layer_ok = None
 
 
+def compile_interrupted():
+    """Whether a kernel compile of this thread was cut short (a Ctrl-C) since the
+    last call; clears the record (``skbp._cache.compile_interrupted``).
+
+    Always false on the plain Numba path (``skbp._numba_support``), whose cache,
+    Numba's own, keeps no such record and is not imported.
+    """
+    from ._numba_support import PLAIN
+
+    if PLAIN:
+        return False
+    from ._cache import compile_interrupted as interrupted
+
+    return interrupted()
+
+
 def max_threads():
     """Threads Numba may use in this process (``NUMBA_NUM_THREADS``)."""
     return int(numba.config.NUMBA_NUM_THREADS)

@@ -82,7 +82,8 @@ def test_this_process_is_on_skbps_own_path(capsys):
 
 def test_an_untested_numba_gets_the_plain_path_and_no_private_module(tmp_path):
     """A Numba outside the tested range: ``info`` says why, and importing every
-    kernel module brings in none of the modules that use Numba internals."""
+    kernel module and the Python layer brings in none of the modules that use
+    Numba internals."""
     out = _run(
         f"""
         import sys
@@ -90,6 +91,7 @@ def test_an_untested_numba_gets_the_plain_path_and_no_private_module(tmp_path):
         numba.__version__ = "0.99.0"
         from skbp.__main__ import main
         from skbp._compile import dispatchers
+        import skbp._estimators, skbp._training, skbp._predict, skbp.tabular
         main(["info"])
         kernels = dict(dispatchers())
         print(sorted(m for m in {PRIVATE!r} if m in sys.modules))
