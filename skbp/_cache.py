@@ -77,7 +77,6 @@ The first compilation in a process is announced once on the ``skbp`` logger
 import ast
 import contextlib
 import hashlib
-import importlib
 import itertools
 import logging
 import os
@@ -676,9 +675,8 @@ class SafeFunctionCache(caching.FunctionCache):
         """The kernel from the LLVM IR shipped with skbp (``skbp._prebuilt``), made
         into machine code for this CPU; ``None`` where there is none (or it fails)."""
         try:
-            # imported by name: the shipped IR's loader is not part of the
-            # kernels' stamp (it changes how code is loaded, not the code)
-            prebuilt = importlib.import_module("._prebuilt", __package__)
+            from . import _prebuilt as prebuilt
+
             key = self._index_key(sig, target_context.codegen())
             payload = prebuilt.lookup(self._func_name, key)
             return None if payload is None else prebuilt.rebuild(target_context, payload)
