@@ -47,7 +47,7 @@ from ._matmul import SMALL_WORK
 from ._memory import check_fit_memory
 from ._optim import SCHEDULE_CODES, OptimizerState
 from ._predict import network_output, small_output
-from ._threads import effective_n_threads, thread_context
+from ._runtime import effective_n_threads, thread_context
 from ._training import LbfgsTrainer, StochasticTrainer, TrainConfig, ValidationSet
 from .exceptions import PrecisionWarning
 

@@ -1,6 +1,6 @@
 """The on-disk cache of compiled kernels, made safe to rely on.
 
-Numba's own ``cache=True`` has three ways to hurt a user, all measured:
+Numba's own ``cache=True`` has three ways to hurt a user, all seen:
 
 * with no writable place for the cache (a read-only package directory and
   home, as in many containers) decorating a function raises ``RuntimeError:
@@ -60,9 +60,14 @@ the internal ones (those are compiled for linking only and not cached; see
   (:func:`_lost_interrupt`), not left to fail later on missing object code;
 * the source stamp is a hash of the code of every module that can reach
   compiled code (:func:`kernel_modules`: the kernel modules and what they
-  import; their syntax trees without docstrings, so comments, docstrings and
-  formatting do not count), so any change to that code invalidates every
-  kernel, and a change to the Python layer alone recompiles nothing.
+  import at module level; their syntax trees without docstrings, so comments,
+  docstrings and formatting do not count), so any change to that code
+  invalidates every kernel, and a change to the Python layer alone (this
+  module included) recompiles nothing; a change to the format of the files
+  written here bumps :data:`CACHE_FORMAT`, which every index carries too;
+* its files are named apart from Numba's (``skbp-`` in front), so that plain
+  Numba's cache, which the fallback path of ``skbp._numba_support`` uses, never
+  reads them, nor this cache Numba's.
 
 The first compilation in a process is announced once on the ``skbp`` logger
 (a warning-level record, shown by default; silence it with
@@ -72,7 +77,6 @@ The first compilation in a process is announced once on the ``skbp`` logger
 import ast
 import contextlib
 import hashlib
-import importlib
 import itertools
 import logging
 import os
@@ -94,21 +98,50 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _MAGIC = b"skbp-nbc-sha256\n"
 _INDEX_MAGIC = b"skbp-nbi-sha256\n"
 _DIGEST = hashlib.sha256().digest_size
+#: the version of the files written here (names, seals, what an index and a data
+#: file hold): an index of another version is a miss
+CACHE_FORMAT = 2
 #: age in seconds after which a temporary file in a cache folder is taken for one
 #: a killed writer left (a live writer renames or removes its own at once)
 STALE_AFTER = 600
 
 
-_RELATIVE_IMPORT = re.compile(rb"^\s*from \.(\w*) import ([\w, ]+)", re.MULTILINE)
 _KERNEL_DECORATOR = re.compile(rb"^@jit\(", re.MULTILINE)
 
 
-def kernel_modules(folder=_PACKAGE_DIR):
-    """The modules whose source can reach compiled code, as ``{name: source}``.
+def _module_level_imports(tree):
+    """The skbp modules a module's syntax ``tree`` imports at module level.
 
-    Those that define kernels (a line starting ``@jit(``) and every skbp module they import,
-    transitively.  The Python layer (estimators, training loops, prediction
-    driver) is left out: changing it recompiles nothing.
+    Statements inside functions and classes are left out: only a name bound
+    at module level can be a global of a kernel (a kernel cannot import), so
+    a module imported inside a function (the Python side of a kernel module,
+    compile machinery imported on first use) does not reach compiled code.
+    Imports inside ``if``/``try`` blocks at module level count.
+    """
+    found = []
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            # "from .x import a" imports x; "from . import x, y" imports x and y
+            found += [node.module] if node.module else [a.name for a in node.names]
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            todo.extend(getattr(node, field, ()))
+    return found
+
+
+def kernel_modules(folder=_PACKAGE_DIR):
+    """The modules whose code can reach compiled code, as ``{name: syntax tree}``.
+
+    Those that define kernels (a line starting ``@jit(``) and every skbp
+    module they import at module level (:func:`_module_level_imports`),
+    transitively: the kernels, the constants and intrinsics they use, and the
+    compile machinery that decides how they are compiled (``skbp._jit``,
+    ``skbp._linkonly``).  The Python layer (estimators, training loops,
+    prediction driver, the thread runtime, the on-disk cache) is left out:
+    changing it recompiles nothing.
     """
     sources = {}
     for name in sorted(os.listdir(folder)):
@@ -121,22 +154,18 @@ def kernel_modules(folder=_PACKAGE_DIR):
         m = todo.pop()
         if m in found or m not in sources:
             continue
-        found[m] = sources[m]
-        for module, names in _RELATIVE_IMPORT.findall(sources[m]):
-            # "from .x import a" imports x; "from . import x, y" imports x and y
-            deps = [module] if module else names.replace(b" ", b"").split(b",")
-            todo.extend(dep.decode() for dep in deps)
+        found[m] = tree = ast.parse(sources[m])
+        todo.extend(_module_level_imports(tree))
     return dict(sorted(found.items()))
 
 
-def _code_of(source):
-    """The code of a module's ``source``, without comments, formatting or docstrings.
+def _code_of(tree):
+    """The code of a module's syntax ``tree``, without comments, formatting or docstrings.
 
     Its syntax tree, docstrings removed: what compiles.  An edit to a comment
     or a docstring then invalidates no kernel (every user's cache and the
     shipped store stay valid); any edit to code does.
     """
-    tree = ast.parse(source)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
@@ -149,9 +178,9 @@ def _code_of(source):
 def package_stamp(folder=_PACKAGE_DIR):
     """Hash of the code of :func:`kernel_modules` (the stamp of every kernel)."""
     h = hashlib.sha256()
-    for name, source in kernel_modules(folder).items():
+    for name, tree in kernel_modules(folder).items():
         h.update(name.encode())
-        h.update(_code_of(source))
+        h.update(_code_of(tree))
     return h.hexdigest()
 
 
@@ -305,6 +334,11 @@ class _Impl(caching.CompileResultCacheImpl):
         *map(_checked, caching.CompileResultCacheImpl._locator_classes),
         _TempDirLocator,
     ]
+
+    def get_filename_base(self, fullname, abiflags):
+        # not Numba's names: Numba's cache (the plain path's) would fail on
+        # skbp's sealed index, and skbp's would throw Numba's away at every save
+        return "skbp-" + super().get_filename_base(fullname, abiflags)
 
     def rebuild(self, target_context, payload):
         # Numba's, stopped where the cached machine code was not taken (see
@@ -609,7 +643,7 @@ class SafeFunctionCache(caching.FunctionCache):
         self._cache_file = _CheckedCacheFile(
             cache_path=self._cache_path,
             filename_base=impl.filename_base,
-            source_stamp=PACKAGE_STAMP,
+            source_stamp=(CACHE_FORMAT, PACKAGE_STAMP),
         )
         self.enable()
 
@@ -641,9 +675,8 @@ class SafeFunctionCache(caching.FunctionCache):
         """The kernel from the LLVM IR shipped with skbp (``skbp._prebuilt``), made
         into machine code for this CPU; ``None`` where there is none (or it fails)."""
         try:
-            # imported by name: the shipped IR's loader is not part of the
-            # kernels' stamp (it changes how code is loaded, not the code)
-            prebuilt = importlib.import_module("._prebuilt", __package__)
+            from . import _prebuilt as prebuilt
+
             key = self._index_key(sig, target_context.codegen())
             payload = prebuilt.lookup(self._func_name, key)
             return None if payload is None else prebuilt.rebuild(target_context, payload)
@@ -653,9 +686,9 @@ class SafeFunctionCache(caching.FunctionCache):
     def _load_lean(self, sig, target_context):
         """Numba's ``load_overload`` without its refresh of the target context.
 
-        That refresh imports and installs every typing and lowering registry
-        (0.4-0.5 s, once per process: measured, a warm first fit went from
-        1.09 to 0.72 s).  Linking cached machine code needs only the runtime's
+        That refresh imports and installs every typing and lowering registry,
+        once per process: a large share of a warm first fit.  Linking cached
+        machine code needs only the runtime's
         symbols (NRT; without them the code would call null pointers), and a
         compile, when one comes, refreshes by itself.  A Numba without these
         internals gets its own ``load_overload``.
@@ -717,6 +750,68 @@ def install(dispatcher):
             type(e).__name__, e,
         )  # fmt: skip
     return dispatcher
+
+
+#: the list of what ``python -m skbp compile`` left in a cache folder, and its tag
+MANIFEST = "skbp-compiled.manifest"
+_MANIFEST_MAGIC = b"skbp-nbm-sha256\n"
+
+
+def _manifest_stamp():
+    import numba
+
+    return (CACHE_FORMAT, PACKAGE_STAMP, numba.__version__)
+
+
+def read_manifest(folder):
+    """``{dtype: {kernel name: [signature, ...]}}`` that ``python -m skbp compile``
+    left in the cache ``folder`` for these sources and this Numba; ``{}`` if none.
+
+    Sealed like the index files, so a file skbp did not write is never unpickled.
+    """
+    path = os.path.join(folder, MANIFEST)
+    try:
+        with open(path, "rb") as f:
+            stamp, entries = pickle.loads(_unsealed(_MANIFEST_MAGIC, f.read(), path))
+    except Exception:  # none, damaged, or not skbp's
+        return {}
+    return entries if stamp == _manifest_stamp() and isinstance(entries, dict) else {}
+
+
+def write_manifest(folder, entries):
+    """Record ``{dtype: {kernel name: [signature, ...]}}`` in the cache ``folder``
+    (with what it held for other dtypes); a folder that will not take it: nothing."""
+    path = os.path.join(folder, MANIFEST)
+    with contextlib.suppress(OSError), _locked(path + ".lock"):
+        data = pickle.dumps((_manifest_stamp(), {**read_manifest(folder), **entries}))
+        tmp = f"{path}.tmp.{uuid.uuid4().hex[:16]}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(_sealed(_MANIFEST_MAGIC, data))
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def in_index(dispatcher, signatures):
+    """Whether the cache index of the entry kernel ``dispatcher`` lists every one of
+    ``signatures`` for this CPU and this code, with its data file present.
+
+    Reads the index only (no machine code is loaded): what a warm ``python -m
+    skbp compile`` checks.  A data file damaged since is still a miss when a fit
+    loads it, and compiled then.
+    """
+    cache = getattr(dispatcher, "_cache", None)
+    if not isinstance(cache, SafeFunctionCache) or not cache._enabled:
+        return False
+    overloads = cache._cache_file._load_index()
+    codegen = dispatcher.targetctx.codegen()
+    for sig in signatures:
+        name = overloads.get(cache._index_key(sig, codegen))
+        if name is None or not os.path.exists(cache._cache_file._data_path(name)):
+            return False
+    return True
 
 
 def cache_folder():

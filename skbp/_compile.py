@@ -14,9 +14,9 @@ import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba.core.registry import CPUDispatcher
+from numba.extending import is_jitted
 
-from . import _cache
+from ._numba_support import PLAIN
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 KERNEL_MODULES = ("_epoch", "_kernels", "_matmul", "_optim", "_threads", "_update")
 
 
-def dispatchers() -> Iterator[tuple[str, CPUDispatcher]]:
+def dispatchers() -> Iterator[tuple[str, object]]:
     """``(qualified name, dispatcher)`` of every kernel skbp defines."""
     import importlib
 
@@ -33,7 +33,7 @@ def dispatchers() -> Iterator[tuple[str, CPUDispatcher]]:
         mod = importlib.import_module(f"skbp.{mod_name}")
         for name in sorted(vars(mod)):
             obj = getattr(mod, name)
-            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == mod.__name__:
+            if is_jitted(obj) and obj.py_func.__module__ == mod.__name__:
                 yield f"{mod.__name__}.{name}", obj
 
 
@@ -42,8 +42,7 @@ def dispatchers() -> Iterator[tuple[str, CPUDispatcher]]:
 #: L-BFGS's full-batch loss and gradient, prediction; dense and sparse input),
 #: ``"more"`` their batch-norm versions (with dropout and residual
 #: connections).  The two compile disjoint entry kernels, so two processes can
-#: fill the cache with them at once (measured, float64 on the 2-core machine:
-#: 24 s and 21 s in processes of their own, 31 s together in one).
+#: fill the cache with them at once, in about the time of the longer one.
 PARTS = ("plain", "more")
 
 
@@ -180,9 +179,61 @@ def worker_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _dtype_of(signature: tuple) -> str:
+    """The input dtype a signature of an entry kernel was compiled for."""
+    return "float32" if "float32" in str(signature) else "float64"
+
+
+def _entry_signatures(dtypes: Iterable[str]) -> dict[str, dict[str, list]]:
+    """``{dtype: {kernel: [signature, ...]}}``: what this process holds of the cached
+    (entry) kernels, for the manifest of the cache folder."""
+    from . import _cache
+
+    found: dict[str, dict[str, list]] = {d: {} for d in dtypes}
+    for name, disp in dispatchers():
+        if isinstance(getattr(disp, "_cache", None), _cache.SafeFunctionCache):
+            for sig in disp.signatures:
+                if _dtype_of(sig) in found:
+                    found[_dtype_of(sig)].setdefault(name, []).append(sig)
+    return found
+
+
+def _in_manifest(folder: str, dtypes: list[str], out: Callable[[str], object]) -> bool:
+    """Whether the cache index lists every kernel an earlier ``compile`` left for
+    ``dtypes`` (then reported per dtype and kernel family): no kernel is loaded
+    and no fit is run."""
+    from . import _cache
+
+    manifest = _cache.read_manifest(folder)
+    if not all(manifest.get(d) for d in dtypes):
+        return False
+    kernels = dict(dispatchers())
+    lines = []
+    for dtype in dtypes:
+        families = []
+        for name, sigs in sorted(manifest[dtype].items()):
+            if name not in kernels or not _cache.in_index(kernels[name], sigs):
+                return False
+            families.append(f"{name.rsplit('.', 1)[1]} {len(sigs)}")
+        n = sum(len(sigs) for sigs in manifest[dtype].values())
+        lines.append(f"  {dtype}: 0 kernels compiled, {n} in the cache ({', '.join(families)})")
+    for line in lines:
+        out(line)
+    return True
+
+
 def _all_cached(dtypes: list[str], out: Callable[[str], object]) -> bool:
-    """Whether this process loads every kernel of ``dtypes`` from the cache (then
-    reported, in a second or so), compiling none: no worker processes needed."""
+    """Whether every kernel of ``dtypes`` is in the cache (then reported), compiling
+    none: no worker processes needed.
+
+    By the manifest an earlier ``compile`` left (:func:`_in_manifest`), else by
+    loading every kernel in this process, which writes that manifest.
+    """
+    from . import _cache
+
+    folder = _cache.cache_folder()
+    if _in_manifest(folder, dtypes, out):
+        return True
     loaded = []
     for dtype in dtypes:
         before = dict(_cache.STATS)
@@ -196,6 +247,7 @@ def _all_cached(dtypes: list[str], out: Callable[[str], object]) -> bool:
         loaded.append(f"  {dtype}: {_counts(counts)}, {time.perf_counter() - t0:.1f} s")
     for line in loaded:
         out(line)
+    _cache.write_manifest(folder, _entry_signatures(dtypes))
     return True
 
 
@@ -243,18 +295,23 @@ def compile_all(
     once (per dtype, then per :data:`PARTS`); this process then loads every
     kernel from the cache and reports it, which checks the cache.  Returns
     ``{dtype: seconds}``: each dtype's share of this process's time (the
-    loading, after parallel workers).
+    loading, after parallel workers).  On the plain Numba path
+    (``skbp._numba_support``) this process fills Numba's own cache by itself.
     """
     dtypes = list(dtypes)
+    if PLAIN:
+        return _compile_plain(dtypes, out)
+    from . import _cache
+
     folder = _cache.cache_folder()
     out(f"skbp kernels: cache folder {_cache.describe()}")
+    if folder and _all_cached(dtypes, out):
+        out("  every kernel is in the cache already: nothing to compile")
+        return {}
     if jobs is None:
         from joblib import cpu_count  # CPU affinity and cgroup (container) quotas
 
         jobs = cpu_count()
-    if folder and _all_cached(dtypes, out):
-        out("  every kernel is in the cache already: nothing to compile")
-        return {}
     groups = _groups(dtypes, jobs) if folder else []  # no cache: this process alone
     t_all = time.perf_counter()
     if len(groups) > 1:
@@ -271,5 +328,35 @@ def compile_all(
     if len(groups) > 1:
         out(f"  {time.perf_counter() - t_all:.1f} s in all")
     if folder:
+        _cache.write_manifest(folder, _entry_signatures(dtypes))
         out("  later processes load them from the cache")
+    return times
+
+
+def _compile_plain(dtypes: list[str], out: Callable[[str], object]) -> dict[str, float]:
+    """:func:`compile_all` on the plain Numba path: every kernel is
+    ``numba.njit(cache=True)``, cached by Numba itself (in this process only:
+    Numba's cache is not made for several writers at once)."""
+    from ._numba_support import describe
+
+    def counts():
+        hits = misses = 0
+        for _, disp in dispatchers():
+            stats = getattr(disp, "stats", None)
+            hits += sum(getattr(stats, "cache_hits", {}).values())
+            misses += sum(getattr(stats, "cache_misses", {}).values())
+        return hits, misses
+
+    out(f"skbp kernels: {describe()}; cached by Numba itself")
+    times = {}
+    for dtype in dtypes:
+        before = counts()
+        t0 = time.perf_counter()
+        _exercise(np.dtype(dtype).type)
+        times[dtype] = time.perf_counter() - t0
+        hits, misses = (a - b for a, b in zip(counts(), before, strict=True))
+        out(
+            f"  {dtype}: {misses} kernels compiled, {hits} loaded from Numba's cache, "
+            f"{times[dtype]:.1f} s"
+        )
     return times

@@ -6,7 +6,7 @@ own initial weights, shuffling and early-stopping split), trained with the
 estimator's other parameters by the single-network fit.  The members train
 concurrently in Python threads (the compiled epochs release the GIL), at most
 ``effective_n_threads(n_jobs)`` at a time; concurrent skbp calls share the
-cores (``skbp._threads``), so with more members than cores each member's
+cores (``skbp._runtime``), so with more members than cores each member's
 kernels run on one thread.  A member's weights do not depend on its thread
 count, so the ensemble is the same, bit for bit, for any ``n_jobs``.
 
@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._callbacks import FitTasks
-from ._threads import effective_n_threads
+from ._runtime import effective_n_threads
 
 if TYPE_CHECKING:
     from ._base import BaseBP

@@ -47,7 +47,7 @@ def run_epoch(data, w, net, bufs, bn_run, penalty, opt, epoch, row_start, row_st
     norm's running statistics, the ``penalty`` (and clipping), the optimizer
     ``opt`` (its state arrays advance in place) and the ``epoch``'s order and
     outputs.  An epoch may run as one call (``0, len(idx)``) or as several calls
-    over consecutive row ranges (the steps of ``skbp._threads.ThreadGovernor``):
+    over consecutive row ranges (the steps of ``skbp._runtime.ThreadGovernor``):
     the rows are shuffled when ``row_start == 0``, and ``epoch.out``
     accumulates over the calls of an epoch (the caller zeroes it first), so both
     give the same numbers.  ``out[0]`` receives the sum over mini-batches of

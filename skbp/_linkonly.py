@@ -6,8 +6,8 @@ lowered to LLVM IR, optimised as a module, turned into machine code and (with
 caller links the callee's IR into its own module, optimises the whole again and
 makes machine code of the whole again.  For skbp's internal kernels (those
 only compiled code calls, ``skbp._jit.jit`` without ``entry=True``) the work
-done for their own module is thrown away: measured on a cold default fit,
-finalising the callees' modules was about half of all LLVM time.
+done for their own module is thrown away, and on a cold first fit it is a
+large share of all LLVM time.
 
 :class:`LinkOnlyCompiler` is Numba's default nopython pipeline with one pass
 added before lowering, which gives the function a :class:`LinkOnlyLibrary`:
@@ -21,10 +21,10 @@ added before lowering, which gives the function a :class:`LinkOnlyLibrary`:
   the machine code is made then, and the environment pointer Numba wanted
   to set goes in at that moment.
 
-Measured on the 2-core machine, fresh processes alternating with the code
-without it: a cold default fit on digits 27 s -> 16 s (medians of five), with
-the same weights and predictions (bit for bit in 24 of 32 checked cases, the
-last bits in SGD fits) and the same warm speed.
+A cold first fit is much faster with it (``python benchmarks/bench.py
+first-use``), with the same weights and predictions (the last bits may differ
+in SGD fits, multiply-adds contracted differently once a callee is optimised
+inside its caller) and the same warm speed.
 
 One thing the machine code of a callee used to do for its callers: Numba
 points each compiled function's environment global (what a nopython function
@@ -37,9 +37,10 @@ global in the entry kernel's code at its environment, as Numba does when it
 loads a kernel from the cache.
 
 This relies on Numba internals (``CPUCodeLibrary``'s finalisation steps, the
-compiler's pass manager).  If this Numba lacks any of them,
-:data:`LinkOnlyCompiler` is ``None`` and internal kernels are compiled the
-ordinary way: slower to compile, the same results.
+compiler's pass manager), so it is imported only on the Numba releases skbp is
+tested with (``skbp._numba_support``).  If this Numba lacks any of them all
+the same, :data:`LinkOnlyCompiler` is ``None`` and internal kernels are
+compiled the ordinary way: slower to compile, the same results.
 """
 
 import weakref

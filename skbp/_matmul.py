@@ -18,7 +18,7 @@ Why this is reproducible for any thread count:
   a joblib worker's thread limit -- so 1, 2 or 16 threads make the very same
   BLAS calls and only the assignment of blocks to threads changes;
 * BLAS itself runs on one thread during skbp's fits and predictions
-  (``skbp._threads``), so no BLAS-internal split can depend on the machine's
+  (``skbp._runtime``), so no BLAS-internal split can depend on the machine's
   core count either.
 
 Neither BLAS's own threads nor a split chosen by the thread count would do:
@@ -61,14 +61,11 @@ import functools
 import os
 
 import numpy as np
-from llvmlite import ir
 from numba import config, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array
 
 from ._jit import blas_scalars, flat_view, jit, stack_buffer
-from ._threads import parallel_available
+from ._numba_support import PLAIN
 
 #: a product is split when it has at least this many multiply-adds (a batch of
 #: 128 rows through a 256-to-128 layer, 128 x 256 x 128, is the smallest that
@@ -110,6 +107,8 @@ def tune_array(split=True):
     product is split all the same and its blocks run one after the other: the
     same BLAS calls and tiles, so the same bits as on any number of threads.
     """
+    from ._runtime import parallel_available  # Python only: not part of the kernels' stamp
+
     small_kernels = blas_has_small_kernels()
     tiles = TILE_WORK // 4 if small_kernels else TILE_WORK
     wide = wide_vectors()
@@ -316,6 +315,11 @@ def _make_tile(MR, NV, vec_bytes):
         sig = types.none(x, pa, sar, sak, y, pb, ldy, c, pc, ldc, K, accumulate)
 
         def codegen(context, builder, sig, args):
+            # Numba internals, imported where used: the plain path never compiles a tile
+            from llvmlite import ir
+            from numba.core import cgutils
+            from numba.np.arrayobj import make_array
+
             T = context.get_data_type(sig.args[0].dtype)
             size = context.get_abi_sizeof(T)
             W = vec_bytes // size
@@ -702,3 +706,24 @@ if config.DISABLE_JIT:
             C += P
         else:
             C[...] = P
+elif PLAIN:
+    # plain Numba (skbp._numba_support): no tiles (LLVM IR) and no call into
+    # Numba's BLAS helper, np.dot instead (the same values up to rounding)
+
+    @jit()
+    def matmul(X, trans_x, Y, trans_y, C, accumulate, tune):  # noqa: F811
+        """``C = op(X) @ op(Y)`` (``C += ...`` when ``accumulate``), by ``np.dot``."""
+        M, N = C.shape
+        K = X.shape[0] if trans_x else X.shape[1]
+        if M == 0 or N == 0:
+            return
+        if K == 0 or M * K * N <= tune[3]:
+            _small_matmul(X, trans_x, Y, trans_y, C, accumulate)
+            return
+        if trans_x:
+            P = np.dot(X.T, Y.T) if trans_y else np.dot(X.T, Y)
+        else:
+            P = np.dot(X, Y.T) if trans_y else np.dot(X, Y)
+        for i in range(M):
+            for j in range(N):
+                C[i, j] = C[i, j] + P[i, j] if accumulate else P[i, j]

@@ -2,10 +2,9 @@
 
 Compiling a kernel with Numba is typing it, lowering it to LLVM IR (Python-side
 work, one function at a time, the callees inside their callers), then LLVM's
-optimisation of the linked whole and machine code for this CPU.  Measured on a
-cold default fit on digits (2-core machine): 13-17 s in all, of which the
-entry kernel's module optimisation and machine code are about 2.7 s
-(``run_epoch``) and 1.4 s (``predict``).  Everything before that step does not
+optimisation of the linked whole and machine code for this CPU; the last step
+is the smaller part of a cold first fit (``python benchmarks/bench.py
+first-use``).  Everything before that step does not
 depend on the machine: the linked, not yet optimised module of an entry kernel
 carries no CPU name or feature (checked: no ``target-cpu`` attribute; only
 generic ``llvm.*`` intrinsics), and Numba then runs the very same
@@ -278,6 +277,15 @@ def build(folder: str | None = None, dtypes=("float64", "float32"), out=print) -
     import tempfile
     import time
 
+    from ._numba_support import plain_reason
+
+    reason = plain_reason()
+    if reason is not None:
+        raise RuntimeError(
+            f"a store holds the kernels of skbp's own compile path, which this process "
+            f"does not use ({reason}): unset SKBP_PLAIN_NUMBA, or install a Numba in the "
+            f"tested range"
+        )
     from ._cache import PACKAGE_STAMP
     from ._compile import worker_env
 

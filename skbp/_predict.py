@@ -29,14 +29,14 @@ import numpy as np
 from ._data import Workspace, empty_data, readonly
 from ._kernels import predict
 from ._matmul import tune_array
+from ._runtime import max_threads, parallel_available
 from ._steps import GovernedSteps
-from ._threads import max_threads, parallel_available
 
 if TYPE_CHECKING:
     from ._base import BaseBP
     from ._data import Problem
     from ._records import Buffers, Data, Net
-    from ._threads import ThreadGovernor
+    from ._runtime import ThreadGovernor
 
 #: rows per chunk for prediction and the full-batch (L-BFGS) gradient
 CHUNK_ROWS = 256
@@ -173,7 +173,7 @@ def small_output(est: BaseBP, X: np.ndarray) -> np.ndarray:
 def network_output(est: BaseBP, problem: Problem, gov: ThreadGovernor | None = None) -> np.ndarray:
     """Output-layer activations for every row of ``problem``, in the model dtype.
 
-    With a :class:`~skbp._threads.ThreadGovernor` the rows run in governed steps
+    With a :class:`~skbp._runtime.ThreadGovernor` the rows run in governed steps
     of whole chunks, each serial or spread over threads; without one, serially.
     """
     return _output(est, problem.data(), problem.n_rows, gov)

@@ -2,7 +2,7 @@
 
 Training (mini-batches of an epoch) and prediction (row chunks) both run as
 consecutive steps of about :data:`STEP_SECONDS`, each on the threads
-``skbp._threads.ThreadGovernor`` chooses and timed for it.  Since the numbers
+``skbp._runtime.ThreadGovernor`` chooses and timed for it.  Since the numbers
 never depend on the thread count, a step may run serially or in parallel at
 no cost to reproducibility.
 """
@@ -13,13 +13,13 @@ import time
 from typing import TYPE_CHECKING
 
 from . import _matmul, _update
-from ._threads import parallel_available
+from ._runtime import parallel_available
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._layout import Layout
-    from ._threads import ThreadGovernor
+    from ._runtime import ThreadGovernor
 
 #: a governed step of training or prediction aims at this much wall time (seconds)
 STEP_SECONDS = 0.02
@@ -58,7 +58,7 @@ def has_parallel_work(layout: Layout, batch_rows: int, sparse: bool) -> bool:
 class GovernedSteps:
     """Runs consecutive row ranges as steps of about ``STEP_SECONDS`` each.
 
-    Each step runs on the threads the :class:`~skbp._threads.ThreadGovernor`
+    Each step runs on the threads the :class:`~skbp._runtime.ThreadGovernor`
     picks and is timed for it; the step length (a multiple of ``quantum`` rows:
     mini-batches, prediction chunks) follows the measured time per row and is
     kept from one :meth:`run` to the next (epoch after epoch).

@@ -19,7 +19,6 @@ import scipy.optimize
 from scipy.special import xlogy
 from sklearn.exceptions import ConvergenceWarning
 
-from ._cache import compile_interrupted
 from ._data import Problem, max_abs, readonly
 from ._epoch import EPOCH_OK, run_epoch
 from ._kernels import full_loss_grad
@@ -34,8 +33,8 @@ from ._predict import (
     workspace,
 )
 from ._records import Epoch, Optimizer, Penalty
+from ._runtime import ThreadGovernor, compile_interrupted
 from ._steps import GovernedSteps, has_parallel_work
-from ._threads import ThreadGovernor
 from .exceptions import DivergenceWarning, GradientWarning
 
 if TYPE_CHECKING:

@@ -7,7 +7,6 @@ folder, in fresh processes, so that nothing here depends on -- or disturbs --
 the cache of skbp's real kernels, and no test pays a full compile.
 """
 
-import inspect
 import json
 import os
 import re
@@ -76,7 +75,7 @@ def _result(p):
 
 def _files(folder, suffix):
     return sorted(
-        f for f in os.listdir(folder) if f.startswith("tiny_kernels") and f.endswith(suffix)
+        f for f in os.listdir(folder) if f.startswith("skbp-tiny_kernels") and f.endswith(suffix)
     )
 
 
@@ -140,6 +139,19 @@ def test_files_of_another_format_are_misses_then_replaced(tmp_path):
         (cache / name).write_bytes(raw[len(_cache._MAGIC) + 32 :])  # the bare pickle
     assert _run(moddir)["stats"]["compiled"] == 2
     assert _run(moddir)["stats"]["loaded"] == 2
+
+
+def test_plain_numbas_cache_and_skbps_share_a_folder(tmp_path):
+    """The plain path (SKBP_PLAIN_NUMBA=1: numba.njit(cache=True)) caches next to
+    skbp's own cache without reading its sealed files (Numba would fail on them),
+    and skbp's entries survive Numba's saves."""
+    moddir = _module(tmp_path)
+    assert _run(moddir)["stats"]["compiled"] == 2
+    _run(moddir, env={"SKBP_PLAIN_NUMBA": "1"})  # right answers, no error
+    _run(moddir, env={"SKBP_PLAIN_NUMBA": "1"})
+    cache = moddir / "__pycache__"
+    assert _files(cache, ".nbi") and any(f.startswith("tiny_kernels") for f in os.listdir(cache))
+    assert _run(moddir)["stats"] == {"loaded": 2, "compiled": 0, "prebuilt": 0}
 
 
 def test_read_only_folders_fall_back_to_a_temporary_cache(tmp_path):
@@ -493,7 +505,9 @@ def _package_copy(tmp_path):
     return copy
 
 
-@pytest.mark.parametrize("module", ["_optim", "_kernels", "_jit", "_matmul"])
+@pytest.mark.parametrize(
+    "module", ["_optim", "_kernels", "_jit", "_matmul", "_threads", "_intrinsics", "_linkonly"]
+)
 def test_a_change_to_a_kernel_module_invalidates_every_kernel(tmp_path, module):
     """Kernels inline callees from other files: one stamp covers every kernel module."""
     copy = _package_copy(tmp_path)
@@ -520,34 +534,56 @@ def test_comments_docstrings_and_formatting_keep_the_stamp(tmp_path, module):
     assert _cache.package_stamp(str(copy)) != _cache.PACKAGE_STAMP
 
 
-@pytest.mark.parametrize("module", ["_base", "_training", "_estimators", "_callbacks"])
+@pytest.mark.parametrize(
+    "module", ["_base", "_training", "_estimators", "_callbacks", "_runtime", "_cache"]
+)
 def test_a_change_to_the_python_layer_recompiles_nothing(tmp_path, module):
     copy = _package_copy(tmp_path)
     with open(copy / f"{module}.py", "a") as f:
-        f.write("\n# a change to the Python layer\n")
+        f.write("\n_UPGRADE = 1  # a change to the Python layer\n")
     assert _cache.package_stamp(str(copy)) == _cache.PACKAGE_STAMP
 
 
 def test_the_stamped_modules_hold_every_kernel_and_what_they_import():
-    """Every module with a compiled kernel, and every skbp module such a module imports."""
+    """Every module with a compiled kernel, and every skbp module such a module
+    imports at module level; not the Python runtime (threads, the on-disk cache)."""
     import ast
-    import importlib
 
     from skbp._compile import KERNEL_MODULES, dispatchers
 
     modules = _cache.kernel_modules()
     stamped = set(modules)
-    assert {m for m, src in modules.items() if _cache._KERNEL_DECORATOR.search(src)} == set(
-        KERNEL_MODULES
-    )
+    assert stamped == {
+        # the kernels
+        "_epoch", "_kernels", "_matmul", "_optim", "_threads", "_update",
+        # the JIT policy, the intrinsics and the pipelines: how the kernels compile
+        "_jit", "_intrinsics", "_linkonly", "_numba_support",
+    }  # fmt: skip
+    kernel_sources = {
+        m for m in stamped if _cache._KERNEL_DECORATOR.search(ast.unparse(modules[m]).encode())
+    }
+    assert kernel_sources == set(KERNEL_MODULES)
     for _, d in dispatchers():
         assert d.py_func.__module__.split(".")[-1] in stamped
-    for name in stamped:
-        tree = ast.parse(inspect.getsource(importlib.import_module(f"skbp.{name}")))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                imported = [node.module] if node.module else [a.name for a in node.names]
-                assert set(imported) <= stamped, (name, imported)
+    for name, tree in modules.items():
+        assert set(_cache._module_level_imports(tree)) <= stamped, name
+
+
+def test_only_module_level_imports_reach_the_stamp():
+    """An import inside a function (the Python side of a kernel module) does not
+    bring its module into the stamp; one at module level, even inside an ``if``, does."""
+    import ast
+
+    tree = ast.parse(
+        "from .a import x\n"
+        "from . import b, c\n"
+        "if FLAG:\n    from .d import y\nelse:\n    from .e import z\n"
+        "try:\n    from .f import w\nexcept ImportError:\n    from .g import v\n"
+        "def helper():\n    from .h import u\n"
+        "class K:\n    from .i import t\n"
+        "import os\nfrom numba import njit\n"
+    )
+    assert sorted(_cache._module_level_imports(tree)) == ["a", "b", "c", "d", "e", "f", "g"]
 
 
 def test_every_entry_kernel_uses_the_safe_cache():
@@ -623,6 +659,24 @@ def test_compile_command_on_a_warm_cache_loads_and_says_so(capsys, monkeypatch):
     assert out.count("float32: 0 kernels compiled,") == 1
     assert "nothing to compile" in out
     assert _cache.STATS["compiled"] + _cache.STATS["prebuilt"] == compiled
+    # the next check reads the cache index by the manifest this one left: no
+    # kernel loaded, no fit run, still a line per dtype naming each family
+    folder = _cache.cache_folder()
+    assert "float32" in _cache.read_manifest(folder)
+    monkeypatch.setattr(_compile, "_exercise", None)  # (a fit would fail)
+    stats = dict(_cache.STATS)
+    assert main(["compile", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert _cache.STATS == stats
+    line = next(x for x in out.splitlines() if x.startswith("  float32: 0 kernels compiled,"))
+    for family in ("run_epoch", "full_loss_grad", "predict"):
+        assert family in line, line
+    assert "nothing to compile" in out
+    # a manifest naming a kernel the index lacks (another CPU, other code) is no answer
+    manifest = _cache.read_manifest(folder)
+    manifest["float32"]["skbp._kernels.predict"].append(("not a signature",))
+    _cache.write_manifest(folder, manifest)
+    assert not _compile._in_manifest(folder, ["float32"], print)
     # a kernel missing from the cache is reported, not compiled, while loading only
     with _cache.loading_only(), pytest.raises(_cache.NotCached):
         _cache.SafeFunctionCache.load_overload(_Missing(), None, None)

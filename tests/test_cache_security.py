@@ -61,11 +61,12 @@ def _module(tmp_path):
 
 
 def _index_names():
-    """The names of the kernels' index files (Numba's: name, first line, Python)."""
+    """The names of the kernels' index files (``skbp-``, then Numba's: name, first
+    line, Python)."""
     lines = KERNELS.splitlines()
     py = f"py{sys.version_info[0]}{sys.version_info[1]}{getattr(sys, 'abiflags', '')}"
     return [
-        f"tiny_kernels.{lines[i + 1][4 : lines[i + 1].index('(')]}-{i + 1}.{py}.nbi"
+        f"skbp-tiny_kernels.{lines[i + 1][4 : lines[i + 1].index('(')]}-{i + 1}.{py}.nbi"
         for i, line in enumerate(lines)
         if line.startswith("@jit(")
     ]

@@ -18,13 +18,13 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import skbp._matmul as mm
 import skbp._predict as _predict
+import skbp._runtime as thr
 import skbp._steps as steps
-import skbp._threads as thr
 import skbp._update as upd
 from skbp import BPClassifier, BPRegressor
 from skbp._optim import SOLVER_ADAM, SOLVER_SGD, adam_step, sgd_step
 from skbp._records import Optimizer, Penalty
-from skbp._threads import (
+from skbp._runtime import (
     ThreadGovernor,
     effective_n_threads,
     max_threads,

@@ -179,7 +179,7 @@ def test_weights_do_not_depend_on_the_threading_layer(tmp_path):
     import numba
     import numpy as np
     from test_processes import _CONFIGS, _config_fit
-    from skbp._threads import parallel_available
+    from skbp._runtime import parallel_available
 
     for i, (params, dtype) in enumerate(_CONFIGS):
         np.save(f"w{i}.npy", _config_fit(params, dtype))

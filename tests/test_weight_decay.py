@@ -18,7 +18,7 @@ import skbp._update as upd
 from skbp import BPClassifier, BPRegressor
 from skbp._optim import SOLVER_ADAM, SOLVER_SGD, adam_step, sgd_step
 from skbp._records import Optimizer
-from skbp._threads import thread_context
+from skbp._runtime import thread_context
 from skbp._update import param_blocks, step_blocks
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)

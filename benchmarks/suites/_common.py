@@ -89,7 +89,7 @@ def versions(torch=False):
 
 def threading_layer():
     """Numba's threading layer, started the way skbp starts it."""
-    from skbp._threads import parallel_available
+    from skbp._runtime import parallel_available
 
     parallel_available()
     try:

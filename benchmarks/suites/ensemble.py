@@ -56,7 +56,7 @@ def add_arguments(parser):
 
 def run(args):
     """Time the fits and print the table."""
-    from skbp._threads import effective_n_threads
+    from skbp._runtime import effective_n_threads
 
     print(f"threads (n_jobs=None): {effective_n_threads(None)}\n")
     print("| problem | members | seconds (median) | ratio to one member |")

@@ -12,7 +12,7 @@ load on purpose):
    and PyTorch, rounds alternating so that a drift of the machine's speed hits
    every setting alike; for W2 also skbp's thread governor without the load
    monitor's snapshot (each fit's first 0.1 s serial while the monitor waits
-   for its first window) and switched off (``skbp._threads.ADAPTIVE``, every
+   for its first window) and switched off (``skbp._runtime.ADAPTIVE``, every
    step on N threads): the governor's cost is "off" against the default.  A
    pause of 1.2 s before each skbp fit lets the monitor's last reading go
    stale, as between the fits of a user's session.
@@ -54,7 +54,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 import skbp._matmul as mm
-import skbp._threads as th
+import skbp._runtime as th
 from skbp import BPClassifier
 
 from . import workloads
