@@ -24,7 +24,7 @@ module changes no kernel's stamp (``skbp._cache.kernel_modules``).
   ones, re-probing the other option now and then.  A parallel region whose
   worker thread has been descheduled by the operating system waits for it, so
   on a busy machine a naive parallel path is several times slower than the
-  serial one (``benchmarks/contention.py``); the governor falls back to the serial path
+  serial one (``python benchmarks/bench.py busy``); the governor falls back to the serial path
   within a step or two and comes back when the cores are free again.
 * :func:`thread_context` sets Numba's thread count (a per-Python-thread
   setting) for one call and restores it afterwards; nothing is set at import.
@@ -314,7 +314,7 @@ class LoadMonitor:
     always runnable, so the snapshot sees it; one that comes and goes may be
     missed, and the governor's timing catches that instead.  Without the
     snapshot a call would stay serial for its first window
-    (``benchmarks/governor.py``).  Elsewhere (no
+    (``python benchmarks/bench.py threads``).  Elsewhere (no
     ``/proc``) :meth:`free_cores` returns ``None`` and the governor relies on
     timing alone.
     """
