@@ -143,24 +143,31 @@ def test_read_store_refuses_what_fails_its_checksum(tmp_path):
     assert _prebuilt.read_store(str(tmp_path / "missing")) is None
 
 
+REMAKE = "python -m skbp._prebuilt --all-pythons"
+
+
 def test_the_shipped_store_is_current():
-    """The store shipped for each Python/Numba combination was made from these
-    very kernel sources and holds every family in both dtypes.  When this fails
-    after a change to a kernel module: ``python -m skbp._prebuilt``."""
+    """A store is shipped for each supported Python with this Numba, llvmlite and
+    platform, made from these very kernel sources, holding every family in both
+    dtypes.  When this fails after a change to a kernel module or an upgrade of
+    Numba: ``python -m skbp._prebuilt --all-pythons``."""
     files = sorted(f for f in os.listdir(_prebuilt.FOLDER) if not f.startswith("."))
-    assert files, "no store shipped"
+    rest = _prebuilt.tag().split("-", 1)[1]  # numba, llvmlite, platform
+    for version in _prebuilt.PYTHONS:
+        name = f"kernels-py{version.replace('.', '')}-{rest}.pkl.xz"
+        assert name in files, f"no store {name} for Python {version}: run `{REMAKE}`"
     for name in files:
         assert name.startswith("kernels-") and name.endswith(".pkl.xz"), name
         store = _prebuilt.read_store(os.path.join(_prebuilt.FOLDER, name))
-        assert store is not None, name
-        assert store["format"] == _prebuilt.FORMAT
+        assert store is not None, f"{name} is damaged: run `{REMAKE}`"
+        assert store["format"] == _prebuilt.FORMAT, f"{name} has an old format: run `{REMAKE}`"
         assert store["stamp"] == _cache.PACKAGE_STAMP, (
-            f"{name} was made from other kernel sources: run `python -m skbp._prebuilt`"
+            f"{name} was made from other kernel sources: run `{REMAKE}`"
         )
         for kernel in ("_epoch.run_epoch", "_kernels.predict", "_kernels.full_loss_grad"):
             sigs = [str(pickle.loads(k)[0]) for k, _ in store["entries"][f"skbp.{kernel}"]]
             for dtype in ("float32", "float64"):
-                assert any(f"array({dtype}, 2d, C)" in s for s in sigs), (kernel, dtype)
+                assert any(f"array({dtype}, 2d, C)" in s for s in sigs), (name, kernel, dtype)
 
 
 _FIT = r"""
