@@ -391,6 +391,7 @@ CTRL_C = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.5, 1.5])
 def test_ctrl_c_during_the_first_fit(tmp_path, delay):
     """A real SIGINT during a cold first fit: a ``KeyboardInterrupt`` while its
@@ -598,6 +599,7 @@ def test_compile_command_reports_every_dtype(capsys):
         assert any("float32" in s for s in sigs), (name, sigs)
 
 
+@pytest.mark.slow
 def test_compile_command_in_processes_of_its_own(capsys, monkeypatch):
     """`--jobs 2`: the parts of one dtype in two processes filling the suite's
     cache (loading it, when earlier tests filled it), then every kernel reached

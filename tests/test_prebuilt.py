@@ -109,7 +109,8 @@ def _damage_the_ir(store):
 @pytest.mark.parametrize(
     "damage",
     [
-        "file", "truncated file", "ir", "other sources",
+        "file", pytest.param("truncated file", marks=pytest.mark.slow),
+        pytest.param("ir", marks=pytest.mark.slow), "other sources",
     ],
 )  # fmt: skip
 def test_a_damaged_or_stale_store_means_compiling(tmp_path, tiny_store, damage, monkeypatch):
@@ -189,6 +190,7 @@ print(json.dumps({"bits": b"".join(a.tobytes() for a in arrays).hex(), "stats": 
     _prebuilt.read_store(_prebuilt.store_path()) is None,
     reason="no store shipped for this Python, Numba and llvmlite",
 )
+@pytest.mark.slow
 def test_shipped_kernels_give_the_bits_of_numbas_compile(tmp_path):
     """A default fit and its probabilities, from the shipped IR and from Numba's
     compile of the same sources (fresh processes, empty caches): the same bits."""
