@@ -3,8 +3,9 @@
 Compiling a kernel with Numba is typing it, lowering it to LLVM IR (Python-side
 work, one function at a time, the callees inside their callers), then LLVM's
 optimisation of the linked whole and machine code for this CPU.  The first part
-takes most of the time of a cold first fit, and does not depend on the machine: the linked, not yet optimised module of an entry kernel
-carries no CPU name or feature (checked: no ``target-cpu`` attribute; only
+takes most of the time of a cold first fit, and does not depend on the
+machine: the linked, not yet optimised module of an entry kernel carries no
+CPU name or feature (checked: no ``target-cpu`` attribute; only
 generic ``llvm.*`` intrinsics), and Numba then runs the very same
 optimisation and code generation on it for the CPU at hand.
 
