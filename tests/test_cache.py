@@ -112,8 +112,8 @@ def _garbage(path):
     "damage",
     [
         {"nbi": _truncate, "nbc": _zero_middle},
-        {"nbc": _truncate},
-        {"nbi": _garbage, "nbc": _garbage},
+        pytest.param({"nbc": _truncate}, marks=pytest.mark.slow),
+        pytest.param({"nbi": _garbage, "nbc": _garbage}, marks=pytest.mark.slow),
     ],
     ids=["truncated-index+zeroed-code", "truncated-data", "garbage"],
 )
@@ -130,6 +130,7 @@ def test_damaged_cache_files_are_detected_and_rebuilt(tmp_path, damage):
     assert healed["stats"] == {"loaded": 2, "compiled": 0, "prebuilt": 0}
 
 
+@pytest.mark.slow
 def test_files_of_another_format_are_misses_then_replaced(tmp_path):
     """A data file without skbp's checksum header (e.g. plain Numba's) is not trusted."""
     moddir = _module(tmp_path)
@@ -210,6 +211,7 @@ NO_PLACE_AT_ALL = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_no_temporary_directory_at_all(tmp_path):
     """No NUMBA_CACHE_DIR, a read-only package and home, and no usable temporary
     directory: ``python -m skbp info`` says nothing is cached, a fit works
