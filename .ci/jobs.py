@@ -63,19 +63,20 @@ MINIMUMS = [
 
 
 def smoke_jobs():
-    """(name, Python version or None for this one, requirements, extra environment)."""
+    """(name, Python version or ``None`` for this one, its venv's folder name,
+    requirements, extra environment) of each smoke job."""
     import llvmlite
     import numba
 
+    v = numba.__version__
     current = [
-        f"numba=={numba.__version__}", f"llvmlite=={llvmlite.__version__}",
-        "numpy", "scipy", "scikit-learn",
+        f"numba=={v}", f"llvmlite=={llvmlite.__version__}", "numpy", "scipy", "scikit-learn",
     ]  # fmt: skip
     return [
-        (f"smoke, Python 3.10, numba {numba.__version__}", "3.10", current, {}),
-        (f"smoke, Python 3.13, numba {numba.__version__}", "3.13", current, {}),
-        ("smoke, Python 3.10, minimum versions", "3.10", MINIMUMS, {}),
-        ("smoke, plain Numba (SKBP_PLAIN_NUMBA=1)", None, None, {"SKBP_PLAIN_NUMBA": "1"}),
+        (f"smoke, Python 3.10, numba {v}", "3.10", f"py310-numba{v}", current, {}),
+        (f"smoke, Python 3.13, numba {v}", "3.13", f"py313-numba{v}", current, {}),
+        ("smoke, Python 3.10, minimum versions", "3.10", "py310-minimums", MINIMUMS, {}),
+        ("smoke, plain Numba (SKBP_PLAIN_NUMBA=1)", None, None, None, {"SKBP_PLAIN_NUMBA": "1"}),
     ]
 
 
@@ -88,9 +89,10 @@ def shell(commands, env=None):
     return True
 
 
-def smoke(version, requirements, extra):
-    """The smoke suite on Python ``version`` (in a virtual environment with
-    ``requirements``, pytest and pandas) or on this one, with an empty cache."""
+def smoke(version, folder, requirements, extra):
+    """The smoke suite on Python ``version`` (in the virtual environment
+    ``folder`` with ``requirements``, pytest and pandas) or on this one, with an
+    empty cache."""
     sys.path.insert(0, ROOT)  # this checkout's skbp, installed by the first job
     from skbp._prebuilt import find_pythons, venv
 
@@ -100,13 +102,7 @@ def smoke(version, requirements, extra):
         if python is None:
             print(f"Python {version} not found (pyenv, or python{version} on the PATH)")
             return False
-        name = (
-            "py"
-            + version.replace(".", "")
-            + "-"
-            + "-".join(r.replace("==", "") for r in requirements if r.startswith("numba"))
-        )
-        exe = venv(python, os.path.join(VENVS, name), [*requirements, "pandas", "pytest"])
+        exe = venv(python, os.path.join(VENVS, folder), [*requirements, "pandas", "pytest"])
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, **extra)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)

@@ -230,3 +230,20 @@ def test_a_store_made_with_other_numba_settings_is_not_used(monkeypatch, tmp_pat
     monkeypatch.setattr(f"numba.core.config.{setting}", 1)
     monkeypatch.setitem(_prebuilt._state, "store", _prebuilt._UNREAD)
     assert _prebuilt.store() is None
+
+
+def test_all_pythons_finds_the_newest_release_of_each(tmp_path, monkeypatch):
+    """``--all-pythons`` takes pyenv's newest patch release (3.10.13 after 3.10.9,
+    not before it as text would sort) and reports a version it cannot find."""
+    for release in ("3.10.9", "3.10.13", "3.10.13t", "3.12.1"):
+        exe = tmp_path / "versions" / release / "bin" / "python"
+        exe.parent.mkdir(parents=True)
+        exe.write_text("")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    found = _prebuilt.find_pythons(("3.10", "3.11", "3.12"))
+    assert found == {
+        "3.10": str(tmp_path / "versions" / "3.10.13" / "bin" / "python"),
+        "3.11": None,
+        "3.12": str(tmp_path / "versions" / "3.12.1" / "bin" / "python"),
+    }
