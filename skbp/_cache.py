@@ -159,12 +159,25 @@ def kernel_modules(folder=_PACKAGE_DIR):
     return dict(sorted(found.items()))
 
 
+def _dump(node) -> str:
+    """A syntax tree as text, the same on every supported Python: fields that are
+    empty (``None``, ``[]``) are left out, since newer Pythons add such fields
+    (``type_params``) and ``ast.dump`` shows them or not depending on the version."""
+    if isinstance(node, ast.AST):
+        fields = (f"{k}={_dump(v)}" for k, v in ast.iter_fields(node) if v is not None and v != [])
+        return f"{type(node).__name__}({', '.join(fields)})"
+    if isinstance(node, list):
+        return f"[{', '.join(_dump(v) for v in node)}]"
+    return repr(node)
+
+
 def _code_of(tree):
     """The code of a module's syntax ``tree``, without comments, formatting or docstrings.
 
     Its syntax tree, docstrings removed: what compiles.  An edit to a comment
     or a docstring then invalidates no kernel (every user's cache and the
-    shipped store stay valid); any edit to code does.
+    shipped store stay valid); any edit to code does.  The text is the same on
+    every supported Python, so that the stores shipped for each carry one stamp.
     """
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -172,7 +185,7 @@ def _code_of(tree):
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
                 if isinstance(body[0].value.value, str):
                     node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, include_attributes=False).encode()
+    return _dump(tree).encode()
 
 
 def package_stamp(folder=_PACKAGE_DIR):

@@ -2,11 +2,10 @@
 
 Compiling a kernel with Numba is typing it, lowering it to LLVM IR (Python-side
 work, one function at a time, the callees inside their callers), then LLVM's
-optimisation of the linked whole and machine code for this CPU; the last step
-is the smaller part of a cold first fit (``python benchmarks/bench.py
-first-use``).  Everything before that step does not
-depend on the machine: the linked, not yet optimised module of an entry kernel
-carries no CPU name or feature (checked: no ``target-cpu`` attribute; only
+optimisation of the linked whole and machine code for this CPU.  The first part
+takes most of the time of a cold first fit, and does not depend on the
+machine: the linked, not yet optimised module of an entry kernel carries no
+CPU name or feature (checked: no ``target-cpu`` attribute; only
 generic ``llvm.*`` intrinsics), and Numba then runs the very same
 optimisation and code generation on it for the CPU at hand.
 
@@ -36,10 +35,21 @@ A store is used only when everything it was made with matches:
   fails to rebuild, or ``SKBP_PREBUILT=0`` in the environment: compiled as
   before.
 
-Making a store (maintainers, after changing a kernel module; a test fails
-while it is stale): ``python -m skbp._prebuilt`` compiles every kernel in
-fresh processes (one per dtype) with an empty cache and writes the store for
-this installation's versions, removing stores of older sources.
+Making the stores (maintainers, after changing a kernel module or upgrading
+Numba; ``tests/test_prebuilt.py`` fails while one is stale or missing)::
+
+    python -m skbp._prebuilt --all-pythons
+
+makes one for each supported Python (:data:`PYTHONS`) found (pyenv's newest
+release of each, or ``pythonX.Y`` on the ``PATH``): each in a virtual
+environment under ``~/.cache/skbp-build/venv-X.Y`` (made once, then reused)
+holding this interpreter's Numba and llvmlite, with this checkout on the
+``PYTHONPATH``, so every store carries this checkout's stamp.  ``--python PATH
+...`` does the same for the interpreters named; plain ``python -m
+skbp._prebuilt``, for this interpreter only.  Each build compiles every kernel
+in fresh processes (one per dtype) with an empty cache and writes the store for
+its versions, removing stores of other sources; stores of the same sources for
+other versions stay side by side.
 """
 
 from __future__ import annotations
@@ -326,5 +336,142 @@ def build(folder: str | None = None, dtypes=("float64", "float32"), out=print) -
     return path
 
 
+#: the Python versions skbp supports: ``--all-pythons`` makes a store for each
+PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+#: where ``--all-pythons`` keeps one virtual environment per Python (outside the checkout)
+VENVS = os.path.join(os.path.expanduser("~"), ".cache", "skbp-build")
+
+
+def find_pythons(versions=PYTHONS) -> dict[str, str | None]:
+    """``{version: interpreter}`` for each of ``versions``: pyenv's newest release
+    of it, else ``pythonX.Y`` on the ``PATH``, else ``None``."""
+    import re
+    import shutil
+
+    root = os.path.join(
+        os.environ.get("PYENV_ROOT") or os.path.join(os.path.expanduser("~"), ".pyenv"), "versions"
+    )
+    releases = os.listdir(root) if os.path.isdir(root) else []
+    found = {}
+    for v in versions:
+        patches = [int(m[1]) for r in releases if (m := re.fullmatch(rf"{re.escape(v)}\.(\d+)", r))]
+        exe = os.path.join(root, f"{v}.{max(patches)}", "bin", "python") if patches else None
+        found[v] = exe if exe and os.path.exists(exe) else shutil.which(f"python{v}")
+    return found
+
+
+def venv(python: str, path: str, requirements: list[str], out=print) -> str:
+    """The interpreter of a virtual environment at ``path`` made with ``python``,
+    holding exactly ``requirements`` (pip's syntax); one made earlier with the
+    same requirements is reused, any other made anew."""
+    import shutil
+    import subprocess
+
+    exe = os.path.join(path, "Scripts" if os.name == "nt" else "bin", "python")
+    pins = os.path.join(path, "skbp-requirements.txt")
+    wanted = "\n".join(requirements) + "\n"
+    if os.path.exists(exe) and os.path.exists(pins):
+        with open(pins) as f:
+            if f.read() == wanted:
+                return exe
+    shutil.rmtree(path, ignore_errors=True)
+    out(f"making {path}: {' '.join(requirements)}")
+    for cmd in (
+        [python, "-m", "venv", path],
+        [exe, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
+    ):
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{(p.stdout + p.stderr)[-3000:]}")
+    with open(pins, "w") as f:  # last: a venv whose installation failed is never reused
+        f.write(wanted)
+    return exe
+
+
+def build_all(pythons: list[str], folder: str = VENVS, out=print) -> bool:
+    """Make the store of each interpreter in ``pythons``, each in a virtual
+    environment of its own under ``folder`` with this process's Numba and
+    llvmlite (a store serves those versions only), from this very checkout (so
+    that every store carries this process's stamp).
+
+    The environments are made side by side (mostly downloads); the builds,
+    two processes each, one after another per pair of cores.  Returns whether
+    every store was written.
+    """
+    import subprocess
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import llvmlite
+    import numba
+
+    from ._compile import worker_env
+
+    requirements = [
+        f"numba=={numba.__version__}", f"llvmlite=={llvmlite.__version__}",
+        "numpy", "scipy", "scikit-learn",
+    ]  # fmt: skip
+    builds = threading.Semaphore(max(1, (os.cpu_count() or 1) // 2))
+    printing = threading.Lock()
+
+    def say(line):
+        with printing:
+            out(line)
+
+    def one(python):
+        try:
+            v = subprocess.run(
+                [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip()  # fmt: skip
+            exe = venv(python, os.path.join(folder, f"venv-{v}"), requirements, say)
+            with builds:
+                p = subprocess.run(
+                    [exe, "-m", "skbp._prebuilt"], env=worker_env(), capture_output=True, text=True
+                )
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+            say(f"{python}: failed: {e}")
+            return False
+        for line in p.stdout.splitlines():
+            say(f"Python {v}: {line}")
+        if p.returncode != 0:
+            say(f"Python {v}: failed:\n{p.stderr[-3000:]}")
+        return p.returncode == 0
+
+    with ThreadPoolExecutor(max_workers=max(1, len(pythons))) as pool:
+        return all(list(pool.map(one, pythons)))
+
+
+def main(argv=None) -> int:
+    """``python -m skbp._prebuilt``: this interpreter's store;
+    ``--all-pythons``: one for each supported Python found; ``--python PATH ...``:
+    one for each of these interpreters."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m skbp._prebuilt", description=main.__doc__)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--all-pythons",
+        action="store_true",
+        help=f"a store for each of Python {', '.join(PYTHONS)} found (pyenv, or pythonX.Y on "
+        f"the PATH), each built in a virtual environment under {VENVS}",
+    )
+    which.add_argument(
+        "--python", nargs="+", metavar="PATH", help="a store for each of these interpreters"
+    )
+    args = parser.parse_args(argv)
+    if args.python:
+        return 0 if build_all(args.python) else 1
+    if not args.all_pythons:
+        build()
+        return 0
+    found = find_pythons()
+    missing = [v for v, exe in found.items() if exe is None]
+    if missing:
+        print(f"not found: Python {', '.join(missing)} (pyenv, or pythonX.Y on the PATH)")
+    ok = build_all([exe for exe in found.values() if exe])
+    return 0 if ok and not missing else 1
+
+
 if __name__ == "__main__":
-    build()
+    sys.exit(main())

@@ -7,6 +7,7 @@ folder, in fresh processes, so that nothing here depends on -- or disturbs --
 the cache of skbp's real kernels, and no test pays a full compile.
 """
 
+import ast
 import json
 import os
 import re
@@ -110,8 +111,8 @@ def _garbage(path):
     "damage",
     [
         {"nbi": _truncate, "nbc": _zero_middle},
-        {"nbc": _truncate},
-        {"nbi": _garbage, "nbc": _garbage},
+        pytest.param({"nbc": _truncate}, marks=pytest.mark.slow),
+        pytest.param({"nbi": _garbage, "nbc": _garbage}, marks=pytest.mark.slow),
     ],
     ids=["truncated-index+zeroed-code", "truncated-data", "garbage"],
 )
@@ -128,6 +129,7 @@ def test_damaged_cache_files_are_detected_and_rebuilt(tmp_path, damage):
     assert healed["stats"] == {"loaded": 2, "compiled": 0, "prebuilt": 0}
 
 
+@pytest.mark.slow
 def test_files_of_another_format_are_misses_then_replaced(tmp_path):
     """A data file without skbp's checksum header (e.g. plain Numba's) is not trusted."""
     moddir = _module(tmp_path)
@@ -221,6 +223,7 @@ NO_PLACE_AT_ALL = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_no_temporary_directory_at_all(tmp_path):
     """No NUMBA_CACHE_DIR, a read-only package and home, and no usable temporary
     directory: ``python -m skbp info`` says nothing is cached, a fit works
@@ -402,6 +405,7 @@ CTRL_C = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.5, 1.5])
 def test_ctrl_c_during_the_first_fit(tmp_path, delay):
     """A real SIGINT during a cold first fit: a ``KeyboardInterrupt`` while its
@@ -534,6 +538,17 @@ def test_comments_docstrings_and_formatting_keep_the_stamp(tmp_path, module):
     assert _cache.package_stamp(str(copy)) != _cache.PACKAGE_STAMP
 
 
+def test_the_stamp_is_the_same_on_every_python():
+    """Newer Pythons add empty fields to syntax trees (``type_params``) and
+    ``ast.dump`` shows them or not by version: the stamp's text leaves empty
+    fields out, so the stores shipped for each Python carry one stamp."""
+    tree = ast.parse("def f(x):\n    return x")
+    assert _cache._dump(tree) == (
+        "Module(body=[FunctionDef(name='f', args=arguments(args=[arg(arg='x')]), "
+        "body=[Return(value=Name(id='x', ctx=Load()))])])"
+    )
+
+
 @pytest.mark.parametrize(
     "module", ["_base", "_training", "_estimators", "_callbacks", "_runtime", "_cache"]
 )
@@ -622,6 +637,7 @@ def test_compile_command_reports_every_dtype(capsys):
         assert any("float32" in s for s in sigs), (name, sigs)
 
 
+@pytest.mark.slow
 def test_compile_command_in_processes_of_its_own(capsys, monkeypatch):
     """`--jobs 2`: the parts of one dtype in two processes filling the suite's
     cache (loading it, when earlier tests filled it), then every kernel reached

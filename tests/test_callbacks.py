@@ -207,7 +207,7 @@ def test_verbose_prints_the_time_of_each_epoch(iris, capsys):
         assert all(ln.endswith(" s") and "time = " in ln for ln in lines)
 
 
-@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("n_jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_progress_bar_on_an_estimator_a_pipeline_and_a_grid_search(iris, n_jobs):
     pytest.importorskip("rich")
     X, y = iris

@@ -192,7 +192,7 @@ def _threads(mode):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("mode", ["fit", "partial_fit"])
+@pytest.mark.parametrize("mode", ["fit", pytest.param("partial_fit", marks=pytest.mark.slow)])
 def test_concurrent_fits_of_one_estimator_raise_instead_of_crashing(mode):
     for name, r in _threads(mode).items():
         held, plain = r["rounds"][::2], r["rounds"][1::2]
@@ -208,6 +208,7 @@ def test_concurrent_fits_of_one_estimator_raise_instead_of_crashing(mode):
         assert r["finite"], name
 
 
+@pytest.mark.slow
 def test_predict_while_another_thread_fits():
     r = _threads("predict")
     # refused while the fit replaces the network, and fine once it has returned
@@ -218,6 +219,7 @@ def test_predict_while_another_thread_fits():
     assert r["order"] == ["prediction released", "fit reads X"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_forked_child_can_fit_what_another_thread_was_fitting():
     assert _threads("fork")["child"] == 0
@@ -362,6 +364,7 @@ def test_a_network_too_large_for_the_memory_is_refused_before_allocating(monkeyp
     assert not hasattr(clf, "coefs_")
 
 
+@pytest.mark.slow
 def test_a_huge_network_is_refused_under_an_address_space_limit():
     # ``ulimit -v`` a little above what the process has: the check reads the limit,
     # and refuses (20000, 20000) before NumPy even tries its 3 GB of initial weights
@@ -388,6 +391,7 @@ def test_a_huge_network_is_refused_under_an_address_space_limit():
     assert "hidden_layer_sizes=(20000, 20000)" in p.stdout
 
 
+@pytest.mark.slow
 def test_partial_fit_and_warm_start_are_checked_too(monkeypatch):
     X, y = _data()
     _small_memory(monkeypatch, 64 << 20)
@@ -506,6 +510,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_numba_disable_jit_fits_and_predicts_as_compiled():
     p = _python(NO_JIT_FITS, NUMBA_DISABLE_JIT="1")
     assert p.returncode == 0, p.stderr[-3000:]
@@ -520,6 +525,7 @@ def test_numba_disable_jit_fits_and_predicts_as_compiled():
         np.testing.assert_allclose(python_out[name], out, rtol=rtol, atol=rtol, err_msg=name)
 
 
+@pytest.mark.slow
 def test_numba_disable_jit_info_and_compile_commands():
     for command, says in (("info", "NUMBA_DISABLE_JIT=1"), ("compile", "nothing to compile")):
         p = _python(f"from skbp.__main__ import main; main([{command!r}])", NUMBA_DISABLE_JIT="1")

@@ -137,6 +137,7 @@ def test_pickle_still_round_trips_the_plain_state():
 
 
 # ---------------------------------------------------------------------- Dask
+@pytest.mark.slow
 def test_grid_search_on_dask_matches_loky():
     distributed = pytest.importorskip("distributed")
     grid = {"bpclassifier__hidden_layer_sizes": [(8,), (16,)],

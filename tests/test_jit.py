@@ -44,6 +44,7 @@ print(json.dumps({name: [[str(t) for t in sig] for sig in d.signatures]
 """
 
 
+@pytest.mark.slow
 def test_options_do_not_multiply_compiled_versions(tmp_path):
     # compiled by Numba, not made from the IR shipped with skbp (skbp._prebuilt),
     # which would compile no internal kernel at all
@@ -147,6 +148,7 @@ print(repr(np.concatenate([c.ravel() for c in a.coefs_]).tobytes().hex()))
 """
 
 
+@pytest.mark.slow
 def test_weights_do_not_depend_on_which_kernel_a_process_compiled_first(tmp_path):
     """An internal kernel (the forward pass, ...) is compiled once per process, in
     the context of the first entry kernel that needs it, and the cache keeps it.

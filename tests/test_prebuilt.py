@@ -109,7 +109,8 @@ def _damage_the_ir(store):
 @pytest.mark.parametrize(
     "damage",
     [
-        "file", "truncated file", "ir", "other sources",
+        "file", pytest.param("truncated file", marks=pytest.mark.slow),
+        pytest.param("ir", marks=pytest.mark.slow), "other sources",
     ],
 )  # fmt: skip
 def test_a_damaged_or_stale_store_means_compiling(tmp_path, tiny_store, damage, monkeypatch):
@@ -143,24 +144,31 @@ def test_read_store_refuses_what_fails_its_checksum(tmp_path):
     assert _prebuilt.read_store(str(tmp_path / "missing")) is None
 
 
+REMAKE = "python -m skbp._prebuilt --all-pythons"
+
+
 def test_the_shipped_store_is_current():
-    """The store shipped for each Python/Numba combination was made from these
-    very kernel sources and holds every family in both dtypes.  When this fails
-    after a change to a kernel module: ``python -m skbp._prebuilt``."""
+    """A store is shipped for each supported Python with this Numba, llvmlite and
+    platform, made from these very kernel sources, holding every family in both
+    dtypes.  When this fails after a change to a kernel module or an upgrade of
+    Numba: ``python -m skbp._prebuilt --all-pythons``."""
     files = sorted(f for f in os.listdir(_prebuilt.FOLDER) if not f.startswith("."))
-    assert files, "no store shipped"
+    rest = _prebuilt.tag().split("-", 1)[1]  # numba, llvmlite, platform
+    for version in _prebuilt.PYTHONS:
+        name = f"kernels-py{version.replace('.', '')}-{rest}.pkl.xz"
+        assert name in files, f"no store {name} for Python {version}: run `{REMAKE}`"
     for name in files:
         assert name.startswith("kernels-") and name.endswith(".pkl.xz"), name
         store = _prebuilt.read_store(os.path.join(_prebuilt.FOLDER, name))
-        assert store is not None, name
-        assert store["format"] == _prebuilt.FORMAT
+        assert store is not None, f"{name} is damaged: run `{REMAKE}`"
+        assert store["format"] == _prebuilt.FORMAT, f"{name} has an old format: run `{REMAKE}`"
         assert store["stamp"] == _cache.PACKAGE_STAMP, (
-            f"{name} was made from other kernel sources: run `python -m skbp._prebuilt`"
+            f"{name} was made from other kernel sources: run `{REMAKE}`"
         )
         for kernel in ("_epoch.run_epoch", "_kernels.predict", "_kernels.full_loss_grad"):
             sigs = [str(pickle.loads(k)[0]) for k, _ in store["entries"][f"skbp.{kernel}"]]
             for dtype in ("float32", "float64"):
-                assert any(f"array({dtype}, 2d, C)" in s for s in sigs), (kernel, dtype)
+                assert any(f"array({dtype}, 2d, C)" in s for s in sigs), (name, kernel, dtype)
 
 
 _FIT = r"""
@@ -182,6 +190,7 @@ print(json.dumps({"bits": b"".join(a.tobytes() for a in arrays).hex(), "stats": 
     _prebuilt.read_store(_prebuilt.store_path()) is None,
     reason="no store shipped for this Python, Numba and llvmlite",
 )
+@pytest.mark.slow
 def test_shipped_kernels_give_the_bits_of_numbas_compile(tmp_path):
     """A default fit and its probabilities, from the shipped IR and from Numba's
     compile of the same sources (fresh processes, empty caches): the same bits."""
@@ -221,3 +230,20 @@ def test_a_store_made_with_other_numba_settings_is_not_used(monkeypatch, tmp_pat
     monkeypatch.setattr(f"numba.core.config.{setting}", 1)
     monkeypatch.setitem(_prebuilt._state, "store", _prebuilt._UNREAD)
     assert _prebuilt.store() is None
+
+
+def test_all_pythons_finds_the_newest_release_of_each(tmp_path, monkeypatch):
+    """``--all-pythons`` takes pyenv's newest patch release (3.10.13 after 3.10.9,
+    not before it as text would sort) and reports a version it cannot find."""
+    for release in ("3.10.9", "3.10.13", "3.10.13t", "3.12.1"):
+        exe = tmp_path / "versions" / release / "bin" / "python"
+        exe.parent.mkdir(parents=True)
+        exe.write_text("")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    found = _prebuilt.find_pythons(("3.10", "3.11", "3.12"))
+    assert found == {
+        "3.10": str(tmp_path / "versions" / "3.10.13" / "bin" / "python"),
+        "3.11": None,
+        "3.12": str(tmp_path / "versions" / "3.12.1" / "bin" / "python"),
+    }

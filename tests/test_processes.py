@@ -75,6 +75,7 @@ _FIT = f"""
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
 def test_fork_children_fit_and_predict_after_the_parent_has(tmp_path):
     """os.fork, a fork Pool and a fork ProcessPoolExecutor: each child fits the
@@ -117,6 +118,7 @@ def test_fork_children_fit_and_predict_after_the_parent_has(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "ref.npy"), _weights(clf))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
 def test_a_fork_child_starts_afresh_while_a_parent_thread_fits(tmp_path):
     """A fork taken while another thread of the parent is inside a fit (holding
@@ -172,6 +174,7 @@ def _config_fit(params, dtype):
         return _weights(clf.fit(X.astype(dtype), y))
 
 
+@pytest.mark.slow
 def test_weights_do_not_depend_on_the_threading_layer(tmp_path):
     """On Numba's workqueue layer skbp runs no parallel region, yet a split product's
     blocks and the update sweep's blocks are the same computations: the same bits."""

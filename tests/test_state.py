@@ -751,7 +751,7 @@ def run_python(script, *args, timeout=180):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("how", ["skops", "pickle"])
+@pytest.mark.parametrize("how", [pytest.param("skops", marks=pytest.mark.slow), "pickle"])
 @pytest.mark.parametrize("family", ["adam", "batch_norm_residual_dropout"])
 def test_short_adam_second_moment_is_refused_before_partial_fit_can_crash(
     family, how, tmp_path, monkeypatch
@@ -921,6 +921,7 @@ def _fuzz_cases(est, rng):
             yield name, pickle.dumps(Saved(type(est), damaged_state(est, edit)))
 
 
+@pytest.mark.slow
 def test_fuzz_damaged_states_are_refused_or_harmless(tmp_path):
     """Random damage to each field of a saved state, loaded in another process.
 

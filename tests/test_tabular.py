@@ -216,6 +216,7 @@ def test_sample_weight_reaches_the_network():
 
 
 # ------------------------------------------------------------------ accuracy
+@pytest.mark.slow
 @pytest.mark.parametrize(("load", "bar"), [(load_breast_cancer, 0.95), (load_wine, 0.95)])
 def test_default_classifier_accuracy(load, bar):
     X, y = load(return_X_y=True, as_frame=True)
