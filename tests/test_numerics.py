@@ -187,7 +187,7 @@ def fitted_clf():
         (lambda st: st.update(_w=st["_w"][:-1]), "has 20 entries where the layer sizes"),
         (lambda st: st.update(_w=np.append(st["_w"], 1.0)), "has 22 entries"),
         (lambda st: st.update(_w=st["_w"].astype(np.int64)), "not a 1-D float32/float64"),
-        (lambda st: st.update(n_features_in_=4), "n_features_in_=4 but the input layer has 3"),
+        (lambda st: st.update(n_features_in_=4), "n_features_in_=4 but the network takes 3"),
         (lambda st: st.update(_bn_run=np.ones(3)), "running statistics"),
     ],
     ids=["short", "long", "int", "features", "bn"],
