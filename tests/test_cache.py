@@ -323,6 +323,9 @@ INTERRUPTED_CALLBACK = textwrap.dedent(
     import signal, sys
     from numba.core.codegen import CPUCodeLibrary
 
+    # a terminal's Ctrl-C, whatever disposition of SIGINT the test runner passed on
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     # a Ctrl-C whose handler Python runs inside llvmlite's callback that gives
     # (a compile) or takes (a load) a kernel's object code: the first Python
     # code after LLVM's long C call, so where a real Ctrl-C lands
@@ -383,6 +386,9 @@ CTRL_C = textwrap.dedent(
     import json, os, signal, sys, threading, warnings
     import numpy as np
     from skbp import BPClassifier
+
+    # a terminal's Ctrl-C, whatever disposition of SIGINT the test runner passed on
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     X = np.random.RandomState(0).rand(80, 4)
     y = (X[:, 0] > 0.5).astype(int)
