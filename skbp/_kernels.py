@@ -41,7 +41,7 @@ import math
 
 import numpy as np
 
-from ._jit import flat_view, jit, prefetch, view_2d
+from ._jit import FASTMATH, flat_view, jit, prefetch, view_2d
 from ._matmul import _zero, matmul
 from ._update import finish_blocks
 
@@ -98,6 +98,57 @@ def _expit(z):
 
 #: above this, mish(y) = y and mish'(y) = 1 to the last bit of float64 (and float32)
 _MISH_LINEAR = 25.0
+#: the range of :func:`_exp_parts`' argument: its 2^n is a normal float64 throughout
+_EXP_MIN, _EXP_MAX = -708.0, 709.0
+#: log2(e), and ln 2 split so that n * _LN2_HI is exact for |n| < 2^11 (fdlibm's split)
+_LOG2E = 1.4426950408889634074
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@jit(fastmath=FASTMATH - {"reassoc"})  # reassociation would undo the split of ln 2
+def _exp_parts(x):
+    """``(s, q)`` with ``exp(x) = s (1 + q)``: ``s = 2^n`` and ``q = expm1(r)``.
+
+    ``n = round(x / ln 2)`` and ``r = x - n ln 2`` (``|r| <= ln(2) / 2``);
+    ``expm1(r)`` is its Taylor polynomial to degree 12 (truncation below half
+    a float64 ulp) and ``2^n`` is built from its exponent bits.  Unlike a call
+    to ``math.exp``, this vectorises, which is most of the cost of SELU, ELU
+    and Mish.  ``x`` is clamped to ``[-708, 709]``: below, ``exp(x)`` is
+    taken as ``exp(-708)`` (about 3e-308) instead of a subnormal or 0.
+    """
+    x = min(max(x, _EXP_MIN), _EXP_MAX)
+    n = math.floor(x * _LOG2E + 0.5)
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    p = 1.0 / 479001600.0  # 1 / 12!, then Horner down to 1 / 2!
+    p = 1.0 / 39916800.0 + r * p
+    p = 1.0 / 3628800.0 + r * p
+    p = 1.0 / 362880.0 + r * p
+    p = 1.0 / 40320.0 + r * p
+    p = 1.0 / 5040.0 + r * p
+    p = 1.0 / 720.0 + r * p
+    p = 1.0 / 120.0 + r * p
+    p = 1.0 / 24.0 + r * p
+    p = 1.0 / 6.0 + r * p
+    p = 0.5 + r * p
+    q = r + (r * r) * p
+    s = np.int64((n + 1023) << 52).view(np.float64)
+    return s, q
+
+
+@jit()
+def _exp(x):
+    """``exp(x)`` for ``x <= 709``, vectorisable (:func:`_exp_parts`)."""
+    s, q = _exp_parts(x)
+    return s + s * q
+
+
+@jit()
+def _expm1(x):
+    """``exp(x) - 1`` for ``x <= 709``, vectorisable; exact to rounding near 0,
+    where ``s = 1`` and the result is the polynomial itself (:func:`_exp_parts`)."""
+    s, q = _exp_parts(x)
+    return (s - 1.0) + s * q
 
 
 @jit()
@@ -106,13 +157,12 @@ def _tanh_softplus(z):
 
     Mish's cost is its transcendental calls; this form needs one instead of three
     (exp, log1p and tanh) and has no cancellation for negative ``z`` (``u`` is a
-    product of positive factors).
+    product of positive factors).  Above ``_MISH_LINEAR`` the ratio is 1 in
+    either dtype (and ``u`` could overflow), chosen by a select.
     """
-    if z > _MISH_LINEAR:  # u would overflow; the ratio is 1 in either dtype
-        return 1.0
-    e = math.exp(z)
+    e = _exp(min(z, _MISH_LINEAR))
     u = e * (e + 2.0)
-    return u / (u + 2.0)
+    return 1.0 if z > _MISH_LINEAR else u / (u + 2.0)
 
 
 @jit()
@@ -142,20 +192,38 @@ def _fill(a, value):
         a[k] = value
 
 
+#: splitmix64's increment (2^64 / golden ratio)
+_GOLDEN64 = np.uint64(0x9E3779B97F4A7C15)
+
+
 @jit()
-def splitmix64(state):
-    """Next 64-bit output of the splitmix64 generator; advances ``state[0]``."""
-    z = state[0] + np.uint64(0x9E3779B97F4A7C15)
-    state[0] = z
+def _mix64(z):
+    """splitmix64's output function of its counter ``z``."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
 
 
 @jit()
-def _uniform(state):
-    """Uniform float64 in [0, 1) from the top 53 bits of splitmix64."""
-    return np.float64(splitmix64(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+def splitmix64(state):
+    """Next 64-bit output of the splitmix64 generator; advances ``state[0]``."""
+    z = state[0] + _GOLDEN64
+    state[0] = z
+    return _mix64(z)
+
+
+@jit()
+def _uniform_at(s0, k):
+    """Uniform float64 in [0, 1) from the top 53 bits of the ``k``-th next
+    output of a splitmix64 generator whose state is ``s0`` (``k = 0``: the
+    output :func:`splitmix64` returns next).
+
+    That output is a function of ``s0 + (k + 1) * increment`` alone, so a loop
+    drawing one number per element has no dependence from one element to the
+    next and vectorises; the caller advances the state by the count drawn.
+    """
+    z = _mix64(s0 + np.uint64(k + 1) * _GOLDEN64)
+    return np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
 @jit()
@@ -183,17 +251,16 @@ def _activate(Z, code):
         for k in range(n):
             v = z[k]
             z[k] = v * LEAKY_SLOPE if v < 0 else v
-    elif code == ACT_ELU:
+    elif code == ACT_ELU:  # expm1 of every element, vectorised, and a select
         for k in range(n):
-            if z[k] < 0:  # a call: not vectorised, and computed only where needed
-                z[k] = math.expm1(z[k])
+            v = z[k]
+            e = _expm1(min(v, 0.0))
+            z[k] = e if v < 0 else v
     elif code == ACT_SELU:
         for k in range(n):
             v = z[k]
-            if v > 0:
-                z[k] = SELU_SCALE * v
-            else:
-                z[k] = (SELU_SCALE * SELU_ALPHA) * math.expm1(v)
+            e = (SELU_SCALE * SELU_ALPHA) * _expm1(min(v, 0.0))
+            z[k] = SELU_SCALE * v if v > 0 else e
     elif code == ACT_GELU:  # the exact form, y Phi(y), not the tanh approximation
         for k in range(n):
             v = z[k]
@@ -252,14 +319,14 @@ def _activation_grad(G, F, M, use_mask, code, D):
     elif code == ACT_MISH:  # tanh(sp) + y (1 - tanh(sp)^2) sigmoid(y), sp = softplus(y)
         for k in range(n):
             v = f[k]
-            if v > _MISH_LINEAR:  # tanh(sp) is 1 and the second term 0 in either dtype
-                continue
             # with e = exp(y) and u = e (e + 2): tanh(sp) = u / (u + 2),
-            # 1 - tanh(sp)^2 = 4 (u + 1) / (u + 2)^2, sigmoid(y) = e / (e + 1)
-            e = math.exp(v)
+            # 1 - tanh(sp)^2 = 4 (u + 1) / (u + 2)^2, sigmoid(y) = e / (e + 1);
+            # above _MISH_LINEAR tanh(sp) is 1 and the second term 0 in either dtype
+            e = _exp(min(v, _MISH_LINEAR))
             u = e * (e + 2.0)
             r = 1.0 / (u + 2.0)
-            d[k] *= u * r + v * (4.0 * (u + 1.0) * r * r) * (e / (e + 1.0))
+            g = u * r + v * (4.0 * (u + 1.0) * r * r) * (e / (e + 1.0))
+            d[k] *= 1.0 if v > _MISH_LINEAR else g
 
 
 @jit()
@@ -591,8 +658,10 @@ def forward(data, rows, w, net, train, sample_mask, bn_momentum, rng, bufs, bn_r
             mask = flat_view(_view(masks, off, B, fo))
             if sample_mask:
                 keep = 1.0 / (1.0 - p)
+                s0 = rng[0]
                 for k in range(B * fo):
-                    mask[k] = 0.0 if _uniform(rng) < p else keep
+                    mask[k] = 0.0 if _uniform_at(s0, k) < p else keep
+                rng[0] = s0 + np.uint64(B * fo) * _GOLDEN64
             z = flat_view(Z)
             for k in range(B * fo):
                 z[k] *= mask[k]

@@ -6,7 +6,9 @@ compared with the NumPy formulas of ``conftest.py`` (``HIDDEN_FUNCS``,
 over inputs up to +-1e4; the whole network's loss and gradient stay finite
 there.  Finite-difference checks of networks with these activations are in
 ``test_gradients.py``, the reference network's loss and gradient in
-``test_reference.py``, saving and loading in ``test_state.py``.
+``test_reference.py``, saving and loading in ``test_state.py``.  The
+vectorisable exponential they (and elu) are computed with is checked against
+NumPy's, and the dropout masks' vectorised draws against the generator.
 """
 
 import warnings
@@ -29,6 +31,10 @@ from skbp._kernels import (
     PREACTIVATION_CODES,
     _activate,
     _activation_grad,
+    _exp,
+    _expm1,
+    _uniform_at,
+    splitmix64,
 )
 from skbp._layout import Layout
 
@@ -39,6 +45,39 @@ Z = np.array(
      10.0, 50.0, 800.0, 1e4]
 )  # fmt: skip
 TOL = {np.float64: dict(rtol=1e-13, atol=1e-300), np.float32: dict(rtol=2e-6, atol=1e-37)}
+
+
+def test_exp_and_expm1_match_numpy():
+    # the whole range, with exp's integer part n from -1021 to 1023, and tiny
+    # arguments where expm1 must not cancel: within a few float64 ulps
+    x = np.concatenate(
+        [np.linspace(-708.0, 709.0, 100_001), np.linspace(-2.0, 2.0, 10_001),
+         np.geomspace(1e-300, 1.0, 2_001), -np.geomspace(1e-300, 1.0, 2_001)]
+    )  # fmt: skip
+    got_exp = np.array([_exp(v) for v in x])
+    got_expm1 = np.array([_expm1(v) for v in x])
+    np.testing.assert_allclose(got_exp, np.exp(x), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(got_expm1, np.expm1(x), rtol=2e-15, atol=0)
+    # float32 arguments are computed in float64
+    assert _exp(np.float32(-3.0)) == pytest.approx(np.exp(-3.0), rel=1e-15)
+
+
+def test_exp_clamps_below_and_keeps_nan():
+    assert _exp(-1e4) == _exp(-708.0) == pytest.approx(np.exp(-708.0), rel=1e-15)
+    assert _expm1(-1e4) == -1.0
+    assert np.isnan(_exp(np.nan)) and np.isnan(_expm1(np.nan))
+
+
+def test_vectorised_dropout_draws_are_the_generators_stream():
+    # the k-th draw from state s0 is the generator's (k + 1)-th output, and
+    # advancing s0 by the count drawn continues the same stream
+    state = np.array([np.uint64(12345678901234567)], dtype=np.uint64)
+    s0 = state[0]
+    stream = [splitmix64(state) for _ in range(1000)]
+    want = [np.float64(z >> np.uint64(11)) / 2.0**53 for z in stream]
+    got = [_uniform_at(s0, k) for k in range(1000)]
+    assert got == want
+    assert all(0.0 <= u < 1.0 for u in got)
 
 
 def kernel_values(name, z):
