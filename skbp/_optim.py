@@ -70,6 +70,23 @@ def scheduled_lr(code, lr, lr_min, warmup, n_cycles, u, total):
     return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
+#: the smallest normal float32 and float64 (``np.finfo`` in a kernel costs compile time)
+_TINY32 = float(np.finfo(np.float32).tiny)
+_TINY64 = float(np.finfo(np.float64).tiny)
+
+
+@jit()
+def _tiny(w):
+    """The smallest normal number of ``w``'s dtype.
+
+    A moment or velocity that only decays (its gradient stays 0, as a dead
+    relu unit's) becomes subnormal after some thousand updates, and arithmetic
+    on subnormal numbers is many times slower on x86 processors; the steps set
+    such values to 0 instead (a select: a NaN is kept).
+    """
+    return w.dtype.type(_TINY32 if w.itemsize == 4 else _TINY64)
+
+
 @jit()
 def decay_step(w, rate):
     """Decoupled weight decay ``w <- (1 - rate) * w``, ``rate = lr * weight_decay``.
@@ -91,9 +108,11 @@ def sgd_step(w, grad, velocity, lr, momentum, nesterov, scale):
     """
     f = w.dtype.type
     lr, momentum, scale = f(lr), f(momentum), f(scale)
+    tiny, zero = _tiny(w), f(0.0)
     for k in range(w.shape[0]):
         g = grad[k] * scale
         v = momentum * velocity[k] - lr * g
+        v = zero if abs(v) < tiny else v
         velocity[k] = v
         if nesterov:
             w[k] += momentum * v - lr * g
@@ -114,10 +133,13 @@ def adam_step(w, grad, m, v, t, lr, beta_1, beta_2, epsilon, scale):
     b1, c1 = f(beta_1), f(1.0 - beta_1)
     b2, c2 = f(beta_2), f(1.0 - beta_2)
     eps, scale = f(epsilon), f(scale)
+    tiny, zero = _tiny(w), f(0.0)
     for k in range(w.shape[0]):
         g = grad[k] * scale
         mk = b1 * m[k] + c1 * g
         vk = b2 * v[k] + c2 * g * g
+        mk = zero if abs(mk) < tiny else mk
+        vk = zero if vk < tiny else vk
         m[k] = mk
         v[k] = vk
         w[k] -= lr_t * mk / (math.sqrt(vk) + eps)

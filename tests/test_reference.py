@@ -504,6 +504,29 @@ def test_one_adam_step_by_hand_kernel():
     assert w[2] == 2.0  # zero gradient: no move
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decaying_moments_end_at_zero_not_subnormal(dtype):
+    # a parameter whose gradient stays 0 (a dead relu unit's): its moments
+    # only decay; they go to 0 when they would leave the normal range (subnormal
+    # arithmetic is slow), a NaN stays NaN, and the other moments are untouched
+    tiny = np.finfo(dtype).tiny
+    g = np.array([0.0, 0.0, np.nan, 0.0], dtype)
+    w = np.ones(4, dtype)
+    m = np.array([4 * tiny, -4 * tiny, 0.0, 0.5], dtype)
+    v = np.array([8 * tiny, 8 * tiny, 0.0, 0.5], dtype)
+    vel = m.copy()
+    for t in range(1, 100):
+        adam_step(w, g, m, v, t, 0.1, 0.9, 0.95, 1e-8, 1.0)
+        sgd_step(w[:2], g[:2], vel[:2], 0.1, 0.9, False, 1.0)
+        assert not np.any((m != 0) & (np.abs(m) < tiny)), t
+        assert not np.any((v != 0) & (v < tiny)), t
+        assert not np.any((vel[:2] != 0) & (np.abs(vel[:2]) < tiny)), t
+    assert m[0] == m[1] == v[0] == v[1] == vel[0] == vel[1] == 0.0
+    assert np.isnan(m[2]) and np.isnan(v[2]) and np.isnan(w[2])
+    assert m[3] == pytest.approx(0.5 * 0.9**99, rel=1e-5)
+    assert v[3] == pytest.approx(0.5 * 0.95**99, rel=1e-5)
+
+
 def test_adam_kernel_matches_sklearn_optimizer_over_steps():
     rng = np.random.RandomState(0)
     shapes = [(3, 4), (4,)]
