@@ -56,6 +56,21 @@ def test_suite_registers_its_arguments(bench, found, name):
     assert Path(path).name == f"{name.replace('-', '_')}_16core_quick.txt"
 
 
+def test_tabular_raw_results_go_where_the_gallery_reads_them(bench, found):
+    # the gallery's tabular example draws benchmarks/output/tabular.json; a
+    # smoke run must not replace it, and --json still names another file
+    _, sub = bench.build_parser(found)
+    tabular = found["tabular"]
+    path = Path(tabular.raw_json_path(sub.choices["tabular"].parse_args([])))
+    assert path == ROOT / "benchmarks" / "output" / "tabular.json"
+    example = (ROOT / "examples" / "plot_tabular_benchmark.py").read_text()
+    assert '"benchmarks" / "output" / "tabular.json"' in example
+    quick = tabular.raw_json_path(sub.choices["tabular"].parse_args(["--quick"]))
+    assert Path(quick).name == "tabular_quick.json"
+    named = sub.choices["tabular"].parse_args(["--json", "raw.json"])
+    assert tabular.raw_json_path(named) == "raw.json"
+
+
 def test_a_new_suite_module_is_found_without_touching_the_dispatcher(bench, tmp_path):
     (tmp_path / "example_suite.py").write_text(
         '"""Ensembles next to their peers."""\n\n'

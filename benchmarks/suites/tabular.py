@@ -17,6 +17,9 @@ regression of log(price)) and scikit-learn's digits.
     python benchmarks/bench.py tabular --report raw.json --out report.md   # tables only
 
 It is long (an hour and more on two cores), so ``bench.py all`` leaves it out.
+Besides the text output, the raw per-fold results go to
+``benchmarks/output/tabular.json`` (``--json`` names another file; ``--quick``
+writes ``tabular_quick.json``), which the gallery's tabular example draws.
 
 Models, each with its defaults and ``random_state=0``:
 
@@ -83,7 +86,7 @@ from threadpoolctl import threadpool_limits
 import skbp
 from skbp import BPClassifier, BPRegressor
 
-from ._common import BENCH_DIR, command_line, header
+from ._common import BENCH_DIR, command_line, header, output_path
 
 if BENCH_DIR not in sys.path:  # the data loader's documented home: benchmarks/tabular_data.py
     sys.path.insert(0, BENCH_DIR)
@@ -433,9 +436,20 @@ def add_arguments(p):
     p.add_argument(
         "--mlbench", default=tabular_data.DEFAULT_MLBENCH_DIR, help="mlbench data folder"
     )
-    p.add_argument("--json", help="write the raw per-fold results to this file")
+    p.add_argument(
+        "--json",
+        help="write the raw per-fold results to this file (default: the raw output's "
+        "name with .json, benchmarks/output/tabular.json; the gallery's tabular "
+        "example draws it)",
+    )
     p.add_argument("--resume", help="reuse results of a previous --json file (same folds)")
     p.add_argument("--report", help="only print the report of a --json file (no fits)")
+
+
+def raw_json_path(args):
+    """Where the raw per-fold results go: ``--json``, else the text output's
+    path with ``.json`` (``benchmarks/output/tabular.json``, read by the gallery)."""
+    return args.json or os.path.splitext(output_path("tabular", args))[0] + ".json"
 
 
 def show(results, meta):
@@ -479,6 +493,7 @@ def run(args):
         results, runs = old_run["results"], old_run["meta"]["runs"]
     run = {
         "command": command_line(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "threads": args.threads,
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
@@ -491,10 +506,11 @@ def run(args):
         "runs": runs,
     }
 
+    json_path = raw_json_path(args)
+
     def save():
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump({"meta": meta, "results": results}, fh, indent=1)
+        with open(json_path, "w") as fh:
+            json.dump({"meta": meta, "results": results}, fh, indent=1)
 
     for name in names:
         ds = tabular_data.load(name, args.mlbench, max_rows, random_state=SEED)
