@@ -336,7 +336,8 @@ None, default='from_dtype'
 
     activation : str or list of str, default={activation!r}
         Activation of the hidden layers (the names of :class:`~skbp.{network}`).
-        {act_source}
+        Source: RealMLP-TD, which uses a parametric {activation} (a learned
+        mix with the identity) that skbp does not have.
 
     learning_rate_init : float, default={lr}
         Peak learning rate of Adam.  Chosen on the tabular benchmark's sets
@@ -495,8 +496,8 @@ _NOTES_DOC = """
     The schedule and {chosen} were chosen by 5-fold cross-validation on
     scikit-learn's bundled breast cancer, wine, digits and diabetes data, the
     learning rate ({lr}) on the smaller classification sets and the regression
-    sets of the tabular benchmark (``python benchmarks/bench.py tabular``){act_chosen};
-    see ``docs/tabular.md``.  The figures against other models are in
+    sets of the tabular benchmark (``python benchmarks/bench.py tabular``); see
+    ``docs/tabular.md``.  The figures against other models are in
     ``benchmarks/RESULTS.md``.
 
     Sample weights weigh the network's loss{sw_extra}; the preprocessing's
@@ -555,9 +556,7 @@ _NETWORK_PARAMS = (
 
 
 _CLASSIFIER_PARAMS = _PARAMS_DOC.format(
-    activation="relu",
-    act_source="Chosen on the tabular benchmark's classification sets (see Notes):\n"
-    "        ahead of RealMLP-TD's selu (plain here, parametric there) on average, and cheaper.",
+    activation="selu",
     network="BPClassifier",
     lr=0.003,
     wd=0.02,
@@ -576,8 +575,6 @@ _CLASSIFIER_PARAMS = _PARAMS_DOC.format(
 )
 _REGRESSOR_PARAMS = _PARAMS_DOC.format(
     activation="mish",
-    act_source="Source: RealMLP-TD, which uses a parametric mish (a learned mix with\n"
-    "        the identity) that skbp does not have; relu was worse on the regression sets.",
     network="BPRegressor",
     lr=0.003,
     wd=0.02,
@@ -592,14 +589,12 @@ _CLASSIFIER_NOTES = _NOTES_DOC.format(
     recipe_extra="label smoothing 0.1, ",
     lr=0.003,
     chosen="early stopping",
-    act_chosen=",\n    the activation on all its classification sets",
     sw_extra=" (times ``class_weight``)",
 )
 _REGRESSOR_NOTES = _NOTES_DOC.format(
     recipe_extra="a standardised target, ",
     lr=0.003,
     chosen="early stopping",
-    act_chosen="",
     sw_extra=" and the target's mean and scale",
 )
 
@@ -766,7 +761,7 @@ class TabularClassifier(ClassifierMixin, _TabularBase):
         self, *, categorical_features: ArrayLike | str | None = "from_dtype",
         max_onehot_cardinality: int = 8, max_abs_value: float = 3.0,
         hidden_layer_sizes: Iterable[int] = (256, 256, 256),
-        activation: str | Sequence[str] = "relu", learning_rate_init: float = 0.003,
+        activation: str | Sequence[str] = "selu", learning_rate_init: float = 0.003,
         learning_rate: str = "one_cycle", warmup_fraction: float = 0.1,
         min_learning_rate: float = 0.0, n_cycles: int = 4, max_iter: int = 256,
         batch_size: int = 256, dropout: float | Iterable[float] = 0.15,

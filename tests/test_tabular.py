@@ -293,7 +293,7 @@ def test_validation_rows_are_encoded_like_the_training_rows():
 
 def test_network_defaults_are_the_recipe():
     clf, reg = TabularClassifier(), TabularRegressor()
-    for est, act in ((clf, "relu"), (reg, "mish")):
+    for est, act in ((clf, "selu"), (reg, "mish")):
         assert est.hidden_layer_sizes == (256, 256, 256) and est.activation == act
         assert (est.max_iter, est.batch_size, est.dropout, est.beta_2) == (256, 256, 0.15, 0.95)
         assert est.max_onehot_cardinality == 8
