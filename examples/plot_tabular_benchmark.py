@@ -118,6 +118,7 @@ for ax, (task, sets, label) in zip(
     ax.grid(True, which="both", alpha=0.3)
 axes[0].legend(loc="lower right")
 fig.tight_layout()
+plt.show()
 
 # %%
 # Against gradient boosting, set by set
@@ -152,6 +153,7 @@ for ax, (task, sets, sign) in zip(
     ax.grid(True, which="both", alpha=0.3)
 axes[0].legend(loc="lower right")
 fig.tight_layout()
+plt.show()
 
 # %%
 # The summary
