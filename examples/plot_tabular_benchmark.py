@@ -1,181 +1,211 @@
 """
-Tabular data: accuracy against fit time, next to gradient boosting
-===================================================================
+The tabular benchmark: score against fit time
+=============================================
 
-This example draws the tabular benchmark's results: six models
-cross-validated on real tables that install offline (the classification and
-regression sets of the mlbench collection, diamonds, digits), each with its
-defaults and the same 5 folds, on the same 2 threads:
+skbp's tabular benchmark (``python benchmarks/bench.py tabular``) cross-validates
+six models on the same folds of real tables: the classification and regression
+sets of the R package mlbench, the diamonds prices and scikit-learn's digits.
+This page draws its recorded results: one point per model and data set, the
+mean score over the folds against the mean fit time of a fold.
 
-* ``HGB``: scikit-learn's :class:`~sklearn.ensemble.HistGradientBoostingClassifier`
-  / ``Regressor``, with native categorical support;
-* ``Linear``: logistic regression / ridge on scaled and one-hot encoded columns;
+The models, each with its defaults:
+
+* ``HGB``: scikit-learn's
+  :class:`~sklearn.ensemble.HistGradientBoostingClassifier` /
+  :class:`~sklearn.ensemble.HistGradientBoostingRegressor`, with its native
+  support of categorical columns and missing values: the reference.
+* ``Linear``: :class:`~sklearn.linear_model.LogisticRegression` or
+  :class:`~sklearn.linear_model.Ridge`.
 * ``MLP``: scikit-learn's :class:`~sklearn.neural_network.MLPClassifier` /
-  ``MLPRegressor`` on the same columns;
-* ``BP``: :class:`skbp.BPClassifier` / :class:`skbp.BPRegressor`, the drop-in
-  with scikit-learn's defaults, on the same columns;
-* ``RealMLP``: pytabkit's RealMLP-TD on PyTorch (CPU), a published tabular
-  recipe;
-* ``Tabular``: :class:`skbp.TabularClassifier` / :class:`skbp.TabularRegressor`,
-  which take the table as it is (categorical columns, missing values) and
-  train skbp's version of such a recipe.
+  :class:`~sklearn.neural_network.MLPRegressor`.
+* ``BP``: skbp's :class:`~skbp.BPClassifier` / :class:`~skbp.BPRegressor`, the
+  drop-in for ``MLP``.
+* ``RealMLP``: pytabkit's RealMLP-TD on PyTorch's CPU build, a network with
+  tuned defaults for tables.
+* ``Tabular``: skbp's :class:`~skbp.TabularClassifier` /
+  :class:`~skbp.TabularRegressor`, networks with RealMLP-like defaults and
+  their own preprocessing.
 
-The full run takes over an hour (RealMLP alone most of it), so the gallery
-does not rerun it: it reads the raw per-fold results the benchmark recorded,
-``benchmarks/output/tabular.json``, written by::
+``Linear``, ``MLP`` and ``BP`` share one preprocessing pipeline (median
+imputation, standardisation, one-hot encoding); the others take the table as
+loaded.  Every model gets the same number of threads.
 
+A full run takes over an hour, so this page does not run the benchmark: it
+reads the raw per-fold results the last run wrote to
+``benchmarks/output/tabular.json``, and every number it shows comes from that
+file.  To make the file again (sets larger than 5,000 rows subsampled, two
+threads per model)::
+
+    pip install -e ".[bench]"
     python benchmarks/bench.py tabular --max-rows 5000 --threads 2
 
-(data: ``apt-get download r-cran-mlbench`` and ``pip install pyreadr``; RealMLP:
-``pip install pytabkit torch``; see ``benchmarks/README.md``).  Rerunning that
-command rewrites the file and so this page.  ``benchmarks/RESULTS.md`` has the
-same figures as tables.
+and build this page again, or run ``python examples/plot_tabular_benchmark.py``.
+``SKBP_TABULAR_RESULTS=FILE`` plots another run's file (one written with
+``--json FILE`` or ``--out-suffix``).
 """
 
 # %%
-# The recorded results
-# --------------------
-# One entry per data set: its shape and task, and per model the score of each
-# fold (accuracy; RMSE divided by the target's standard deviation for
-# regression, so that sets are comparable) and the seconds each fit and predict
-# took.
-
+# Reading the results
+# -------------------
+# The file holds, for each data set, its task and size, and for each model the
+# per-fold scores and fit times.  The score is the accuracy for classification
+# (higher is better) and the RMSE divided by the standard deviation of the
+# target for regression (lower is better; 1 is what predicting the mean
+# scores), so that sets can be compared.  A model that failed on a set has an
+# error instead of scores and is left out there.
 import json
+import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
-try:
-    HERE = Path(__file__).resolve().parent
-except NameError:  # run cell by cell: the working directory is examples/
-    HERE = Path.cwd()
-RESULTS = HERE.parent / "benchmarks" / "output" / "tabular.json"
+MAKE_IT = "python benchmarks/bench.py tabular --max-rows 5000 --threads 2"
+# sphinx-gallery runs an example in the examples folder, without ``__file__``
+HERE = Path(globals().get("__file__", "plot_tabular_benchmark.py")).resolve().parent
+RESULTS = Path(
+    os.environ.get("SKBP_TABULAR_RESULTS", HERE.parent / "benchmarks" / "output" / "tabular.json")
+)
+if not RESULTS.is_file():
+    raise SystemExit(
+        f"this example needs the tabular benchmark's raw results, {RESULTS}, which are "
+        f"not there: make them with {MAKE_IT} (an hour and more)"
+    )
+raw = json.loads(RESULTS.read_text())
 
-with open(RESULTS) as fh:
-    raw = json.load(fh)
-meta, results = raw["meta"], raw["results"]
+rows = [
+    {
+        "set": name,
+        "task": entry["info"]["task"],
+        "model": model,
+        "score": np.mean(r["score"]),
+        "fit_s": np.mean(r["fit_s"]),  # per fold
+        "fit_total_s": np.sum(r["fit_s"]),
+    }
+    for name, entry in raw["results"].items()
+    for model, r in entry["models"].items()
+    if r.get("score")
+]
+results = pd.DataFrame(rows)
+TASKS = [t for t in ("classification", "regression") if t in set(results["task"])]
+# the benchmark's order (a model it adds later comes last)
+ORDER = ["HGB", "Linear", "MLP", "BP", "RealMLP", "Tabular"]
+MODELS = sorted(set(results["model"]), key=lambda m: (ORDER + [m]).index(m))
+METRIC = {"classification": "accuracy", "regression": "RMSE / std(target)"}
+HIGHER = {"classification": True, "regression": False}
 
-print(f"machine: {meta['cpu']}, {meta['cores']} cores; {meta['folds']} folds")
-print("versions:", ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
+meta = raw["meta"]
+print(f"results: {RESULTS.name}, {meta['folds']} folds per set")
+print(f"machine: {meta['cpu']}, {meta['cores']} usable cores")
+print("versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
 for run in meta["runs"]:
-    print("run:", run["command"], f"({run.get('date', 'undated')})")
-
-MODELS = ["HGB", "Linear", "MLP", "BP", "RealMLP", "Tabular"]
-STYLE = {
-    "HGB": ("tab:green", "s"),
-    "Linear": ("tab:gray", "v"),
-    "MLP": ("tab:orange", "^"),
-    "BP": ("tab:blue", "o"),
-    "RealMLP": ("tab:purple", "D"),
-    "Tabular": ("tab:red", "*"),
-}
-
-
-def per_set(task):
-    """``{set: {model: (mean score, mean fit seconds per fold)}}`` for ``task``."""
-    out = {}
-    for name, entry in results.items():
-        if entry["info"]["task"] != task:
-            continue
-        out[name] = {
-            m: (float(np.mean(r["score"])), float(np.mean(r["fit_s"])))
-            for m, r in entry["models"].items()
-        }
-    return out
-
-
-classification, regression = per_set("classification"), per_set("regression")
-models = [m for m in MODELS if any(m in e["models"] for e in results.values())]
-print("models:", ", ".join(models))
+    date = run.get("date", "date not recorded")
+    print(f"run ({date}, {run['threads']} thread(s) per model): {run['command']}")
+for task in TASKS:
+    sets = results.loc[results["task"] == task, "set"].unique()
+    print(f"{task}: {len(sets)} sets: {', '.join(sets)}")
 
 # %%
 # Score against fit time
 # ----------------------
-# One point per model and data set: the mean score over the folds against the
-# mean seconds one fit took (log scale).  Higher is better for accuracy, lower
-# for the relative RMSE.  Points of the same colour are one model.
+# Each small marker is one model on one data set; the large outlined marker is
+# the model's mean score over the sets at the geometric mean of its fit times.
+# Points to the left fit faster; points higher up (classification) or lower
+# down (regression) score better.  The spread along the score axis is mostly
+# the sets' own difficulty: compare the colours within a set in the second
+# figure.
+MARKERS = dict(zip(MODELS, "osD^vP*X", strict=False))
+COLOURS = dict(zip(MODELS, plt.get_cmap("tab10").colors, strict=False))
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-for ax, (task, sets, label) in zip(
-    axes,
-    [
-        ("classification", classification, "accuracy (higher is better)"),
-        ("regression", regression, "RMSE / std(target) (lower is better)"),
-    ],
-    strict=True,
-):
-    for m in models:
-        pts = np.array([sets[s][m] for s in sets if m in sets[s]])
-        if pts.size == 0:
-            continue
-        colour, marker = STYLE[m]
-        ax.scatter(pts[:, 1], pts[:, 0], c=colour, marker=marker, s=40, alpha=0.8, label=m)
-    ax.set_xscale("log")
-    ax.set_xlabel("seconds per fit (mean over the folds)")
-    ax.set_ylabel(label)
-    ax.set_title(f"{task}: {len(sets)} data sets")
-    ax.grid(True, which="both", alpha=0.3)
-axes[0].legend(loc="lower right")
+
+def style(model):
+    return {"marker": MARKERS[model], "color": COLOURS[model]}
+
+
+fig, axes = plt.subplots(1, len(TASKS), figsize=(6 * len(TASKS), 5), squeeze=False)
+for ax, task in zip(axes[0], TASKS, strict=True):
+    part = results[results["task"] == task]
+    for model in [m for m in MODELS if m in set(part["model"])]:
+        points = part[part["model"] == model]
+        ax.scatter(points["fit_s"], points["score"], s=25, alpha=0.6, **style(model))
+        ax.scatter(
+            np.exp(np.log(points["fit_s"]).mean()),
+            points["score"].mean(),
+            s=160,
+            edgecolors="black",
+            label=model,
+            **style(model),
+        )
+    better = "higher" if HIGHER[task] else "lower"
+    ax.set(xscale="log", xlabel="mean fit time per fold (s)")
+    ax.set(ylabel=f"mean {METRIC[task]} over the folds", title=f"{task} ({better} is better)")
+    ax.grid(True, which="major", alpha=0.3)
+axes[0][0].legend(title="model")
 fig.tight_layout()
-plt.show()
 
 # %%
-# Against gradient boosting, set by set
-# -------------------------------------
-# The same points, each model's score minus HistGradientBoosting's on the same
-# set (in points of accuracy, or of relative RMSE with the sign turned so that
-# above 0 is better than HGB), against its fit time as a multiple of HGB's.
-# The band is one point either side of HGB.
+# Against HistGradientBoosting, set by set
+# ----------------------------------------
+# The same points relative to ``HGB`` on the same set: across, each model's
+# fit time over HGB's; up, how much better its score is than HGB's (for
+# regression, HGB's RMSE / std minus the model's, so that up is better on both
+# panels).  The dashed lines mark HGB itself: a point in the upper left
+# quadrant beats HGB and fits faster.
+if "HGB" in MODELS:
+    hgb = results[results["model"] == "HGB"].set_index("set")
+    others = results[(results["model"] != "HGB") & results["set"].isin(hgb.index)].copy()
+    sign = np.where(others["task"] == "classification", 1.0, -1.0)
+    others["gain"] = sign * (others["score"] - hgb.loc[others["set"], "score"].to_numpy())
+    others["time_ratio"] = others["fit_s"] / hgb.loc[others["set"], "fit_s"].to_numpy()
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-for ax, (task, sets, sign) in zip(
-    axes, [("classification", classification, 1.0), ("regression", regression, -1.0)], strict=True
-):
-    for m in models:
-        if m == "HGB":
-            continue
-        xy = [
-            (sets[s][m][1] / sets[s]["HGB"][1], 100 * sign * (sets[s][m][0] - sets[s]["HGB"][0]))
-            for s in sets
-            if m in sets[s] and "HGB" in sets[s]
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(6 * len(TASKS), 5), squeeze=False)
+    for ax, task in zip(axes[0], TASKS, strict=True):
+        part = others[others["task"] == task]
+        for model in [m for m in MODELS if m in set(part["model"])]:
+            points = part[part["model"] == model]
+            ax.scatter(points["time_ratio"], points["gain"], s=30, label=model, **style(model))
+        ax.axhline(0, color="black", linestyle="--", linewidth=1)
+        ax.axvline(1, color="black", linestyle="--", linewidth=1)
+        ax.set(xscale="log", xlabel="fit time / HGB's on the same set")
+        ax.set(ylabel=f"{METRIC[task]}: better than HGB by", title=task)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][0].legend(title="model")
+    fig.tight_layout()
+
+# %%
+# Summary per model
+# -----------------
+# Over the sets of each task that every model ran on: the mean score, the total
+# fit time over all folds of those sets, and on how many sets the model's mean
+# score is at most one point (0.01) worse than HGB's, or better.
+WITHIN = 0.01
+
+
+def summary(results, task):
+    """Mean score, total fit seconds and sets within ``WITHIN`` of HGB, per model."""
+    part = results[results["task"] == task]
+    scores = part.pivot(index="set", columns="model", values="score").dropna()
+    scores = scores[[m for m in MODELS if m in scores]]
+    fit = part.pivot(index="set", columns="model", values="fit_total_s").loc[scores.index]
+    table = pd.DataFrame(
+        {"mean score": scores.mean(), "total fit s": fit.sum()}, index=list(scores.columns)
+    )
+    if "HGB" in scores:
+        gain = scores.sub(scores["HGB"], axis=0) * (1 if HIGHER[task] else -1)
+        near = (gain >= -WITHIN - 1e-12).sum()  # 1e-12: 0.95 - 0.96 is just below -0.01
+        table["within 1 pt of HGB"] = [
+            "-" if m == "HGB" else f"{near[m]}/{len(scores)}" for m in table.index
         ]
-        if not xy:
-            continue
-        colour, marker = STYLE[m]
-        ax.scatter(*np.array(xy).T, c=colour, marker=marker, s=40, alpha=0.8, label=m)
-    ax.axhspan(-1, 1, color="tab:green", alpha=0.1)
-    ax.axhline(0, color="tab:green", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("fit time / HGB's fit time")
-    ax.set_ylabel("points better than HGB")
-    ax.set_title(task)
-    ax.grid(True, which="both", alpha=0.3)
-axes[0].legend(loc="lower right")
-fig.tight_layout()
+    return table, len(scores)
+
+
+for task in TASKS:
+    table, n_sets = summary(results, task)
+    better = "higher" if HIGHER[task] else "lower"
+    print(f"\n{task}: {METRIC[task]} ({better} is better), over {n_sets} sets")
+    print(
+        table.to_string(formatters={"mean score": "{:.3f}".format, "total fit s": "{:.1f}".format})
+    )
+
 plt.show()
-
-# %%
-# The summary
-# -----------
-# Per model: the mean score over the sets every model ran on, the total fit
-# time over all folds, and on how many sets it is within one point of
-# HistGradientBoosting (or better) and ahead of scikit-learn's MLP.
-
-
-def summary(sets, higher):
-    common = [s for s in sets if all(m in sets[s] for m in models)]
-    n, sign = len(common), 1.0 if higher else -1.0
-    print("   model  mean score   fit s  within 1 pt of HGB  beats MLP")
-    for m in models:
-        score = np.mean([sets[s][m][0] for s in common])
-        fit = sum(sets[s][m][1] for s in common) * meta["folds"]
-        near = sum(sign * (sets[s][m][0] - sets[s]["HGB"][0]) >= -0.01 for s in common)
-        beats = sum(sign * (sets[s][m][0] - sets[s]["MLP"][0]) > 0 for s in common)
-        print(f"{m:>8} {score:11.4f} {fit:7.1f} {near:>13} of {n:<2} {beats:>5} of {n}")
-
-
-print("classification (accuracy):")
-summary(classification, higher=True)
-print("\nregression (RMSE / std(target)):")
-summary(regression, higher=False)

@@ -1,7 +1,9 @@
 """The benchmark harness's contracts: every suite module is found, imports and
 registers its arguments (no benchmark runs here)."""
 
+import fnmatch
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -54,21 +56,33 @@ def test_suite_registers_its_arguments(bench, found, name):
     assert callable(found[name].run)
     path = bench._common.output_path(name, args)
     assert Path(path).name == f"{name.replace('-', '_')}_16core_quick.txt"
+    json_path = bench._common.output_path(name, args, "json")
+    assert Path(json_path).name == f"{name.replace('-', '_')}_16core_quick.json"
 
 
-def test_tabular_raw_results_go_where_the_gallery_reads_them(bench, found):
-    # the gallery's tabular example draws benchmarks/output/tabular.json; a
-    # smoke run must not replace it, and --json still names another file
-    _, sub = bench.build_parser(found)
-    tabular = found["tabular"]
-    path = Path(tabular.raw_json_path(sub.choices["tabular"].parse_args([])))
-    assert path == ROOT / "benchmarks" / "output" / "tabular.json"
-    example = (ROOT / "examples" / "plot_tabular_benchmark.py").read_text()
-    assert '"benchmarks" / "output" / "tabular.json"' in example
-    quick = tabular.raw_json_path(sub.choices["tabular"].parse_args(["--quick"]))
-    assert Path(quick).name == "tabular_quick.json"
-    named = sub.choices["tabular"].parse_args(["--json", "raw.json"])
-    assert tabular.raw_json_path(named) == "raw.json"
+def test_tabular_writes_its_raw_results_beside_its_report(bench, monkeypatch, tmp_path, capsys):
+    """The raw per-fold results (the gallery's input) go to
+    ``benchmarks/output/tabular[_quick].json``, named like the report, which git
+    ignores for a quick run; ``--json`` writes them elsewhere and ``--resume``
+    reuses them without fitting again."""
+    monkeypatch.setattr(bench._common, "OUTPUT_DIR", str(tmp_path))
+    quick = ["tabular", "--quick", "--datasets", "digits", "--models", "Linear", "--threads", "1"]
+    bench.main(quick)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tabular_quick.json", "tabular_quick.txt"]
+    raw = json.loads((tmp_path / "tabular_quick.json").read_text())
+    assert raw["results"]["digits"]["info"]["task"] == "classification"
+    assert len(raw["results"]["digits"]["models"]["Linear"]["fit_s"]) == 2  # --quick: 2 folds
+    (run,) = raw["meta"]["runs"]
+    assert run["command"] and run["date"]  # where the figures come from
+    ignored = [ln for ln in (ROOT / ".gitignore").read_text().splitlines() if "*" in ln]
+    for name in ("tabular_quick.json", "tabular_quick.txt"):
+        assert any(fnmatch.fnmatch(f"benchmarks/output/{name}", g) for g in ignored), name
+
+    elsewhere = tmp_path / "elsewhere.json"
+    capsys.readouterr()
+    bench.main([*quick, "--resume", str(tmp_path / "tabular_quick.json"), "--json", str(elsewhere)])
+    assert "digits (" not in capsys.readouterr().err  # nothing fitted again
+    assert json.loads(elsewhere.read_text())["results"] == raw["results"]
 
 
 def test_a_new_suite_module_is_found_without_touching_the_dispatcher(bench, tmp_path):

@@ -6,7 +6,11 @@ and install lines that work.
 """
 
 import ast
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,6 +206,25 @@ def test_gallery_page_of_the_long_example_skipped_says_how_to_run_it(monkeypatch
     assert not pattern.search("/examples/plot_mnist.py")
 
 
+def test_gallery_page_of_an_example_whose_results_file_is_missing_says_so(monkeypatch):
+    """An example that plots a benchmark's recorded results is not run when the
+    file is not there, and its page and the example name the command that makes it."""
+    import os.path
+
+    isfile = os.path.isfile
+    monkeypatch.setattr(os.path, "isfile", lambda p: not p.endswith("tabular.json") and isfile(p))
+    conf = _conf(monkeypatch)
+    pattern = re.compile(conf["sphinx_gallery_conf"]["filename_pattern"])
+    assert not pattern.search("/examples/plot_tabular_benchmark.py")
+    assert pattern.search("/examples/plot_quickstart.py")
+    path, make = conf["GALLERY_FILES"]["plot_tabular_benchmark"]
+    note = conf["NOT_RUN"]["plot_tabular_benchmark"]
+    assert f"``{path}``" in note and f"``{make}``" in note
+    assert make in (ROOT / "examples" / "plot_tabular_benchmark.py").read_text()
+    monkeypatch.undo()
+    assert "plot_tabular_benchmark" not in _conf(monkeypatch)["NOT_RUN"]  # the file is there
+
+
 def test_examples_name_the_install_command_the_docs_give(monkeypatch):
     """Each example that needs a data package stops with the command its page's
     note and examples/README.rst give."""
@@ -211,3 +234,58 @@ def test_examples_name_the_install_command_the_docs_give(monkeypatch):
         assert f'find_spec("{module}")' in source and install in source, name
         package = install.split()[-1]
         assert re.search(rf"pip install .*{re.escape(package)}", readme), package
+
+
+def _fold(scores, fit_s):
+    return {"score": scores, "auc": [], "fit_s": fit_s, "predict_s": [0.0] * len(scores)}
+
+
+def _run_tabular_example(results_file):
+    env = {**os.environ, "SKBP_TABULAR_RESULTS": str(results_file), "MPLBACKEND": "Agg"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "plot_tabular_benchmark.py")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_tabular_benchmark_example_summarises_the_file_it_reads(tmp_path):
+    """The gallery's benchmark page computes its summary from the results file:
+    only the sets every model ran on, a point (0.01) of HGB counted in each
+    task's own direction, and the run's command and date printed."""
+    info = {"task": "classification", "classes": 2}
+    raw = {
+        "meta": {
+            "cpu": "a test CPU", "cores": 2, "versions": {"skbp": "0"}, "folds": 2, "notes": [],
+            "runs": [{"command": "python benchmarks/bench.py tabular --test", "threads": 2,
+                      "date": "2001-02-03 04:05 UTC", "load_start": "0 0 0"}],
+        },
+        "results": {
+            "A": {"info": info, "models": {"HGB": _fold([0.96, 0.96], [1.0, 1.0]),
+                                           "BP": _fold([0.95, 0.95], [0.5, 0.5])}},
+            "B": {"info": info, "models": {"HGB": _fold([0.9, 0.9], [1.0, 1.0]),
+                                           "BP": _fold([0.8, 0.8], [0.25, 0.25])}},
+            "C": {"info": info, "models": {"HGB": _fold([0.5, 0.5], [9.0, 9.0]),
+                                           "BP": {"error": "ValueError: broken"}}},
+            "R": {"info": {"task": "regression", "classes": None},
+                  "models": {"HGB": _fold([0.30, 0.30], [1.0, 1.0]),
+                             "BP": _fold([0.32, 0.32], [2.0, 2.0])}},
+        },
+    }  # fmt: skip
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(raw))
+    p = _run_tabular_example(path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout
+    assert "python benchmarks/bench.py tabular --test" in out and "2001-02-03 04:05 UTC" in out
+    classification, regression = out.split("\nregression: RMSE")
+    assert "over 2 sets" in classification  # C: BP has no scores there
+    assert re.search(r"^HGB +0\.930 +4\.0 +- *$", classification, re.M)
+    assert re.search(r"^BP +0\.875 +1\.5 +1/2 *$", classification, re.M)
+    # lower is better: 0.02 above HGB's RMSE / std is two points worse
+    assert re.search(r"^BP +0\.320 +4\.0 +0/1 *$", regression, re.M)
+
+
+def test_tabular_benchmark_example_without_its_file_says_how_to_make_it(tmp_path):
+    p = _run_tabular_example(tmp_path / "absent.json")
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "python benchmarks/bench.py tabular --max-rows 5000 --threads 2" in p.stderr

@@ -349,18 +349,23 @@ class _Tee(io.TextIOBase):
             st.flush()
 
 
-def output_path(name, args):
+def output_path(name, args, ext="txt"):
     """Where suite ``name`` writes its raw output: ``--out``, else
     ``benchmarks/output/<name>[_<suffix>].txt`` (``--quick`` adds ``quick``, so a
-    smoke run never replaces a real output)."""
-    if getattr(args, "out", None):
+    smoke run never replaces a real output).
+
+    ``ext``: the default file of another output of the suite, named by the same
+    rule (``"json"``: ``benchmarks/output/<name>[_<suffix>][_quick].json``);
+    ``--out`` names the text output only.
+    """
+    if ext == "txt" and getattr(args, "out", None):
         return args.out
     parts = [name.replace("-", "_")]
     if getattr(args, "out_suffix", None):
         parts.append(args.out_suffix)
     if args.quick:
         parts.append("quick")
-    return os.path.join(OUTPUT_DIR, "_".join(parts) + ".txt")
+    return os.path.join(OUTPUT_DIR, "_".join(parts) + "." + ext)
 
 
 @contextlib.contextmanager

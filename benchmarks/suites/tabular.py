@@ -13,13 +13,17 @@ regression of log(price)) and scikit-learn's digits.
     python benchmarks/bench.py tabular --quick           # smoke run: 3 small sets, 2 folds
     python benchmarks/bench.py tabular                   # every set, 5 folds
     python benchmarks/bench.py tabular --datasets Sonar,Glass --models HGB,BP --threads 1
-    python benchmarks/bench.py tabular --json raw.json --resume raw.json   # run in pieces
-    python benchmarks/bench.py tabular --report raw.json --out report.md   # tables only
+    python benchmarks/bench.py tabular --resume benchmarks/output/tabular.json   # in pieces
+    python benchmarks/bench.py tabular --report benchmarks/output/tabular.json --out r.md
+
+Besides the report (``benchmarks/output/tabular.txt``), a run writes its raw
+per-fold results to ``benchmarks/output/tabular.json`` (named like the report:
+``--out-suffix`` and ``--quick`` add to the name; ``--json FILE`` writes them
+elsewhere), after every model, so that an interrupted run can go on with
+``--resume``. The gallery's tabular benchmark example draws its figures from
+that file.
 
 It is long (an hour and more on two cores), so ``bench.py all`` leaves it out.
-Besides the text output, the raw per-fold results go to
-``benchmarks/output/tabular.json`` (``--json`` names another file; ``--quick``
-writes ``tabular_quick.json``), which the gallery's tabular example draws.
 
 Models, each with its defaults and ``random_state=0``:
 
@@ -61,6 +65,7 @@ BP's on the same sets (> 1: slower than skbp).
 """
 
 import contextlib
+import datetime
 import importlib.metadata
 import json
 import os
@@ -86,7 +91,7 @@ from threadpoolctl import threadpool_limits
 import skbp
 from skbp import BPClassifier, BPRegressor
 
-from ._common import BENCH_DIR, command_line, header, output_path
+from ._common import BENCH_DIR, command_line, header, log, output_path
 
 if BENCH_DIR not in sys.path:  # the data loader's documented home: benchmarks/tabular_data.py
     sys.path.insert(0, BENCH_DIR)
@@ -384,7 +389,9 @@ def report(results, meta, models):
         "rows used: as the tables show",
     ]
     out += [
-        f"run: `{r['command']}`: {r['threads']} thread(s) per model; load average "
+        f"run: `{r['command']}`"
+        + (f" on {r['date']}" if "date" in r else "")
+        + f": {r['threads']} thread(s) per model; load average "
         f"{r['load_start']} at start, {r.get('load_end', '?')} at end; "
         f"warm-up {r['warmup_s']:.1f} s (not timed)"
         for r in meta["runs"]
@@ -438,18 +445,11 @@ def add_arguments(p):
     )
     p.add_argument(
         "--json",
-        help="write the raw per-fold results to this file (default: the raw output's "
-        "name with .json, benchmarks/output/tabular.json; the gallery's tabular "
-        "example draws it)",
+        metavar="FILE",
+        help="raw per-fold results (default: benchmarks/output/tabular[_SUFFIX][_quick].json)",
     )
     p.add_argument("--resume", help="reuse results of a previous --json file (same folds)")
     p.add_argument("--report", help="only print the report of a --json file (no fits)")
-
-
-def raw_json_path(args):
-    """Where the raw per-fold results go: ``--json``, else the text output's
-    path with ``.json`` (``benchmarks/output/tabular.json``, read by the gallery)."""
-    return args.json or os.path.splitext(output_path("tabular", args))[0] + ".json"
 
 
 def show(results, meta):
@@ -493,7 +493,7 @@ def run(args):
         results, runs = old_run["results"], old_run["meta"]["runs"]
     run = {
         "command": command_line(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "date": f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
         "threads": args.threads,
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
@@ -506,9 +506,10 @@ def run(args):
         "runs": runs,
     }
 
-    json_path = raw_json_path(args)
+    json_path = args.json or output_path("tabular", args, "json")
 
     def save():
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
         with open(json_path, "w") as fh:
             json.dump({"meta": meta, "results": results}, fh, indent=1)
 
@@ -548,4 +549,5 @@ def run(args):
             save()  # after every model, so that an interrupted run can --resume
     run["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     save()
+    log(f"raw results written to {os.path.relpath(json_path)}")
     show(results, meta)
