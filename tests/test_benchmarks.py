@@ -1,5 +1,6 @@
 """The benchmark harness's contracts: every suite module is found, imports and
-registers its arguments (no benchmark runs here)."""
+registers its arguments; the tabular suite's raw results go where the gallery
+reads them (one quick run on digits with a linear model, the only fits here)."""
 
 import fnmatch
 import importlib.util
